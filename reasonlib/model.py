@@ -1,0 +1,207 @@
+"""A small causal Transformer (GPT-style, pre-LayerNorm) with a KV cache.
+
+Shapes: B batch, T time, C = n_embd, H = n_head, D = C // H (head size), V vocab.
+
+Positions are rotary (RoPE) rather than a learned table: a learned table leaves the
+positions of longer problems untrained until a curriculum reaches them (we measured loss
+spikes above 10 nats at every stage change), while rotary attention scores depend on
+relative offsets, so what is learned on short problems carries over to longer ones.
+
+Two ways in:
+* ``model(idx)``: training path, right-padded ``(B, T)`` ids, plain causal attention
+  (padding sits after the real tokens, so it can never leak into them).
+* ``model(idx, valid=mask)``: left-padded prompts of mixed lengths; ``valid`` (B, T) marks
+  real tokens. Positions count from each row's first real token, and padded keys are
+  masked out, so a row's logits do not depend on how much padding it got.
+* ``prefill`` / ``decode_step`` with a :class:`KVCache`: the same maths, one new token
+  at a time, used by :mod:`reasonlib.sampling`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .tokenizer import VOCAB_SIZE
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    block_size: int = 32
+    vocab_size: int = VOCAB_SIZE
+    mlp_ratio: int = 4
+
+    def __post_init__(self):
+        for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "mlp_ratio"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"ModelConfig.{k}={v!r}: must be a positive integer")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"ModelConfig.n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Preallocated keys/values for every layer: (L, B, H, T_max, D), plus which slots hold
+    real tokens (``valid``, (B, T_max)) and each row's next position id (``next_pos``, (B,))."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, t_max: int, device, dtype):
+        d = cfg.n_embd // cfg.n_head
+        self.k = torch.zeros(cfg.n_layer, batch, cfg.n_head, t_max, d, device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.valid = torch.zeros(batch, t_max, dtype=torch.bool, device=device)
+        self.next_pos = torch.zeros(batch, dtype=torch.long, device=device)
+        self.t = 0  # slots filled so far
+
+    def repeat_interleave(self, n: int) -> "KVCache":
+        """Each row repeated n times in place (n samples of one prompt share its prefill)."""
+        if n > 1:
+            self.k = self.k.repeat_interleave(n, dim=1)
+            self.v = self.v.repeat_interleave(n, dim=1)
+            self.valid = self.valid.repeat_interleave(n, dim=0)
+            self.next_pos = self.next_pos.repeat_interleave(n, dim=0)
+        return self
+
+
+def rope_tables(pos: torch.Tensor, d: int, base: float = 10000.0):
+    """cos/sin for positions ``pos`` (B, T) -> each (B, 1, T, d/2)."""
+    inv = 1.0 / (base ** (torch.arange(0, d, 2, device=pos.device, dtype=torch.float32) / d))
+    ang = pos[:, None, :, None].float() * inv  # (B, 1, T, d/2)
+    return ang.cos(), ang.sin()
+
+
+def _rotate(x, cos, sin):
+    """Rotate channel pairs (x[i], x[i + D/2]) of (B, H, T, D) by the position angles."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.h = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x, rope, mask=None, cache: KVCache | None = None, layer: int = 0):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        # (B, T, C) -> (B, H, T, D)
+        q, k, v = (t.view(B, T, self.h, C // self.h).transpose(1, 2) for t in (q, k, v))
+        q, k = _rotate(q, *rope), _rotate(k, *rope)
+        if cache is not None:
+            s = cache.t
+            cache.k[layer, :, :, s:s + T] = k
+            cache.v[layer, :, :, s:s + T] = v
+            k = cache.k[layer, :, :, : s + T]
+            v = cache.v[layer, :, :, : s + T]
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.n_embd)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.n_embd)
+        self.fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd)
+        self.out = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd)
+
+    def forward(self, x, rope, mask=None, cache=None, layer=0):
+        x = x + self.attn(self.ln1(x), rope, mask, cache, layer)
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.head.weight = self.tok.weight  # tied input/output embeddings
+        self.apply(self._init)
+        for b in self.blocks:  # GPT-2 scaled init of residual projections
+            for w in (b.attn.proj.weight, b.out.weight):
+                nn.init.normal_(w, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weights counted once
+
+    def _trunk(self, idx, pos, mask=None, cache=None):
+        x = self.tok(idx)
+        rope = rope_tables(pos, self.cfg.n_embd // self.cfg.n_head)
+        for i, b in enumerate(self.blocks):
+            x = b(x, rope, mask, cache, i)
+        return self.ln_f(x)
+
+    def forward(self, idx, valid=None, hidden_only: bool = False):
+        """Logits (B, T, V). ``valid`` (B, T) bool marks real tokens of left-padded rows."""
+        B, T = idx.shape
+        if T > self.cfg.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}")
+        if valid is None:
+            pos = torch.arange(T, device=idx.device).expand(B, T)
+            h = self._trunk(idx, pos)
+        else:
+            pos = (valid.long().cumsum(1) - 1).clamp_min(0)
+            h = self._trunk(idx, pos, _padded_causal_mask(valid))
+        return h if hidden_only else self.head(h)
+
+    # ---- incremental decoding -------------------------------------------------------
+    def new_cache(self, batch: int, t_max: int) -> KVCache:
+        p = self.tok.weight
+        return KVCache(self.cfg, batch, t_max, p.device, p.dtype)
+
+    def prefill(self, idx, valid, cache: KVCache):
+        """Run left-padded prompts (B, P) into an empty cache; return last-position logits (B, V)."""
+        B, P = idx.shape
+        pos = (valid.long().cumsum(1) - 1).clamp_min(0)
+        cache.valid[:, :P] = valid
+        h = self._trunk(idx, pos, _padded_causal_mask(valid), cache)
+        cache.t = P
+        cache.next_pos = pos[:, -1] + 1
+        return self.head(h[:, -1])
+
+    def decode_step(self, tok, cache: KVCache):
+        """Append one token per row (B,) and return the next logits (B, V)."""
+        if cache.t >= cache.k.shape[3]:
+            raise ValueError("KV cache is full")
+        cache.valid[:, cache.t] = True
+        mask = cache.valid[:, None, None, : cache.t + 1]  # (B, 1, 1, t+1)
+        h = self._trunk(tok[:, None], cache.next_pos[:, None], mask, cache)
+        cache.t += 1
+        cache.next_pos = cache.next_pos + 1
+        return self.head(h[:, -1])
+
+
+def _padded_causal_mask(valid: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, T) bool: query i may see key j iff j <= i and key j is real.
+    Every query also sees itself, so padded query rows never become all-masked (NaN)."""
+    T = valid.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=valid.device).tril()
+    eye = torch.eye(T, dtype=torch.bool, device=valid.device)
+    return ((causal & valid[:, None, :]) | eye)[:, None]

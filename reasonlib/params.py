@@ -1,0 +1,183 @@
+"""Notebook / CLI parameters: one flat schema, YAML profiles, validation before compute.
+
+Every notebook's ``parameters`` cell holds flat literals whose defaults are the ``smoke``
+sizes (``params/smoke.yaml`` equals :data:`DEFAULTS`, a test checks it). The next cell calls
+:func:`collect` on the notebook's globals: every parameter papermill injected is checked
+(type, range, allowed values), unknown names are refused, and derived configs are built
+from the result. Errors name the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .curriculum import CURRICULA
+from .tasks import BUCKETS, FORMATS
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class ParamError(ValueError):
+    """A parameter value that is not allowed; the message names key, value and rule."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    default: Any
+    kind: str          # "int", "float", "str", "choice", "list_choice", "list_int"
+    rule: str          # human-readable allowed values
+    check: Callable[[Any], bool] = lambda v: True
+    choices: tuple = ()
+
+
+def _pos(v):
+    return v > 0
+
+
+def _nonneg(v):
+    return v >= 0
+
+
+def _unit(v):
+    return 0 <= v < 1
+
+
+SCHEMA: dict[str, Spec] = {
+    "seed": Spec(0, "int", "an integer >= 0", _nonneg),
+    "run_dir": Spec("runs/smoke/seed-0", "str", "a non-empty path (relative to the repo root)"),
+    "artifacts_dir": Spec("runs/artifacts", "str", "a non-empty path (relative to the repo root)"),
+    "device": Spec("cpu", "choice", "one of " + ", ".join(DEVICES), choices=DEVICES),
+    "fmt": Spec("reversed", "choice", "one of " + ", ".join(FORMATS), choices=FORMATS),
+    "max_digits": Spec(3, "int", "an integer in 1..6", lambda v: 1 <= v <= 6),
+    "curricula": Spec(["control", "targeted"], "list_choice",
+                      "a non-empty list of distinct names from " + ", ".join(CURRICULA),
+                      choices=CURRICULA),
+    "buckets": Spec(list(BUCKETS), "list_choice",
+                    "a non-empty list of distinct names from " + ", ".join(BUCKETS),
+                    choices=BUCKETS),
+    "n_layer": Spec(2, "int", "an integer > 0", _pos),
+    "n_head": Spec(4, "int", "an integer > 0 that divides n_embd", _pos),
+    "n_embd": Spec(64, "int", "an integer > 0", _pos),
+    "total_tokens": Spec(150_000, "int", "an integer > 0 (training tokens per curriculum)", _pos),
+    "batch_size": Spec(128, "int", "an integer > 0", _pos),
+    "lr": Spec(0.002, "float", "a number > 0", _pos),
+    "min_lr_frac": Spec(0.1, "float", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+    "warmup_frac": Spec(0.05, "float", "a number in [0, 1)", _unit),
+    "weight_decay": Spec(0.1, "float", "a number >= 0", _nonneg),
+    "grad_clip": Spec(1.0, "float", "a number > 0", _pos),
+    "replay": Spec(0.2, "float", "a number in [0, 1)", _unit),
+    "mixed_replay": Spec(0.15, "float", "a number in [0, 1)", _unit),
+    "eval_every": Spec(50, "int", "an integer > 0 (steps between probes)", _pos),
+    "eval_n": Spec(30, "int", "an integer > 0 (probe problems per bucket)", _pos),
+    "n_eval": Spec(100, "int", "an integer > 0 (eval problems per bucket)", _pos),
+    "eval_seed": Spec(1234, "int", "an integer >= 0", _nonneg),
+    "n_samples": Spec(16, "int", "an integer > 0 (samples per problem)", _pos),
+    "ks": Spec([1, 2, 4, 8, 16], "list_int", "a non-empty list of distinct integers > 0", _pos),
+    "temperature": Spec(1.0, "float", "a number > 0", _pos),
+    "top_k": Spec(0, "int", "an integer >= 0 (0 = no top-k)", _nonneg),
+    "n_passk": Spec(50, "int", "an integer > 0 (problems per bucket for pass@k)", _pos),
+}
+DEFAULTS = {k: s.default for k, s in SCHEMA.items()}
+
+
+def _fail(key, value, rule):
+    raise ParamError(f"parameter {key!r} = {value!r}: must be {rule}")
+
+
+def check_value(key: str, value: Any) -> Any:
+    """Validate one parameter; return it normalised (ints accepted where floats are)."""
+    if key not in SCHEMA:
+        raise ParamError(f"unknown parameter {key!r} (value {value!r}); "
+                         f"allowed: {', '.join(SCHEMA)}")
+    s = SCHEMA[key]
+    isint = isinstance(value, int) and not isinstance(value, bool)
+    if s.kind == "int":
+        if not isint or not s.check(value):
+            _fail(key, value, s.rule)
+    elif s.kind == "float":
+        if not (isint or isinstance(value, float)) or value != value or not s.check(value):
+            _fail(key, value, s.rule)
+        value = float(value)
+    elif s.kind == "str":
+        if not isinstance(value, str) or not value.strip():
+            _fail(key, value, s.rule)
+    elif s.kind == "choice":
+        if not isinstance(value, str) or value not in s.choices:
+            _fail(key, value, s.rule)
+    elif s.kind in ("list_choice", "list_int"):
+        if not isinstance(value, (list, tuple)) or not value or len(set(map(repr, value))) != len(value):
+            _fail(key, value, s.rule)
+        for v in value:
+            ok = (v in s.choices if s.kind == "list_choice" and isinstance(v, str)
+                  else s.kind == "list_int" and isinstance(v, int) and not isinstance(v, bool)
+                  and s.check(v))
+            if not ok:
+                _fail(key, value, s.rule + f" (bad entry {v!r})")
+        value = list(value)
+    return value
+
+
+def validate(values: dict) -> types.SimpleNamespace:
+    """Full parameter set: defaults overlaid with ``values``, each checked, then cross-checks."""
+    p = dict(DEFAULTS)
+    for k, v in values.items():
+        p[k] = check_value(k, v)
+    if p["n_embd"] % p["n_head"]:
+        _fail("n_head", p["n_head"], f"a divisor of n_embd={p['n_embd']}")
+    if max(p["ks"]) > p["n_samples"]:
+        _fail("ks", p["ks"], f"values <= n_samples={p['n_samples']}")
+    if p["eval_n"] > p["n_eval"]:
+        _fail("eval_n", p["eval_n"], f"<= n_eval={p['n_eval']}")
+    if p["replay"] + p["mixed_replay"] >= 1:
+        _fail("mixed_replay", p["mixed_replay"], f"< 1 - replay = {1 - p['replay']}")
+    return types.SimpleNamespace(**p)
+
+
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def collect(namespace: dict) -> types.SimpleNamespace:
+    """Validate the parameters living in a notebook's globals.
+
+    Every public, non-module, non-callable global is taken for a parameter, so a name
+    papermill injected that the schema does not know (a typo, a stale YAML key) is refused
+    instead of silently ignored. Call it right after the parameters cell.
+    """
+    vals = {}
+    for k, v in namespace.items():
+        if k.startswith("_") or k in _IPYTHON_NAMES or isinstance(v, types.ModuleType) or callable(v):
+            continue
+        vals[k] = v
+    return validate(vals)
+
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "params"
+
+
+def profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> dict:
+    """Read and validate a profile by name (``params/<name>.yaml``) or path; returns the raw
+    mapping (what papermill gets with ``-f``)."""
+    p = Path(name_or_path)
+    if p.suffix not in (".yaml", ".yml"):
+        p = PROFILES_DIR / f"{name_or_path}.yaml"
+        if not p.is_file():
+            raise ParamError(f"unknown profile {name_or_path!r}; allowed: {', '.join(profiles())}")
+    if not p.is_file():
+        raise ParamError(f"params file {str(p)!r} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ParamError(f"params file {str(p)!r} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ParamError(f"params file {str(p)!r} must hold a mapping of parameter: value, "
+                         f"got {type(raw).__name__}")
+    validate(raw)
+    return raw

@@ -1,0 +1,131 @@
+"""Figures shared by the notebooks. Each function draws on a new figure and returns it."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from .curriculum import Stage
+
+sns.set_theme(style="whitegrid", context="notebook")
+PALETTE = dict(zip(["control", "targeted", "d1", "d2_nocarry", "d2_carry", "mixed", "low_sum",
+                    "general", "ood_long"], sns.color_palette("tab10", 9)))
+
+
+def stage_schedule(scheds: dict[str, list[Stage]]):
+    """Stacked bucket shares over the token budget, one panel per curriculum."""
+    fig, axes = plt.subplots(1, len(scheds), figsize=(5.5 * len(scheds), 3.2), sharey=True,
+                             squeeze=False)
+    for ax, (name, st) in zip(axes[0], scheds.items()):
+        buckets = list(dict.fromkeys(b for s in st for b, _ in s.weights))
+        for s in st:
+            w = dict(s.weights)
+            bottom = 0.0
+            for b in buckets:
+                h = w.get(b, 0.0)
+                ax.bar(s.start, h, width=s.end - s.start, bottom=bottom, align="edge",
+                       color=PALETTE.get(b), edgecolor="white",
+                       label=b if s is st[-1] or b not in [x for x, _ in st[-1].weights] else None)
+                bottom += h
+            ax.text((s.start + s.end) / 2, 1.02, s.name, ha="center", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.1)
+        ax.set_title(f"{name} curriculum", pad=14)
+        ax.set_xlabel("share of the training-token budget")
+    axes[0][0].set_ylabel("share of each batch")
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    fig.legend(handles, labels, loc="center right", frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    return fig
+
+
+def _smooth(y, k):
+    y = np.asarray(y, dtype=float)
+    if len(y) < k or k < 2:
+        return y
+    c = np.cumsum(np.insert(y, 0, 0))
+    out = (c[k:] - c[:-k]) / k
+    return np.concatenate([y[: k - 1], out])
+
+
+def loss_curves(hists: dict[str, dict], title: str = ""):
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for name, h in hists.items():
+        tok = np.asarray(h["tokens"]) / 1e6
+        ax.plot(tok, h["loss"], color=PALETTE.get(name), alpha=0.25, lw=0.8)
+        ax.plot(tok, _smooth(h["loss"], 25), color=PALETTE.get(name), label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("training tokens (millions)")
+    ax.set_ylabel("answer-token loss (nats)")
+    ax.set_title(title or "SFT loss (faint: per step; solid: 25-step mean)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def probe_curves(hists: dict[str, dict], buckets, n_probe: int):
+    fig, axes = plt.subplots(1, len(hists), figsize=(5.5 * len(hists), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, (name, h) in zip(axes[0], hists.items()):
+        tok = np.array([e["tokens"] for e in h["eval"]]) / 1e6
+        for b in buckets:
+            ax.plot(tok, [e[b] for e in h["eval"]], marker=".", label=b, color=PALETTE.get(b))
+        ax.set_title(f"{name}: greedy accuracy during SFT (n={n_probe}/bucket)")
+        ax.set_xlabel("training tokens (millions)")
+        ax.set_ylim(-0.03, 1.03)
+    axes[0][0].set_ylabel("greedy exact match")
+    axes[0][-1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def bucket_bars(table: dict[str, dict[str, tuple[float, float, float]]], ylabel: str, title: str):
+    """table[arm][bucket] = (value, lo, hi): grouped bars with interval whiskers."""
+    arms = list(table)
+    buckets = list(next(iter(table.values())))
+    x = np.arange(len(buckets))
+    w = 0.8 / len(arms)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(buckets)), 3.4))
+    for i, arm in enumerate(arms):
+        v = np.array([table[arm][b][0] for b in buckets])
+        lo = np.array([table[arm][b][1] for b in buckets])
+        hi = np.array([table[arm][b][2] for b in buckets])
+        ax.bar(x + (i - (len(arms) - 1) / 2) * w, v, w, color=PALETTE.get(arm), label=arm,
+               yerr=np.vstack([v - lo, hi - v]), capsize=3)
+    ax.set_xticks(x, buckets, rotation=20)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def passk_curves(curves: dict[str, dict[str, list[tuple[int, float, float, float]]]], title: str):
+    """curves[arm][bucket] = [(k, value, lo, hi), ...]; one panel per bucket."""
+    buckets = list(next(iter(curves.values())))
+    cols = min(4, len(buckets))
+    rows = int(np.ceil(len(buckets) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), sharey=True,
+                             squeeze=False)
+    for ax, b in zip(axes.flat, buckets):
+        for arm, per in curves.items():
+            k, v, lo, hi = map(np.array, zip(*per[b]))
+            ax.plot(k, v, marker="o", color=PALETTE.get(arm), label=arm)
+            ax.fill_between(k, lo, hi, color=PALETTE.get(arm), alpha=0.2)
+        ax.set_xscale("log", base=2)
+        ax.set_title(b)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel("k")
+    for ax in axes.flat[len(buckets):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("pass@k")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

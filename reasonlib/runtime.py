@@ -1,0 +1,19 @@
+"""Device resolution, done once per notebook: ``auto`` picks cuda > mps > cpu."""
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(name: str = "auto") -> str:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA device is available; "
+                         "allowed here: auto, cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device='mps' was asked for but MPS is not available; allowed here: auto, cpu")
+    return name

@@ -1,0 +1,247 @@
+"""Supervised fine-tuning on a curriculum: loss on answer tokens only.
+
+AdamW, linear warmup then cosine decay (both driven by the share of the token budget
+used), gradient clipping, a periodic greedy probe on a fixed slice of the eval set, and
+checkpoints that hold everything needed to resume bit for bit: model, optimizer, the data
+generator's state, the torch RNG, step, tokens seen, history and config.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import artifacts, metrics, tasks
+from .curriculum import BatchMaker, check_curriculum
+from .model import GPT, ModelConfig
+from .tokenizer import PAD
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    curriculum: str = "targeted"
+    fmt: str = "plain"
+    max_digits: int = 3
+    seed: int = 0
+    # model
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    # optimisation
+    total_tokens: int = 200_000
+    batch_size: int = 128
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    # curriculum
+    replay: float = 0.2
+    mixed_replay: float = 0.15
+    # probing
+    eval_every: int = 50
+    eval_n: int = 50
+    eval_seed: int = 1234
+    n_eval: int = 100  # size of the fixed eval set whose large buckets training excludes
+
+    def __post_init__(self):
+        check_curriculum(self.curriculum)
+        tasks.check_format(self.fmt)
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
+                           block_size=tasks.block_size_for(self.max_digits, self.fmt))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SFTResult:
+    model: GPT
+    history: dict
+    path: Path | None = None
+    trained_now: bool = False
+    timing: dict = field(default_factory=dict)
+
+
+def lr_at(frac: float, base: float, warmup_frac: float, min_frac: float) -> float:
+    """Learning rate after ``frac`` of the budget: linear warmup, then cosine to min_frac*base."""
+    if warmup_frac > 0 and frac < warmup_frac:
+        return base * (frac + 1e-9) / warmup_frac
+    t = min(1.0, (frac - warmup_frac) / max(1e-9, 1 - warmup_frac))
+    return base * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def make_optimizer(model: GPT, cfg: SFTConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}],
+                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+
+
+def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over answer positions only.
+
+    tokens (B, T) right-padded ids; answer (B, T) marks answer tokens. Position t predicts
+    token t+1, so the hidden state at t is scored when token t+1 is an answer token; the
+    output layer runs on those positions only.
+    """
+    x, y, m = tokens[:, :-1], tokens[:, 1:], answer[:, 1:]
+    h = model(x, hidden_only=True)          # (B, T-1, C)
+    logits = model.head(h[m])               # (n_answer_tokens, V)
+    return F.cross_entropy(logits.float(), y[m])
+
+
+def _rng_state(rng: np.random.Generator) -> str:
+    return json.dumps(rng.bit_generator.state)
+
+
+def _set_rng_state(rng: np.random.Generator, s: str) -> None:
+    rng.bit_generator.state = json.loads(s)
+
+
+def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str = "cpu",
+              progress: bool = True, stop_after_step: int | None = None) -> SFTResult:
+    """Train (or resume, when ``ckpt_path`` holds an unfinished checkpoint of this config).
+
+    ``stop_after_step`` ends the loop early after saving a checkpoint: tests use it to
+    simulate an interrupted run.
+    """
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.model_config()).to(device)
+    opt = make_optimizer(model, cfg)
+    data_rng = np.random.default_rng([cfg.seed, 7])
+    eval_set = tasks.make_eval_set(cfg.max_digits, cfg.n_eval, cfg.eval_seed)
+    probe = eval_set.subset(cfg.eval_n)
+    maker = BatchMaker(cfg.curriculum, cfg.fmt, cfg.max_digits, cfg.batch_size, data_rng,
+                       exclude=eval_set.train_exclusions(), replay=cfg.replay,
+                       mixed_replay=cfg.mixed_replay)
+    step, seen = 0, 0
+    hist = {"step": [], "tokens": [], "loss": [], "lr": [], "grad_norm": [], "stage": [],
+            "eval": []}
+    ckpt_path = Path(ckpt_path) if ckpt_path else None
+    if ckpt_path and ckpt_path.exists():
+        ck = artifacts.load_checkpoint(ckpt_path, expect_config=cfg.to_dict())
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        _set_rng_state(data_rng, ck["rng_np"])
+        torch.set_rng_state(ck["rng_torch"])
+        step, seen, hist = ck["step"], ck["tokens"], ck["history"]
+
+    def save(done: bool):
+        if ckpt_path:
+            artifacts.save_checkpoint(ckpt_path, {
+                "config": cfg.to_dict(), "model": model.state_dict(), "optim": opt.state_dict(),
+                "rng_np": _rng_state(data_rng), "rng_torch": torch.get_rng_state(),
+                "step": step, "tokens": seen, "history": hist, "done": done})
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.total_tokens, initial=seen, unit="tok", unit_scale=True,
+                   desc=f"SFT {cfg.curriculum}")
+    t_data = t_loop = 0.0
+    model.train()
+    while seen < cfg.total_tokens:
+        t0 = time.perf_counter()
+        frac = seen / cfg.total_tokens
+        toks, ans = maker.next_batch(frac)
+        toks_t = torch.from_numpy(toks).to(device)
+        ans_t = torch.from_numpy(ans).to(device)
+        n_tok = int((toks != PAD).sum())
+        t1 = time.perf_counter()
+        lr = lr_at(frac, cfg.lr, cfg.warmup_frac, cfg.min_lr_frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = answer_loss(model, toks_t, ans_t)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"SFT loss is {loss.item()} at step {step + 1}; "
+                                     f"last good checkpoint kept at {ckpt_path}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        loss = loss.item()
+        step += 1
+        seen += n_tok
+        t2 = time.perf_counter()
+        t_data += t1 - t0
+        t_loop += t2 - t0
+        hist["step"].append(step)
+        hist["tokens"].append(seen)
+        hist["loss"].append(loss)
+        hist["lr"].append(lr)
+        hist["grad_norm"].append(float(gn))
+        hist["stage"].append(maker.last_stage)
+        if bar is not None:
+            bar.update(n_tok)
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        finished = seen >= cfg.total_tokens
+        if step % cfg.eval_every == 0 or finished:
+            g = metrics.greedy_eval(model, probe, cfg.fmt)
+            model.train()
+            hist["eval"].append({"step": step, "tokens": seen,
+                                 **{b: r["acc"] for b, r in g.items()},
+                                 **{f"parse_{b}": r["parse"] for b, r in g.items()}})
+        if finished or (ckpt_every and step % ckpt_every == 0):
+            save(finished)
+        if stop_after_step is not None and step >= stop_after_step and not finished:
+            save(False)
+            break
+    if bar is not None:
+        bar.close()
+    model.eval()
+    timing = {"data_s": t_data, "loop_s": t_loop,
+              "data_share": t_data / t_loop if t_loop else 0.0}
+    return SFTResult(model, hist, ckpt_path, trained_now=True, timing=timing)
+
+
+def load_model(path, expect_config: dict | None = None) -> tuple[GPT, dict]:
+    """Rebuild a model from a checkpoint (its config travels with it)."""
+    ck = artifacts.load_checkpoint(path, expect_config)
+    cfg = SFTConfig(**ck["config"])
+    model = GPT(cfg.model_config())
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, ck
+
+
+def get_or_train(cfg: SFTConfig, root, device: str = "cpu", progress: bool = True,
+                 ckpt_every: int = 200) -> SFTResult:
+    """The SFT model for ``cfg``: loaded from ``root/sft-<hash>/ckpt.pt`` when finished,
+    otherwise trained (resuming an unfinished checkpoint)."""
+    d = artifacts.artifact_dir(root, "sft", cfg.to_dict())
+    path = d / "ckpt.pt"
+    if path.exists():
+        ck = artifacts.load_checkpoint(path, expect_config=cfg.to_dict())
+        if ck.get("done"):
+            model = GPT(cfg.model_config())
+            model.load_state_dict(ck["model"])
+            model.eval()
+            return SFTResult(model.to(device), ck["history"], path, trained_now=False,
+                             timing=ck.get("timing", {}))
+    artifacts.write_json(d / "config.json", cfg.to_dict())
+    res = train_sft(cfg, path, ckpt_every=ckpt_every, device=device, progress=progress)
+    ck = artifacts.load_checkpoint(path)
+    ck["timing"] = res.timing
+    artifacts.save_checkpoint(path, ck)
+    return res
+
+
+def config_from_params(P, curriculum: str) -> SFTConfig:
+    """The SFT config of one curriculum arm, from validated notebook parameters."""
+    return SFTConfig(curriculum=curriculum, fmt=P.fmt, max_digits=P.max_digits, seed=P.seed,
+                     n_layer=P.n_layer, n_head=P.n_head, n_embd=P.n_embd,
+                     total_tokens=P.total_tokens, batch_size=P.batch_size, lr=P.lr,
+                     min_lr_frac=P.min_lr_frac, warmup_frac=P.warmup_frac,
+                     weight_decay=P.weight_decay, grad_clip=P.grad_clip, replay=P.replay,
+                     mixed_replay=P.mixed_replay, eval_every=P.eval_every, eval_n=P.eval_n,
+                     eval_seed=P.eval_seed, n_eval=P.n_eval)
