@@ -105,4 +105,6 @@ class BatchMaker:
                 a_parts.append(a)
                 b_parts.append(b)
         a, b = np.concatenate(a_parts), np.concatenate(b_parts)
+        self.last_problems = (a, b)  # what was drawn, for checks (02 replays the stream)
+        self.last_buckets = np.repeat(np.array(names), counts)
         return tasks.render_examples(a, b, self.fmt)

@@ -175,24 +175,27 @@ def make_eval_set(max_digits: int, n_per_bucket: int, seed: int,
     """Up to ``n_per_bucket`` distinct problems per bucket: all of a bucket when it is smaller,
     else a uniform sample without replacement. Independent of the training seed."""
     out = {}
-    for i, bucket in enumerate(buckets):
+    for bucket in buckets:
         check_bucket(bucket)
-        rng = np.random.default_rng([seed, i])
+        # seeded by the bucket's fixed index, so a bucket's problems do not depend on which
+        # other buckets are requested (training excludes those of the full set)
+        rng = np.random.default_rng([seed, BUCKETS.index(bucket)])
         e = enumerated(bucket)
         if e is not None:
             sel = rng.permutation(len(e[0]))[:n_per_bucket]
             out[bucket] = (e[0][sel], e[1][sel])
             continue
         lo, hi = _operand_range(bucket, max_digits)
+        n = min(n_per_bucket, bucket_size(bucket, max_digits))  # all of a smaller bucket
         keys = np.zeros(0, dtype=np.int64)
-        while len(keys) < n_per_bucket:
+        while len(keys) < n:
             a = rng.integers(lo, hi, size=2 * n_per_bucket, dtype=np.int64)
             b = rng.integers(lo, hi, size=2 * n_per_bucket, dtype=np.int64)
             new = problem_key(a, b)
             keys = np.concatenate([keys, new[~np.isin(new, keys)]])
             _, first = np.unique(keys, return_index=True)
             keys = keys[np.sort(first)]
-        keys = keys[:n_per_bucket]
+        keys = keys[:n]
         out[bucket] = (keys // 1_000_000_000, keys % 1_000_000_000)
     return EvalSet(out, max_digits, seed)
 

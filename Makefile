@@ -1,0 +1,36 @@
+# The two commands (README.md): `make run` (the main job) and `make test` (the test suite).
+# Both create .venv on first use and install everything they need into it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-test
+TORCH := torch==2.13.0
+
+.PHONY: run test bench notebooks clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+## main job: notebooks 01-04 on the quick profile, seed 0 -> runs/quick/seed-0/
+run: $(STAMP)
+	$(BIN)/python -m reasonlib run --profile quick --seed 0
+
+## the whole test suite: unit tests, papermill runs of every notebook, nbval output checks
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## benchmark against Hugging Face transformers (benchmark-only extra)
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/bench_vs_transformers.py
+
+## re-sync the jupytext pairs and re-execute the committed notebooks (smoke defaults)
+notebooks: $(STAMP)
+	$(BIN)/python -m reasonlib refresh
+
+clean:
+	rm -rf runs .pytest_cache

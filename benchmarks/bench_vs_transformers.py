@@ -1,0 +1,396 @@
+#!/usr/bin/env python
+"""reasonlib vs Hugging Face ``transformers`` GPT-2 of the same shape, on CPU.
+
+Two measurements, in one run, for every shape asked for:
+
+1. **Training throughput** (non-PAD tokens/s). reasonlib's ``GPT`` trained with its own loss
+   (``reasonlib.sft.answer_loss``) against ``GPT2LMHeadModel`` trained the idiomatic HF way
+   (``labels`` = tokens with non-answer positions set to -100, ``attention_mask`` = tokens != PAD,
+   loss taken from the model output). Same n_layer / n_head / n_embd, context (n_positions =
+   block_size), vocabulary, GPT-2 dropout 0, the same pre-drawn batches of real training data
+   from ``reasonlib.curriculum.BatchMaker``, the same optimizer (AdamW, same hyper-parameters)
+   and the same step (forward, backward, grad-norm clipping, optimizer step, ``loss.item()``).
+   Data generation is done before timing, so neither side pays for it.
+2. **pass@k sampling throughput**: N problems x k samples at temperature 1.0,
+   ``max_new_tokens = tasks.max_answer_tokens(max_digits, fmt)``. reasonlib: ``sampling.generate``;
+   HF: ``GPT2LMHeadModel.generate`` (do_sample, top_k=0, num_return_sequences=k, KV cache) on the
+   same left-padded prompts, batched with the same number of rows (prompts x samples) per chunk.
+   Both models are untrained (same random-init recipe). HF is forced to generate exactly
+   max_new tokens (``min_new_tokens``); reasonlib stops a chunk early only when every row has
+   produced EOS (which an untrained model practically never does), so generated tokens/s counts
+   the tokens each side really produced.
+
+Timing: ``time.perf_counter`` after warm-up, the two sides interleaved repeat by repeat (so a
+burst of background load hits both), the median over repeats reported; torch's thread count is
+left at its default and printed. Ratios are reasonlib / transformers: higher favours reasonlib.
+
+    python benchmarks/bench_vs_transformers.py            # full run (~a few minutes on 2 cores)
+    python benchmarks/bench_vs_transformers.py --quick    # smoke run (seconds)
+
+Needs the optional ``bench`` extra (``pip install -e .[bench]``); without ``transformers`` the
+script says so, measures the reasonlib side alone and exits 0. Nothing is downloaded: the HF
+model is built from a config.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from reasonlib import tasks
+from reasonlib.curriculum import BatchMaker
+from reasonlib.model import GPT, ModelConfig
+from reasonlib.sampling import generate
+from reasonlib.sft import answer_loss
+from reasonlib.tokenizer import BOS, EOS, PAD, VOCAB_SIZE
+
+try:
+    import transformers
+    from transformers import GPT2Config, GPT2LMHeadModel
+    _HF_ERROR = None
+except ImportError as e:  # optional 'bench' extra
+    transformers = None
+    _HF_ERROR = e
+
+TARGETS = {"training": 1.5, "sampling": 2.0}
+
+
+class OtherLoad:
+    """CPU time used by *other* processes while a block runs (Linux /proc/stat), in cores.
+
+    The benchmark is easily disturbed on a small shared machine: 2 OpenMP threads on 2 cores
+    stall whenever another process takes a core. This makes such runs visible."""
+
+    def __init__(self):
+        self.busy = 0.0
+        self.wall = 0.0
+
+    @staticmethod
+    def _busy_s():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal: busy = all but idle, iowait
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self):
+        self._t = (time.perf_counter(), self._busy_s(), time.process_time())
+        return self
+
+    def __exit__(self, *exc):
+        t0, b0, p0 = self._t
+        b1 = self._busy_s()
+        self.wall += time.perf_counter() - t0
+        if b0 is not None and b1 is not None:
+            self.busy += max(0.0, (b1 - b0) - (time.process_time() - p0))
+        return False
+
+    def cores(self):
+        return self.busy / self.wall if self.wall else 0.0
+
+
+# ---- models ------------------------------------------------------------------------------
+def parse_shape(s: str) -> tuple[int, int, int]:
+    """'LxHxC' -> (n_layer, n_head, n_embd)."""
+    try:
+        l, h, c = (int(x) for x in s.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape {s!r}: expected LxHxC, e.g. 3x4x96") from None
+    if min(l, h, c) <= 0 or c % h:
+        raise argparse.ArgumentTypeError(f"shape {s!r}: positive ints, n_embd divisible by n_head")
+    return l, h, c
+
+
+def build_reasonlib(shape, block_size, seed):
+    torch.manual_seed(seed)
+    l, h, c = shape
+    return GPT(ModelConfig(n_layer=l, n_head=h, n_embd=c, block_size=block_size,
+                           vocab_size=VOCAB_SIZE))
+
+
+def build_hf(shape, block_size, seed):
+    torch.manual_seed(seed)
+    l, h, c = shape
+    cfg = GPT2Config(vocab_size=VOCAB_SIZE, n_positions=block_size, n_embd=c, n_layer=l,
+                     n_head=h, n_inner=None,  # 4 * n_embd, as reasonlib's mlp_ratio=4
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                     bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    return GPT2LMHeadModel(cfg)
+
+
+def n_params(m) -> int:
+    return sum(p.numel() for p in m.parameters())  # shared (tied) tensors counted once
+
+
+def make_opt(model, a):
+    # The same optimizer for both sides (reasonlib's make_optimizer splits decay / no-decay
+    # groups; that costs nothing measurable, so both sides use one plain group here).
+    return torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), eps=1e-8,
+                             weight_decay=0.1)
+
+
+# ---- training ----------------------------------------------------------------------------
+def make_batches(a, n):
+    rng = np.random.default_rng([a.seed, 7])
+    maker = BatchMaker(a.curriculum, a.fmt, a.max_digits, a.batch_size, rng)
+    out = []
+    for _ in range(n):
+        toks, ans = maker.next_batch(a.frac)
+        t = torch.from_numpy(toks)
+        m = torch.from_numpy(ans)
+        out.append({
+            "tokens": t, "answer": m,
+            # HF inputs, prepared up front like any data loader would
+            "labels": torch.where(m, t, torch.full_like(t, -100)),
+            "attention_mask": (t != PAD).long(),
+            "n_tok": int((toks != PAD).sum()),
+        })
+    return out
+
+
+def reasonlib_loss(model, b):
+    return answer_loss(model, b["tokens"], b["answer"])
+
+
+def hf_loss(model, b):
+    return model(input_ids=b["tokens"], attention_mask=b["attention_mask"],
+                 labels=b["labels"]).loss
+
+
+def train_steps(model, opt, loss_fn, batches, grad_clip):
+    """Run one training step per batch; return (seconds, tokens, last loss)."""
+    tok = 0
+    t0 = time.perf_counter()
+    for b in batches:
+        loss = loss_fn(model, b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        last = loss.item()
+        tok += b["n_tok"]
+    return time.perf_counter() - t0, tok, last
+
+
+def bench_training(shape, a, block_size, sides):
+    batches = make_batches(a, a.warmup + a.steps)
+    warm, timed = batches[:a.warmup], batches[a.warmup:]
+    runs = {}
+    for name, (build, loss_fn) in sides.items():
+        model = build(shape, block_size, a.seed)
+        model.train()
+        opt = make_opt(model, a)
+        train_steps(model, opt, loss_fn, warm, a.grad_clip)
+        runs[name] = (model, opt, loss_fn)
+    rates = {name: [] for name in sides}
+    losses = {}
+    load = OtherLoad()
+    with load:
+        for _ in range(a.repeats):
+            for name, (model, opt, loss_fn) in runs.items():
+                sec, tok, last = train_steps(model, opt, loss_fn, timed, a.grad_clip)
+                rates[name].append(tok / sec)
+                losses[name] = last
+    tok_per_step = sum(b["n_tok"] for b in timed) / len(timed)
+    return {"rates": rates, "loss": losses, "tok_per_step": tok_per_step,
+            "params": {n: n_params(r[0]) for n, r in runs.items()}, "other_load": load.cores()}
+
+
+# ---- sampling ----------------------------------------------------------------------------
+def sample_reasonlib(model, prompts, valid, a, max_new):
+    g = generate(model, prompts, valid, max_new, temperature=1.0, n_samples=a.n_samples,
+                 seed=0, batch_size=a.gen_rows)
+    # tokens really produced: up to and including each row's first EOS (PAD after it)
+    return g.tokens.shape[0], int((g.tokens != PAD).sum())
+
+
+def sample_hf(model, prompts, valid, a, max_new):
+    model.eval()
+    torch.manual_seed(0)
+    per_chunk = max(1, a.gen_rows // a.n_samples)
+    rows = toks = 0
+    for s in range(0, len(prompts), per_chunk):
+        ids = torch.as_tensor(prompts[s:s + per_chunk])
+        att = torch.as_tensor(valid[s:s + per_chunk]).long()
+        out = model.generate(ids, attention_mask=att, do_sample=True, temperature=1.0, top_k=0,
+                             num_return_sequences=a.n_samples, max_new_tokens=max_new,
+                             min_new_tokens=max_new, pad_token_id=PAD, eos_token_id=EOS,
+                             use_cache=True)
+        new = out[:, ids.shape[1]:]
+        rows += new.shape[0]
+        toks += new.shape[0] * new.shape[1]  # forced to max_new tokens per row
+    return rows, toks
+
+
+def bench_sampling(shape, a, block_size, sides):
+    max_new = tasks.max_answer_tokens(a.max_digits, a.fmt)
+    ev = tasks.make_eval_set(a.max_digits, a.problems, a.seed + 1234, buckets=("general",))
+    prompts, valid = tasks.render_prompts(*ev.problems["general"])
+    models = {}
+    with torch.no_grad():
+        for name, (build, fn) in sides.items():
+            m = build(shape, block_size, a.seed)
+            m.eval()
+            w = min(len(prompts), max(1, a.gen_rows // a.n_samples))
+            fn(m, prompts[:w], valid[:w], a, max_new)  # warm-up: one chunk
+            models[name] = (m, fn)
+        res = {name: {"sec": [], "rows": 0, "toks": 0} for name in sides}
+        load = OtherLoad()
+        with load:
+            for _ in range(a.sample_repeats):
+                for name, (m, fn) in models.items():
+                    t0 = time.perf_counter()
+                    rows, toks = fn(m, prompts, valid, a, max_new)
+                    res[name]["sec"].append(time.perf_counter() - t0)
+                    res[name]["rows"], res[name]["toks"] = rows, toks
+    return {"res": res, "max_new": max_new, "prompt_len": prompts.shape[1], "n": len(prompts),
+            "other_load": load.cores()}
+
+
+# ---- report ------------------------------------------------------------------------------
+def _spread(xs):
+    return f"{min(xs):,.0f}-{max(xs):,.0f}" if len(xs) > 1 else "-"
+
+
+def load_line(cores):
+    s = f"  other processes used {cores:.2f} CPU cores on average during the timed runs"
+    if cores > 0.25:
+        s += "  <-- machine busy: numbers are noisy, rerun on a quiet machine"
+    return s
+
+
+def ratio_line(what, r, target=None):
+    s = f"{what} ratio (reasonlib/transformers): {r:.2f}x"
+    if target is not None:
+        s += f"   [target >= {target:.1f}x: {'met' if r >= target else 'NOT met'}]"
+    return s
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--n-layer", type=int, default=3)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=96)
+    p.add_argument("--shapes", type=str, default=None,
+                   help="comma-separated LxHxC shapes to run, e.g. '3x4x96,4x4x128' "
+                        "(default: the single shape of --n-layer/--n-head/--n-embd)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="0 disables clipping")
+    p.add_argument("--warmup", type=int, default=5, help="untimed training steps")
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per repeat")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved training repeats")
+    p.add_argument("--curriculum", default="targeted")
+    p.add_argument("--fmt", default="reversed")
+    p.add_argument("--max-digits", type=int, default=3)
+    p.add_argument("--frac", type=float, default=0.9,
+                   help="share of the curriculum budget the batches are drawn at")
+    p.add_argument("--problems", type=int, default=1000)
+    p.add_argument("--n-samples", type=int, default=16)
+    p.add_argument("--gen-rows", type=int, default=2048,
+                   help="rows (prompts x samples) per generation chunk, both sides")
+    p.add_argument("--sample-repeats", type=int, default=3, help="interleaved sampling repeats")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--skip-sample", action="store_true")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 2 warm-up + 5 timed steps, 1 repeat, 50 problems")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.warmup, a.steps, a.repeats = 2, 5, 1
+        a.problems, a.sample_repeats = 50, 1
+    shapes = ([parse_shape(s) for s in a.shapes.split(",") if s.strip()] if a.shapes
+              else [parse_shape(f"{a.n_layer}x{a.n_head}x{a.n_embd}")])
+    block_size = tasks.block_size_for(a.max_digits, a.fmt)
+
+    have_hf = transformers is not None
+    train_sides = {"reasonlib": (build_reasonlib, reasonlib_loss)}
+    sample_sides = {"reasonlib": (build_reasonlib, sample_reasonlib)}
+    if have_hf:
+        transformers.logging.set_verbosity_error()
+        warnings.filterwarnings("ignore", module="transformers")
+        train_sides["transformers"] = (build_hf, hf_loss)
+        sample_sides["transformers"] = (build_hf, sample_hf)
+
+    print("reasonlib vs transformers GPT-2 benchmark (CPU)")
+    print(f"  python {platform.python_version()}  torch {torch.__version__}  "
+          f"transformers {transformers.__version__ if have_hf else 'NOT INSTALLED'}  "
+          f"numpy {np.__version__}")
+    print(f"  torch threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()})"
+          f"  os.cpu_count {os.cpu_count()}  machine {platform.machine()}")
+    if have_hf:
+        print(f"  HF attention implementation: "
+              f"{build_hf((1, 1, 8), block_size, 0).config._attn_implementation}")
+    print(f"  data: curriculum={a.curriculum} fmt={a.fmt} max_digits={a.max_digits} "
+          f"frac={a.frac}  block_size={block_size}  vocab={VOCAB_SIZE}")
+    print(f"  shapes (n_layer x n_head x n_embd): {', '.join('x'.join(map(str, s)) for s in shapes)}"
+          f"{'  [--quick]' if a.quick else ''}")
+    if not have_hf:
+        print(f"\nNOTE: transformers is not installed ({_HF_ERROR}); the comparison needs the "
+              f"optional 'bench' extra:\n    pip install -e .[bench]\n"
+              f"Measuring the reasonlib side only; no ratios are printed.")
+
+    summary = []
+    for shape in shapes:
+        tag = "x".join(map(str, shape))
+        print(f"\n=== shape L={shape[0]} H={shape[1]} C={shape[2]}  (batch {a.batch_size}) ===")
+        if not a.skip_train:
+            tr = bench_training(shape, a, block_size, train_sides)
+            print(f"training: AdamW lr={a.lr}, clip={a.grad_clip}, {a.warmup} warm-up + "
+                  f"{a.steps} timed steps x {a.repeats} repeats, "
+                  f"{tr['tok_per_step']:,.0f} non-PAD tokens/step")
+            print(f"  {'side':<13}{'params':>10}{'tok/s (median)':>17}{'min-max':>17}"
+                  f"{'ms/step':>10}{'last loss':>11}")
+            for name, rates in tr["rates"].items():
+                med = statistics.median(rates)
+                print(f"  {name:<13}{tr['params'][name]:>10,}{med:>17,.0f}{_spread(rates):>17}"
+                      f"{1000 * tr['tok_per_step'] / med:>10.1f}{tr['loss'][name]:>11.3f}")
+            if have_hf:
+                r = (statistics.median(tr["rates"]["reasonlib"])
+                     / statistics.median(tr["rates"]["transformers"]))
+                print("  " + ratio_line("training", r, TARGETS["training"]))
+                summary.append((tag, "training tok/s", r, TARGETS["training"]))
+            print(load_line(tr["other_load"]))
+        if not a.skip_sample:
+            sp = bench_sampling(shape, a, block_size, sample_sides)
+            print(f"sampling: {sp['n']:,} problems x {a.n_samples} samples, temperature 1.0, "
+                  f"max_new_tokens={sp['max_new']}, prompt width {sp['prompt_len']}, "
+                  f"{a.gen_rows} rows/chunk, {a.sample_repeats} repeats (median)")
+            print(f"  {'side':<13}{'samples':>9}{'wall s':>9}{'samples/s':>12}{'gen tok':>10}"
+                  f"{'gen tok/s':>12}")
+            stats = {}
+            for name, r in sp["res"].items():
+                sec = statistics.median(r["sec"])
+                stats[name] = (r["rows"] / sec, r["toks"] / sec)
+                print(f"  {name:<13}{r['rows']:>9,}{sec:>9.2f}{r['rows'] / sec:>12,.0f}"
+                      f"{r['toks']:>10,}{r['toks'] / sec:>12,.0f}")
+            if have_hf:
+                rs = stats["reasonlib"][0] / stats["transformers"][0]
+                rt = stats["reasonlib"][1] / stats["transformers"][1]
+                print("  " + ratio_line("sampling (samples/s)", rs, TARGETS["sampling"]))
+                print("  " + ratio_line("sampling (generated tokens/s)", rt, TARGETS["sampling"]))
+                summary.append((tag, "sampling samples/s", rs, TARGETS["sampling"]))
+                summary.append((tag, "sampling gen tok/s", rt, TARGETS["sampling"]))
+            print(load_line(sp["other_load"]))
+
+    if summary:
+        print("\nsummary (reasonlib / transformers, higher is better for reasonlib):")
+        for tag, what, r, tgt in summary:
+            print(f"  {tag:<9} {what:<20} {r:5.2f}x   target >= {tgt:.1f}x: "
+                  f"{'met' if r >= tgt else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+import numpy as np
+import pytest
+import torch
+
+from reasonlib import tasks
+from reasonlib.model import GPT, ModelConfig
+from reasonlib.tokenizer import PAD, VOCAB_SIZE
+
+
+def _rand_ids(B, T, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 259, (B, T), generator=g)
+
+
+@pytest.mark.parametrize("t", [0, 3, 10])
+def test_causal_masking(tiny_model, t):
+    idx = _rand_ids(3, 16)
+    changed = idx.clone()
+    changed[:, t + 1:] = _rand_ids(3, 16, seed=1)[:, t + 1:]
+    assert not torch.equal(idx[:, t + 1:], changed[:, t + 1:])
+    with torch.no_grad():
+        a, b = tiny_model(idx), tiny_model(changed)
+    torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=0, atol=1e-6)
+    assert not torch.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-3)  # the test has teeth
+
+
+def test_causal_masking_with_valid_mask(tiny_model):
+    idx = _rand_ids(2, 12)
+    valid = torch.ones(2, 12, dtype=torch.bool)
+    valid[1, :4] = False
+    changed = idx.clone()
+    changed[:, 8:] = (changed[:, 8:] + 7) % 256
+    with torch.no_grad():
+        a = tiny_model(idx, valid=valid)
+        b = tiny_model(changed, valid=valid)
+    torch.testing.assert_close(a[:, :8], b[:, :8], rtol=0, atol=1e-6)
+
+
+def test_padding_invariance(tiny_model):
+    a = np.array([3, 123, 45, 7])
+    b = np.array([4, 6, 678, 9999])
+    toks, valid = tasks.render_prompts(a, b)
+    assert (~valid).any(), "some rows must be padded"
+    with torch.no_grad():
+        batch = tiny_model(torch.as_tensor(toks), valid=torch.as_tensor(valid))[:, -1]
+        for i in range(len(a)):
+            alone = torch.as_tensor(toks[i][valid[i]])[None]
+            ref = tiny_model(alone)[0, -1]
+            torch.testing.assert_close(batch[i], ref, rtol=0, atol=1e-5)
+            # also through the valid path without padding
+            ref2 = tiny_model(alone, valid=torch.ones_like(alone, dtype=torch.bool))[0, -1]
+            torch.testing.assert_close(batch[i], ref2, rtol=0, atol=1e-5)
+
+
+def test_padding_content_is_ignored(tiny_model):
+    a, b = np.array([3, 1234]), np.array([4, 5678])
+    toks, valid = tasks.render_prompts(a, b)
+    other = toks.copy()
+    other[~valid] = 65  # garbage in the padded slots
+    with torch.no_grad():
+        x = tiny_model(torch.as_tensor(toks), valid=torch.as_tensor(valid))
+        y = tiny_model(torch.as_tensor(other), valid=torch.as_tensor(valid))
+    v = torch.as_tensor(valid)
+    torch.testing.assert_close(x[v], y[v], rtol=0, atol=1e-6)
+    assert torch.isfinite(x).all()
+
+
+def test_kv_cache_matches_full_forward(tiny_model):
+    a, b = np.array([3, 123, 45]), np.array([4, 6, 678])
+    toks, valid = tasks.render_prompts(a, b)
+    p, v = torch.as_tensor(toks), torch.as_tensor(valid)
+    n_new = 10
+    cache = tiny_model.new_cache(len(a), p.shape[1] + n_new)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        logits = tiny_model.prefill(p, v, cache)
+        seq, val = p, v
+        for step in range(n_new):
+            full = tiny_model(seq, valid=val)[:, -1]
+            torch.testing.assert_close(logits, full, rtol=0, atol=1e-5)
+            nxt = torch.randint(0, 259, (len(a),), generator=g)
+            seq = torch.cat([seq, nxt[:, None]], 1)
+            val = torch.cat([val, torch.ones_like(val[:, :1])], 1)
+            logits = tiny_model.decode_step(nxt, cache)
+        torch.testing.assert_close(logits, tiny_model(seq, valid=val)[:, -1], rtol=0, atol=1e-5)
+        # and each row alone, without any padding
+        for i in range(len(a)):
+            alone = seq[i][val[i]][None]
+            torch.testing.assert_close(logits[i], tiny_model(alone)[0, -1], rtol=0, atol=1e-5)
+
+
+def test_kv_cache_full_raises(tiny_model):
+    p = torch.tensor([[257, 49]])
+    cache = tiny_model.new_cache(1, 3)
+    with torch.no_grad():
+        tiny_model.prefill(p, torch.ones_like(p, dtype=torch.bool), cache)
+        tiny_model.decode_step(torch.tensor([50]), cache)
+        with pytest.raises(ValueError, match="full"):
+            tiny_model.decode_step(torch.tensor([51]), cache)
+
+
+def test_cache_repeat_interleave(tiny_model):
+    p = torch.tensor([[PAD, 257, 49], [257, 50, 51]])
+    v = p != PAD
+    c1, c2 = tiny_model.new_cache(2, 6), tiny_model.new_cache(2, 6)
+    with torch.no_grad():
+        tiny_model.prefill(p, v, c1)
+        tiny_model.prefill(p, v, c2)
+        c2.repeat_interleave(3)
+        assert c2.k.shape[1] == 6 and c2.valid.shape[0] == 6
+        nxt = torch.tensor([52, 53])
+        ref = tiny_model.decode_step(nxt, c1)
+        rep = tiny_model.decode_step(nxt.repeat_interleave(3), c2)
+    torch.testing.assert_close(rep, ref.repeat_interleave(3, dim=0), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("L,H,C,mlp", [(1, 2, 32, 4), (2, 4, 64, 4), (3, 1, 8, 2)])
+def test_num_params_hand_count(L, H, C, mlp):
+    cfg = ModelConfig(n_layer=L, n_head=H, n_embd=C, block_size=16, mlp_ratio=mlp)
+    V = VOCAB_SIZE
+    per_block = (
+        2 * C              # ln1
+        + 3 * C * C        # qkv, no bias
+        + C * C            # proj, no bias
+        + 2 * C            # ln2
+        + C * mlp * C + mlp * C   # fc
+        + mlp * C * C + C         # out
+    )
+    want = V * C + L * per_block + 2 * C  # embedding (tied with head, counted once) + ln_f
+    m = GPT(cfg)
+    assert m.num_params() == want
+    assert m.head.weight is m.tok.weight
+
+
+@pytest.mark.parametrize("field", ["n_layer", "n_head", "n_embd", "block_size", "vocab_size",
+                                   "mlp_ratio"])
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "4"])
+def test_model_config_rejects_non_positive(field, bad):
+    with pytest.raises(ValueError) as e:
+        ModelConfig(**{field: bad})
+    assert f"{field}={bad!r}" in str(e.value)
+
+
+def test_model_config_rejects_indivisible_heads():
+    with pytest.raises(ValueError) as e:
+        ModelConfig(n_embd=30, n_head=4)
+    msg = str(e.value)
+    assert "n_embd=30" in msg and "n_head=4" in msg and "divisible" in msg
+
+
+def test_model_config_to_dict_round_trip():
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8)
+    assert ModelConfig(**cfg.to_dict()) == cfg
+
+
+def test_sequence_longer_than_block_raises(model_factory):
+    m = model_factory(block_size=8)
+    with torch.no_grad():
+        m(torch.zeros(2, 8, dtype=torch.long))  # exactly block_size is fine
+        with pytest.raises(ValueError, match="9.*block_size=8"):
+            m(torch.zeros(2, 9, dtype=torch.long))
+        with pytest.raises(ValueError, match="block_size"):
+            m(torch.zeros(1, 9, dtype=torch.long), valid=torch.ones(1, 9, dtype=torch.bool))
+
+
+def test_hidden_only_and_shapes(tiny_model):
+    idx = _rand_ids(2, 5)
+    with torch.no_grad():
+        h = tiny_model(idx, hidden_only=True)
+        logits = tiny_model(idx)
+    assert h.shape == (2, 5, tiny_model.cfg.n_embd)
+    assert logits.shape == (2, 5, VOCAB_SIZE)
+    torch.testing.assert_close(tiny_model.head(h), logits)

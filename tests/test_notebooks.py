@@ -1,0 +1,78 @@
+"""Notebook checks: each notebook runs under papermill on the smoke profile and writes its
+metrics; the .py/.ipynb pairs agree; the parameters cells' defaults are the smoke profile.
+(nbval then re-executes the committed notebooks and compares tagged outputs: see
+pyproject's pytest options.)"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jupytext
+import nbformat
+import papermill as pm
+import pytest
+
+from reasonlib import params
+
+ROOT = Path(__file__).resolve().parent.parent
+NB_DIR = ROOT / "notebooks"
+PAIRS = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
+NAMES = [p.stem for p in PAIRS]
+
+
+def _code(nb):
+    return [c.source.strip() for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("py", PAIRS, ids=NAMES)
+def test_pair_in_sync(py):
+    ipynb = py.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} missing: run `make notebooks`"
+    assert _code(jupytext.read(py)) == _code(nbformat.read(ipynb, 4)), \
+        f"{py.name} and {ipynb.name} differ: run `make notebooks`"
+
+
+@pytest.mark.parametrize("py", PAIRS, ids=NAMES)
+def test_parameters_cell_is_smoke_profile(py):
+    declared = pm.inspect_notebook(str(py.with_suffix(".ipynb")))
+    smoke = params.load_profile("smoke")
+    assert declared, f"{py.name} has no parameters cell"
+    for name, spec in declared.items():
+        assert name in params.SCHEMA, f"{py.name} declares unknown parameter {name}"
+        assert eval(spec["default"]) == smoke[name], (py.name, name)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One smoke run shared by the notebook tests (they chain through the artifact cache)."""
+    base = tmp_path_factory.mktemp("smoke")
+    p = dict(params.load_profile("smoke"), run_dir=str(base / "run"),
+             artifacts_dir=str(base / "artifacts"))
+    return base, p
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_under_papermill(name, smoke_run):
+    base, p = smoke_run
+    nb = NB_DIR / f"{name}.ipynb"
+    declared = pm.inspect_notebook(str(nb))
+    out = base / "executed" / f"{name}.ipynb"
+    out.parent.mkdir(exist_ok=True)
+    pm.execute_notebook(str(nb), str(out), parameters={k: v for k, v in p.items() if k in declared},
+                        cwd=str(NB_DIR), kernel_name="python3", progress_bar=False)
+    m = json.loads((Path(p["run_dir"]) / name / "metrics.json").read_text())
+    assert m, f"{name} wrote empty metrics"
+    executed = nbformat.read(out, 4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+
+
+def test_papermill_refuses_unknown_parameter(tmp_path):
+    """A typo passed to a notebook stops it in the validation cell, before any compute."""
+    out = tmp_path / "bad.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(NB_DIR / "01_tokenizer_model.ipynb"), str(out),
+                            parameters={"n_layers": 3}, cwd=str(NB_DIR), kernel_name="python3",
+                            progress_bar=False)
+    assert "n_layers" in str(e.value) and "ParamError" in str(e.value)
