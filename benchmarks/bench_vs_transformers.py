@@ -44,6 +44,7 @@ import warnings
 import numpy as np
 import torch
 
+import reasonlib
 from reasonlib import tasks
 from reasonlib.curriculum import BatchMaker
 from reasonlib.model import GPT, ModelConfig
@@ -327,6 +328,7 @@ def main(argv=None):
     print(f"  python {platform.python_version()}  torch {torch.__version__}  "
           f"transformers {transformers.__version__ if have_hf else 'NOT INSTALLED'}  "
           f"numpy {np.__version__}")
+    print(f"  reasonlib from {os.path.dirname(reasonlib.__file__)}")
     print(f"  torch threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()})"
           f"  os.cpu_count {os.cpu_count()}  machine {platform.machine()}")
     if have_hf:

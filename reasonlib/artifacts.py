@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -81,10 +82,17 @@ def load_checkpoint(path, expect_config: dict | None = None) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
+        # torch.load does not verify the zip CRCs: flipped bytes in tensor data would load
+        # silently as wrong weights, so check every member's CRC-32 first
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+        if bad is not None:
+            raise ValueError(f"CRC-32 mismatch in member {bad}")
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, flipped bytes, forbidden pickle globals, ...
+        first = (str(e).splitlines() or [""])[0][:200]  # some errors have an empty message
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+                              f"({type(e).__name__}: {first})") from e
     if not isinstance(ck, dict) or "config" not in ck:
         raise CheckpointError(f"checkpoint {path} is not a reasonlib checkpoint (no config)")
     if expect_config is not None and ck["config"] != expect_config:

@@ -43,7 +43,9 @@ def wilson(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]
     den = 1 + z * z / n
     mid = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
+    # the exact interval always contains p; clamping to it removes rounding (e.g. a lower
+    # bound of 2e-19 instead of 0 at zero successes)
+    return (max(0.0, min(p, mid - half)), min(1.0, max(p, mid + half)))
 
 
 def score(texts: list[str], a: np.ndarray, b: np.ndarray, fmt: str):

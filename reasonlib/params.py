@@ -8,6 +8,7 @@ from the result. Errors name the key, the value and what is allowed.
 """
 from __future__ import annotations
 
+import math
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ def check_value(key: str, value: Any) -> Any:
         if not isint or not s.check(value):
             _fail(key, value, s.rule)
     elif s.kind == "float":
-        if not (isint or isinstance(value, float)) or value != value or not s.check(value):
+        if not (isint or isinstance(value, float)) or not math.isfinite(value) or not s.check(value):
             _fail(key, value, s.rule)
         value = float(value)
     elif s.kind == "str":

@@ -81,7 +81,7 @@ def _emit(logits, temperature, top_k, gen, done, toks, lps, i):
     nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
     toks[:, i] = nxt
     lps[:, i] = torch.where(done, torch.zeros_like(lp), lp)
-    return done | (nxt == EOS), nxt
+    return done | (nxt == EOS) | (nxt == PAD), nxt  # a sampled PAD also ends the row
 
 
 def _run_cached(model, p, v, max_new, temperature, top_k, n, gen):

@@ -173,7 +173,9 @@ class EvalSet:
 def make_eval_set(max_digits: int, n_per_bucket: int, seed: int,
                   buckets=BUCKETS) -> EvalSet:
     """Up to ``n_per_bucket`` distinct problems per bucket: all of a bucket when it is smaller,
-    else a uniform sample without replacement. Independent of the training seed."""
+    else a uniform sample without replacement. Independent of the training seed, and nested:
+    the set for n problems is the first n of the set for any larger n, so evaluating on more
+    problems than SFT excluded can only add problems, never swap them."""
     out = {}
     for bucket in buckets:
         check_bucket(bucket)
@@ -188,9 +190,9 @@ def make_eval_set(max_digits: int, n_per_bucket: int, seed: int,
         lo, hi = _operand_range(bucket, max_digits)
         n = min(n_per_bucket, bucket_size(bucket, max_digits))  # all of a smaller bucket
         keys = np.zeros(0, dtype=np.int64)
-        while len(keys) < n:
-            a = rng.integers(lo, hi, size=2 * n_per_bucket, dtype=np.int64)
-            b = rng.integers(lo, hi, size=2 * n_per_bucket, dtype=np.int64)
+        while len(keys) < n:  # fixed-size draws: a smaller set is a prefix of a larger one
+            a = rng.integers(lo, hi, size=4096, dtype=np.int64)
+            b = rng.integers(lo, hi, size=4096, dtype=np.int64)
             new = problem_key(a, b)
             keys = np.concatenate([keys, new[~np.isin(new, keys)]])
             _, first = np.unique(keys, return_index=True)

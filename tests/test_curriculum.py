@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from reasonlib import curriculum, sft, tasks
-from reasonlib.tokenizer import PAD, decode
+from reasonlib.tokenizer import decode
 
 
 @pytest.mark.parametrize("name", curriculum.CURRICULA)
@@ -128,4 +128,3 @@ def test_equal_token_budgets(name, sft_config_factory):
     fracs = [0] + [t / cfg.total_tokens for t in toks[:-1]]
     assert res.history["stage"] == [sched.index(curriculum.stage_at(sched, f)) for f in fracs]
     assert set(res.history["stage"]) == set(range(len(sched)))
-    assert PAD == 256

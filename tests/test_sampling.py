@@ -142,6 +142,7 @@ def test_rows_stop_at_eos_then_pad(model_factory, use_cache):
 def test_mixed_lengths_batch_equals_alone(peaked_model):
     p, v = _prompts()
     batch = sampling.generate(peaked_model, p, v, 10)
+    assert len({tuple(r) for r in batch.tokens}) == len(p), "outputs should differ per prompt"
     for i in range(len(p)):
         alone_p, alone_v = p[i][v[i]][None], v[i][v[i]][None]
         alone = sampling.generate(peaked_model, alone_p, alone_v, 10)
@@ -168,7 +169,7 @@ def _first_token_probs(model, prompt, temperature=1.0, top_k=0):
 @pytest.mark.parametrize("temperature,top_k", [(1.0, 0), (0.6, 0), (1.5, 8)])
 def test_first_token_frequencies_match_softmax(peaked_model, temperature, top_k):
     p, v = _prompts(a=(27,), b=(58,))
-    n = 40_000
+    n = 20_000
     g = sampling.generate(peaked_model, p, v, 1, temperature=temperature, top_k=top_k,
                           n_samples=n, seed=123)
     counts = np.bincount(g.tokens[:, 0], minlength=peaked_model.cfg.vocab_size)

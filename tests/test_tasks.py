@@ -400,3 +400,12 @@ def test_check_bucket_message():
         tasks.sample_bucket("d3", 1, np.random.default_rng(0), 2)
     with pytest.raises(ValueError, match="'d3'"):
         tasks.make_eval_set(2, 5, 0, buckets=("d1", "d3"))
+
+
+def test_eval_sets_are_nested_across_sizes():
+    small = tasks.make_eval_set(3, 50, 99)
+    big = tasks.make_eval_set(3, 5000, 99)
+    for b in tasks.BUCKETS:
+        n = len(small.problems[b][0])
+        assert (big.problems[b][0][:n] == small.problems[b][0]).all(), b
+        assert (big.problems[b][1][:n] == small.problems[b][1]).all(), b

@@ -1,0 +1,265 @@
+"""KL-regularized policy-gradient RL against the answer validator.
+
+Per step: draw prompts from a bucket mix, sample ``group_size`` answers per prompt from the
+current policy (batched KV-cache sampler, T = 1 so the samples are on-policy), score them
+with :mod:`reasonlib.reward`, turn rewards into group-relative advantages, and take one
+AdamW step on
+
+    loss = - mean_t [ A_i * log pi(y_t | prefix) ]  +  beta * mean_t KL(pi(.|prefix) || ref(.|prefix))
+
+where the means run over every generated answer token (EOS included) in the batch, and the
+KL is computed **exactly** over the vocabulary at each generated position (the vocabulary
+has 264 entries, so this is cheap). The reference is the starting SFT model, frozen. With
+beta = 0 the reference is never run. The k1 and k3 sample estimators of the same KL are
+logged beside the exact value for comparison.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import artifacts, metrics, reward, sampling, tasks
+from .model import GPT
+from .tokenizer import EOS, PAD
+
+
+# ---- pure maths ----------------------------------------------------------------------
+def group_advantages(rewards: torch.Tensor, std_normalize: bool = False, eps: float = 1e-6):
+    """rewards (P, G) -> (advantages (P, G), share of groups whose rewards are all equal).
+
+    Advantage = reward - group mean (optionally divided by the group std), so it sums to zero
+    in every group; a group with equal rewards has all-zero advantages and carries no signal.
+    """
+    mean = rewards.mean(dim=1, keepdim=True)
+    adv = rewards - mean
+    if std_normalize:
+        adv = adv / (rewards.std(dim=1, unbiased=False, keepdim=True) + eps)
+    flat = (rewards.max(dim=1).values == rewards.min(dim=1).values).float().mean().item()
+    return adv, flat
+
+
+def exact_kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) over the last axis from log-probabilities: sum_v p_v (log p_v - log q_v)."""
+    return (logp.exp() * (logp - logq)).sum(dim=-1)
+
+
+def kl_k1(lp_pi: torch.Tensor, lp_ref: torch.Tensor) -> torch.Tensor:
+    """k1 estimator at sampled tokens y ~ pi: log pi(y) - log ref(y) (unbiased, high variance)."""
+    return lp_pi - lp_ref
+
+
+def kl_k3(lp_pi: torch.Tensor, lp_ref: torch.Tensor) -> torch.Tensor:
+    """k3 estimator at y ~ pi: r - 1 - log r with r = ref(y) / pi(y) (unbiased, >= 0)."""
+    log_r = lp_ref - lp_pi
+    return log_r.exp() - 1 - log_r
+
+
+def rollout_batch(prompts: np.ndarray, valid: np.ndarray, gen: np.ndarray):
+    """Join left-padded prompts (P, Lp) repeated G times with generated rows (P*G, Lg).
+
+    Returns (seq, seq_valid, gen_mask) as tensors of shape (P*G, Lp + Lg): gen_mask marks the
+    generated tokens up to and including the first EOS (or a sampled PAD, which also ends a
+    row): exactly the tokens the policy chose, which the loss scores.
+    """
+    G = gen.shape[0] // prompts.shape[0]
+    p = np.repeat(prompts, G, axis=0)
+    v = np.repeat(valid, G, axis=0)
+    stop = (gen == EOS) | (gen == PAD)
+    before = np.cumsum(stop, axis=1) - stop  # terminators strictly before each position
+    real = before == 0
+    seq = np.concatenate([p, gen], axis=1)
+    seq_valid = np.concatenate([v, real], axis=1)
+    gen_mask = np.concatenate([np.zeros_like(v), real], axis=1)
+    return torch.from_numpy(seq), torch.from_numpy(seq_valid), torch.from_numpy(gen_mask)
+
+
+def policy_loss(policy: GPT, ref: GPT | None, seq, seq_valid, gen_mask, adv_rows, beta: float):
+    """Token-level policy gradient + beta * exact KL. adv_rows: (R,) advantage per rollout.
+
+    Returns (loss, stats) where stats holds exact KL, k1, k3, entropy (means over generated
+    tokens); KL stats are NaN when ``ref`` is None (beta = 0 skips the reference forward).
+    """
+    x, v, y, m = seq[:, :-1], seq_valid[:, :-1], seq[:, 1:], gen_mask[:, 1:]
+    logits = policy(x, valid=v)[m]                   # (N, V), N = generated tokens
+    logp = F.log_softmax(logits.float(), dim=-1)
+    tgt = y[m]
+    lp_tok = logp.gather(1, tgt[:, None]).squeeze(1)  # (N,)
+    adv_tok = adv_rows[:, None].expand_as(m)[m]       # (N,)
+    pg = -(adv_tok * lp_tok).mean()
+    with torch.no_grad():
+        ent = -(logp.exp() * logp).sum(-1).mean()
+    stats = {"entropy": ent.item(), "kl": float("nan"), "kl_k1": float("nan"),
+             "kl_k3": float("nan")}
+    loss = pg
+    if ref is not None:
+        with torch.no_grad():
+            logq = F.log_softmax(ref(x, valid=v)[m].float(), dim=-1)
+        kl = exact_kl(logp, logq).mean()
+        lq_tok = logq.gather(1, tgt[:, None]).squeeze(1)
+        stats["kl"] = kl.item()
+        stats["kl_k1"] = kl_k1(lp_tok, lq_tok).mean().item()
+        stats["kl_k3"] = kl_k3(lp_tok, lq_tok).mean().item()
+        if beta > 0:
+            loss = pg + beta * kl
+    stats["pg"] = pg.item()
+    return loss, stats
+
+
+# ---- the loop ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RLConfig:
+    init: str                    # config hash of the starting SFT model
+    seed: int = 0
+    steps: int = 20
+    prompts_per_step: int = 32
+    group_size: int = 8
+    lr: float = 1e-4
+    beta: float = 0.05
+    std_normalize: bool = False
+    buckets: tuple = ("general", "mixed", "low_sum")
+    grad_clip: float = 1.0
+    log_kl_at_zero_beta: bool = False  # beta = 0: run the reference anyway (no grad) to log KL
+    eval_every: int = 10
+    eval_n: int = 30
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["buckets"] = list(self.buckets)
+        return d
+
+
+@dataclass
+class RLResult:
+    model: GPT
+    history: dict
+    path: Path | None = None
+    trained_now: bool = False
+    timing: dict = field(default_factory=dict)
+
+
+def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every: int = 0,
+             device: str = "cpu", progress: bool = True,
+             stop_after_step: int | None = None) -> RLResult:
+    """RL from ``sft_model`` (also the frozen reference). ``sft_cfg`` is its SFTConfig
+    (format, digits, eval seed). Resumes from ``ckpt_path`` when it holds an unfinished run."""
+    for b in cfg.buckets:
+        tasks.check_bucket(b)
+    torch.manual_seed(cfg.seed)
+    policy = copy.deepcopy(sft_model).to(device).train()
+    need_ref = cfg.beta > 0 or cfg.log_kl_at_zero_beta
+    ref = copy.deepcopy(sft_model).to(device).eval() if need_ref else None
+    if ref is not None:
+        for p in ref.parameters():
+            p.requires_grad_(False)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    rng = np.random.default_rng([cfg.seed, 11])
+    fmt, D = sft_cfg.fmt, sft_cfg.max_digits
+    eval_set = tasks.make_eval_set(D, sft_cfg.n_eval, sft_cfg.eval_seed)
+    exclude = eval_set.train_exclusions()
+    probe = eval_set.subset(cfg.eval_n)
+    max_new = tasks.max_answer_tokens(D, fmt)
+    keys = ("reward", "sampled_acc", "parse", "ended", "kl", "kl_k1", "kl_k3", "entropy",
+            "zero_signal", "grad_norm", "pg")
+    hist = {"step": [], **{k: [] for k in keys}, "eval": []}
+    step = 0
+    ckpt_path = Path(ckpt_path) if ckpt_path else None
+    if ckpt_path and ckpt_path.exists():
+        ck = artifacts.load_checkpoint(ckpt_path, expect_config=cfg.to_dict())
+        policy.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        rng.bit_generator.state = json.loads(ck["rng_np"])
+        torch.set_rng_state(ck["rng_torch"])
+        step, hist = ck["step"], ck["history"]
+
+    def save(done):
+        if ckpt_path:
+            artifacts.save_checkpoint(ckpt_path, {
+                "config": cfg.to_dict(), "model": policy.state_dict(), "optim": opt.state_dict(),
+                "rng_np": json.dumps(rng.bit_generator.state), "rng_torch": torch.get_rng_state(),
+                "step": step, "history": hist, "done": done})
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"RL beta={cfg.beta}")
+    t_roll = t_all = 0.0
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        counts = rng.multinomial(cfg.prompts_per_step, np.full(len(cfg.buckets), 1 / len(cfg.buckets)))
+        parts = [tasks.sample_bucket(b, int(n), rng, D, exclude)
+                 for b, n in zip(cfg.buckets, counts) if n]
+        a = np.concatenate([p[0] for p in parts])
+        bb = np.concatenate([p[1] for p in parts])
+        prompts, valid = tasks.render_prompts(a, bb)
+        # per-rollout randomness derived from integers: (seed, step) -> sampler seed
+        g = sampling.generate(policy, prompts, valid, max_new, temperature=1.0,
+                              n_samples=cfg.group_size, seed=cfg.seed * 1_000_003 + step)
+        rw = reward.validate(g.tokens, np.repeat(a, cfg.group_size), np.repeat(bb, cfg.group_size), fmt)
+        t1 = time.perf_counter()
+        r = torch.from_numpy(rw.total).float().view(-1, cfg.group_size)
+        adv, flat = group_advantages(r, cfg.std_normalize)
+        seq, sv, gm = rollout_batch(prompts, valid, g.tokens)
+        policy.train()
+        loss, st = policy_loss(policy, ref, seq.to(device), sv.to(device), gm.to(device),
+                               adv.reshape(-1).to(device), cfg.beta)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"RL loss is {loss.item()} at step {step + 1}; "
+                                     f"last good checkpoint kept at {ckpt_path}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip).item()
+        opt.step()
+        step += 1
+        t_roll += t1 - t0
+        t_all += time.perf_counter() - t0
+        row = {"reward": float(rw.total.mean()), "sampled_acc": float(rw.correct.mean()),
+               "parse": float(rw.parsed.mean()), "ended": float(rw.ended.mean()),
+               "zero_signal": flat, "grad_norm": gn, **st}
+        hist["step"].append(step)
+        for k in keys:
+            hist[k].append(row[k])
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}", refresh=False)
+        finished = step >= cfg.steps
+        if step % cfg.eval_every == 0 or finished:
+            ge = metrics.greedy_eval(policy, probe, fmt)
+            hist["eval"].append({"step": step, **{b: v["acc"] for b, v in ge.items()}})
+        if finished or (ckpt_every and step % ckpt_every == 0):
+            save(finished)
+        if stop_after_step is not None and step >= stop_after_step and not finished:
+            save(False)
+            break
+    if bar is not None:
+        bar.close()
+    policy.eval()
+    return RLResult(policy, hist, ckpt_path, True,
+                    {"rollout_s": t_roll, "loop_s": t_all})
+
+
+def get_or_train(cfg: RLConfig, sft_model: GPT, sft_cfg, root, device: str = "cpu",
+                 progress: bool = True, ckpt_every: int = 25) -> RLResult:
+    """The RL model for ``cfg``: loaded from ``root/rl-<hash>/ckpt.pt`` when finished,
+    otherwise trained (resuming an unfinished checkpoint)."""
+    d = artifacts.artifact_dir(root, "rl", cfg.to_dict())
+    path = d / "ckpt.pt"
+    if path.exists():
+        ck = artifacts.load_checkpoint(path, expect_config=cfg.to_dict())
+        if ck.get("done"):
+            model = copy.deepcopy(sft_model)
+            model.load_state_dict(ck["model"])
+            model.eval()
+            return RLResult(model.to(device), ck["history"], path, False, ck.get("timing", {}))
+    artifacts.write_json(d / "config.json", cfg.to_dict())
+    res = train_rl(cfg, sft_model, sft_cfg, path, ckpt_every, device, progress)
+    ck = artifacts.load_checkpoint(path)
+    ck["timing"] = res.timing
+    artifacts.save_checkpoint(path, ck)
+    return res

@@ -1,0 +1,218 @@
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from reasonlib import artifacts
+from reasonlib.artifacts import CheckpointError
+
+CFG = {"curriculum": "targeted", "fmt": "plain", "max_digits": 3, "lr": 0.003, "seed": 0}
+
+
+# ---- config hashing ------------------------------------------------------------------------
+def test_config_hash_order_independent():
+    rev = dict(reversed(list(CFG.items())))
+    assert list(rev) != list(CFG)
+    assert artifacts.config_hash(rev) == artifacts.config_hash(CFG)
+    assert len(artifacts.config_hash(CFG)) == 12
+    assert len(artifacts.config_hash(CFG, n=20)) == 20
+
+
+@pytest.mark.parametrize("key,new", [("curriculum", "control"), ("fmt", "reversed"),
+                                     ("max_digits", 4), ("max_digits", "3"), ("lr", 0.0031),
+                                     ("seed", 1), ("seed", 0.0), ("seed", False),
+                                     ("seed", None)])
+def test_config_hash_changes_with_any_value(key, new):
+    assert artifacts.config_hash({**CFG, key: new}) != artifacts.config_hash(CFG)
+
+
+def test_config_hash_changes_with_added_key():
+    assert artifacts.config_hash({**CFG, "extra": 0}) != artifacts.config_hash(CFG)
+
+
+def test_artifact_dir(tmp_path):
+    d = artifacts.artifact_dir(tmp_path, "sft", CFG)
+    assert d == tmp_path / f"sft-{artifacts.config_hash(CFG)}"
+
+
+# ---- atomic writes ---------------------------------------------------------------------------
+def _leftovers(folder):
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_write_json_round_trip_and_no_temp_files(tmp_path):
+    path = tmp_path / "sub" / "res.json"
+    obj = {"b": np.arange(3), "a": (1, 2), "s": {5}, "x": 1.5}
+    artifacts.write_json(path, obj)
+    assert artifacts.read_json(path) == {"a": [1, 2], "b": [0, 1, 2], "s": [5], "x": 1.5}
+    assert _leftovers(path.parent) == []
+    artifacts.write_json(path, {"v": 2})
+    assert artifacts.read_json(path) == {"v": 2}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["res.json"]
+
+
+@pytest.mark.parametrize("writer", ["json", "ckpt"])
+def test_target_only_appears_complete(tmp_path, monkeypatch, writer):
+    """At the moment of the rename the temp file is complete and the target still old."""
+    path = tmp_path / ("out.json" if writer == "json" else "ck.pt")
+    path.write_bytes(b"OLD")
+    real_replace = os.replace
+    seen = {}
+
+    def spy(src, dst):
+        seen["dst_before"] = open(dst, "rb").read()
+        seen["src"] = open(src, "rb").read()
+        seen["src_name"] = os.path.basename(src)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", spy)
+    if writer == "json":
+        artifacts.write_json(path, {"k": list(range(1000))})
+    else:
+        artifacts.save_checkpoint(path, {"config": CFG, "w": torch.arange(1000.0)})
+    assert seen["dst_before"] == b"OLD"
+    assert seen["src"] == path.read_bytes() and len(seen["src"]) > 1000
+    assert seen["src_name"] != path.name and os.path.dirname(path) == str(tmp_path)
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "ck.pt"
+    artifacts.save_checkpoint(path, {"config": CFG, "w": torch.ones(3)})
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        artifacts.save_checkpoint(path, {"config": CFG, "bad": lambda x: x})  # unpicklable
+    assert path.read_bytes() == before
+    assert _leftovers(tmp_path) == []
+    with pytest.raises(TypeError):
+        artifacts.write_json(tmp_path / "a.json", {1j: 2})  # complex keys are not JSON keys
+    assert not (tmp_path / "a.json").exists() and _leftovers(tmp_path) == []
+
+
+# ---- checkpoint loading ------------------------------------------------------------------------
+@pytest.fixture
+def ckpt(tmp_path):
+    path = tmp_path / "run" / "ckpt.pt"
+    g = torch.Generator().manual_seed(0)
+    payload = {"config": dict(CFG), "model": {"w": torch.randn(64, 64, generator=g),
+                                              "b": torch.zeros(64)},
+               "step": 7, "history": {"loss": [1.0, 0.5]}, "rng_np": "{}"}
+    artifacts.save_checkpoint(path, payload)
+    return path, payload
+
+
+def test_load_checkpoint_round_trip(ckpt):
+    path, payload = ckpt
+    ck = artifacts.load_checkpoint(path, expect_config=dict(CFG))
+    assert ck["step"] == 7 and ck["history"] == payload["history"]
+    for k, t in payload["model"].items():
+        assert torch.equal(ck["model"][k], t)
+
+
+def _assert_refused(path, match=None, **kw):
+    with pytest.raises(CheckpointError) as e:
+        artifacts.load_checkpoint(path, **kw)
+    assert str(path) in str(e.value)
+    if match:
+        assert match in str(e.value)
+    return str(e.value)
+
+
+def test_refuses_missing(tmp_path):
+    _assert_refused(tmp_path / "nope.pt", "does not exist")
+    _assert_refused(tmp_path, "does not exist")  # a folder is not a checkpoint
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.999])
+def test_refuses_truncated(ckpt, keep):
+    path, _ = ckpt
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    _assert_refused(path)
+
+
+@pytest.mark.parametrize("where", [0.3, 0.5, 0.7])
+def test_refuses_flipped_bytes(ckpt, where):
+    path, _ = ckpt
+    data = bytearray(path.read_bytes())
+    assert len(data) > 16_000  # the middle of the file is tensor data
+    i = int(len(data) * where)
+    for j in range(i, i + 4):
+        data[j] ^= 0xFF
+    path.write_bytes(bytes(data))
+    _assert_refused(path)
+
+
+def test_refuses_file_without_config(tmp_path):
+    path = tmp_path / "noconf.pt"
+    torch.save({"model": {"w": torch.ones(2)}}, path)
+    _assert_refused(path, "no config")
+    path2 = tmp_path / "list.pt"
+    torch.save([1, 2, 3], path2)
+    _assert_refused(path2, "no config")
+
+
+def test_refuses_garbage(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"this is not a checkpoint at all" * 10)
+    _assert_refused(path)
+
+
+def test_refuses_wrong_config_naming_keys(ckpt):
+    path, _ = ckpt
+    other = {**CFG, "lr": 0.1, "max_digits": 4, "new_key": 1}
+    del other["seed"]
+    msg = _assert_refused(path, expect_config=other)
+    assert "differs in: lr, max_digits, new_key, seed" in msg
+    assert "curriculum" not in msg and "fmt" not in msg
+    # the right config loads
+    artifacts.load_checkpoint(path, expect_config=dict(CFG))
+
+
+class _Evil:
+    marker = None
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # creating the marker file == code ran on load
+
+
+class _EvilSystem:
+    marker = None
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("cls", [_Evil, _EvilSystem])
+def test_refuses_malicious_pickle(tmp_path, cls):
+    marker = tmp_path / "pwned"
+    cls.marker = str(marker)
+    path = tmp_path / "evil.pt"
+    torch.save({"config": dict(CFG), "payload": cls()}, path)
+    assert not marker.exists()
+    # sanity: an unsafe load really would run the payload (skipped for os.system: no shell)
+    if cls is _Evil:
+        torch.load(path, weights_only=False)
+        assert marker.exists()
+        marker.unlink()
+    msg = _assert_refused(path)
+    assert not marker.exists()
+    assert "safely" in msg and "UnpicklingError" in msg  # refused by the weights-only loader
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_refuses_plain_pickle_file(tmp_path):
+    marker = tmp_path / "pwned2"
+    _Evil.marker = str(marker)
+    path = tmp_path / "plain.pkl.pt"
+    path.write_bytes(pickle.dumps({"config": CFG, "x": _Evil()}))
+    _assert_refused(path)
+    assert not marker.exists()
+
+
+def test_resolve_relative_to_repo(tmp_path):
+    assert artifacts.resolve(tmp_path) == tmp_path
+    assert artifacts.resolve("runs/x") == artifacts.repo_root() / "runs" / "x"
+    assert (artifacts.repo_root() / "reasonlib" / "artifacts.py").is_file()

@@ -1,0 +1,241 @@
+import math
+import os
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reasonlib import params
+from reasonlib.params import DEFAULTS, SCHEMA, ParamError
+
+SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"
+
+
+def _raises(values, *needles):
+    """validate(values) must raise ParamError whose message contains every needle."""
+    with pytest.raises(ParamError) as e:
+        params.validate(values)
+    msg = str(e.value)
+    for n in needles:
+        assert n in msg, f"{n!r} not in {msg!r}"
+    return msg
+
+
+def _rule_of(key):
+    return SCHEMA[key].rule
+
+
+# ---- defaults and profiles --------------------------------------------------------------------
+@pytest.mark.skipif(not SMOKE.is_file(), reason="params/smoke.yaml not written yet")
+def test_defaults_equal_smoke_profile():
+    raw = yaml.safe_load(SMOKE.read_text())
+    assert raw == DEFAULTS
+
+
+def test_defaults_validate():
+    P = params.validate({})
+    assert isinstance(P, types.SimpleNamespace)
+    assert vars(P) == DEFAULTS
+    for k, s in SCHEMA.items():
+        assert params.check_value(k, s.default) == s.default, k
+
+
+def test_float_params_accept_ints_normalised():
+    P = params.validate({"lr": 1, "weight_decay": 0})
+    assert P.lr == 1.0 and isinstance(P.lr, float)
+    assert isinstance(P.weight_decay, float)
+
+
+@pytest.mark.parametrize("name", params.profiles() or ["<none>"])
+def test_shipped_profiles_validate(name):
+    if name == "<none>":
+        pytest.skip("no profiles in params/ yet")
+    raw = params.load_profile(name)
+    assert set(raw) <= set(SCHEMA)
+
+
+# ---- wrong types, for every key ------------------------------------------------------------------
+def _wrong_typed(spec):
+    if spec.kind == "list_choice":
+        return spec.choices[0]  # a valid name, but a bare str instead of a list
+    return {"int": "3", "float": "0.5", "str": 5, "choice": 1, "list_int": "1,2"}[spec.kind]
+
+
+@pytest.mark.parametrize("key", list(SCHEMA))
+def test_every_key_rejects_wrong_type(key):
+    bad = _wrong_typed(SCHEMA[key])
+    _raises({key: bad}, repr(key), repr(bad), _rule_of(key))
+
+
+@pytest.mark.parametrize("key", [k for k, s in SCHEMA.items() if s.kind in ("int", "float")])
+@pytest.mark.parametrize("bad", [True, None, [1], float("nan")])
+def test_numeric_keys_reject_non_numbers(key, bad):
+    if isinstance(bad, float) and math.isnan(bad):
+        msg = _raises({key: bad}, repr(key), _rule_of(key))
+        assert "nan" in msg
+    else:
+        _raises({key: bad}, repr(key), repr(bad), _rule_of(key))
+
+
+@pytest.mark.parametrize("key", [k for k, s in SCHEMA.items() if s.kind == "int"])
+def test_int_keys_reject_floats(key):
+    _raises({key: 2.0}, repr(key), "2.0", _rule_of(key))
+
+
+@pytest.mark.parametrize("key,bad", [("ks", [1, "2"]), ("ks", [1, 2.0]), ("ks", [1, True]),
+                                     ("ks", [1, 0]), ("ks", [4, -4])])
+def test_list_entry_wrong(key, bad):
+    msg = _raises({key: bad}, repr(key), repr(bad), _rule_of(key))
+    assert "bad entry" in msg
+
+
+@pytest.mark.parametrize("key,bad", [("ks", []), ("ks", [1, 1]), ("curricula", []),
+                                     ("curricula", ["control", "control"]), ("buckets", ())])
+def test_lists_empty_or_duplicate(key, bad):
+    _raises({key: bad}, repr(key), repr(bad), _rule_of(key))
+
+
+# ---- ranges and allowed values ---------------------------------------------------------------------
+@pytest.mark.parametrize("key,bad", [("n_layer", 0), ("n_head", -1), ("n_embd", 0),
+                                     ("batch_size", -1), ("total_tokens", 0), ("eval_every", 0),
+                                     ("n_samples", 0), ("max_digits", 0), ("max_digits", 7),
+                                     ("seed", -1), ("top_k", -3), ("lr", 0.0), ("lr", -1e-3),
+                                     ("temperature", 0), ("grad_clip", 0.0),
+                                     ("warmup_frac", 1.0), ("min_lr_frac", 1.5),
+                                     ("replay", -0.1), ("weight_decay", -0.1),
+                                     ("run_dir", ""), ("artifacts_dir", "   ")])
+def test_out_of_range(key, bad):
+    _raises({key: bad}, repr(key), repr(bad), _rule_of(key))
+
+
+@pytest.mark.parametrize("key,bad,allowed", [
+    ("device", "gpu", params.DEVICES),
+    ("fmt", "binary", ("plain", "reversed", "scratchpad")),
+    ("curricula", ["control", "random"], ("control", "targeted")),
+    ("buckets", ["d1", "d3"], ("d1", "general", "ood_long")),
+])
+def test_unknown_choices_list_allowed(key, bad, allowed):
+    msg = _raises({key: bad}, repr(key), repr(bad))
+    for a in allowed:
+        assert a in msg
+
+
+def test_unknown_key():
+    msg = _raises({"n_layers": 3}, "'n_layers'", "3", "allowed")
+    for k in SCHEMA:
+        assert k in msg
+
+
+def test_ks_above_n_samples():
+    _raises({"ks": [1, 32], "n_samples": 16}, "'ks'", "[1, 32]", "n_samples=16")
+    params.validate({"ks": [1, 16], "n_samples": 16})
+
+
+def test_n_head_must_divide_n_embd():
+    _raises({"n_embd": 64, "n_head": 6}, "'n_head'", "6", "divisor of n_embd=64")
+    _raises({"n_embd": 30}, "'n_head'", "4", "divisor of n_embd=30")
+    params.validate({"n_embd": 48, "n_head": 6})
+
+
+def test_eval_n_at_most_n_eval():
+    _raises({"eval_n": 101, "n_eval": 100}, "'eval_n'", "101", "n_eval=100")
+
+
+def test_replay_sum_below_one():
+    _raises({"replay": 0.6, "mixed_replay": 0.4}, "'mixed_replay'", "0.4", "1 - replay")
+
+
+def test_cross_checks_catch_what_training_would_reject():
+    """Everything validate() accepts builds an SFT config and a model."""
+    from reasonlib import sft
+    P = params.validate({"n_embd": 48, "n_head": 6, "replay": 0.5, "mixed_replay": 0.49})
+    for c in P.curricula:
+        sft.config_from_params(P, c).model_config()
+
+
+# ---- load_profile -------------------------------------------------------------------------------
+@pytest.fixture
+def profiles_dir(tmp_path, monkeypatch):
+    d = tmp_path / "params"
+    d.mkdir()
+    (d / "tiny.yaml").write_text("seed: 3\nn_layer: 1\n")
+    (d / "wide.yaml").write_text("n_embd: 128\n")
+    monkeypatch.setattr(params, "PROFILES_DIR", d)
+    return d
+
+
+def test_load_profile_by_name_and_path(profiles_dir):
+    assert params.profiles() == ["tiny", "wide"]
+    assert params.load_profile("tiny") == {"seed": 3, "n_layer": 1}
+    assert params.load_profile(str(profiles_dir / "wide.yaml")) == {"n_embd": 128}
+
+
+def test_load_profile_unknown_name_lists_allowed(profiles_dir):
+    with pytest.raises(ParamError) as e:
+        params.load_profile("huge")
+    msg = str(e.value)
+    assert "'huge'" in msg and "tiny" in msg and "wide" in msg
+
+
+def test_load_profile_missing_path(tmp_path):
+    p = tmp_path / "missing.yaml"
+    with pytest.raises(ParamError, match="does not exist") as e:
+        params.load_profile(str(p))
+    assert str(p) in str(e.value)
+
+
+def test_load_profile_malformed_yaml(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("seed: [1, 2\nlr: 0.1\n")
+    with pytest.raises(ParamError, match="not valid YAML") as e:
+        params.load_profile(str(p))
+    assert str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("text,kind", [("- seed\n- 3\n", "list"), ("", "NoneType"),
+                                       ("42\n", "int")])
+def test_load_profile_not_a_mapping(tmp_path, text, kind):
+    p = tmp_path / "notmap.yml"
+    p.write_text(text)
+    with pytest.raises(ParamError, match="mapping") as e:
+        params.load_profile(str(p))
+    assert str(p) in str(e.value) and kind in str(e.value)
+
+
+def test_load_profile_validates_values(tmp_path):
+    p = tmp_path / "badval.yaml"
+    p.write_text("n_layer: 0\n")
+    with pytest.raises(ParamError, match="'n_layer' = 0"):
+        params.load_profile(str(p))
+    p.write_text("n_layers: 2\n")
+    with pytest.raises(ParamError, match="unknown parameter 'n_layers'"):
+        params.load_profile(str(p))
+
+
+# ---- collect -----------------------------------------------------------------------------------
+def test_collect_ignores_non_parameters():
+    ns = {"__name__": "__main__", "_private": 1, "os": os, "yaml": yaml,
+          "helper": lambda: 1, "Cls": ParamError, "In": [""], "Out": {}, "get_ipython": None,
+          "seed": 7, "lr": 0.01, "fmt": "plain"}
+    P = params.collect(ns)
+    assert (P.seed, P.lr, P.fmt) == (7, 0.01, "plain")
+    assert P.n_layer == DEFAULTS["n_layer"]
+    assert not hasattr(P, "helper") and not hasattr(P, "_private")
+
+
+def test_collect_refuses_unknown_public_name():
+    with pytest.raises(ParamError, match="unknown parameter 'sede'"):
+        params.collect({"seed": 1, "sede": 2})
+
+
+def test_collect_validates_values():
+    with pytest.raises(ParamError, match="'batch_size' = -1"):
+        params.collect({"batch_size": -1})
+
+
+@pytest.mark.parametrize("key", ["lr", "temperature", "grad_clip", "weight_decay"])
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_floats_refused(key, bad):
+    with pytest.raises(params.ParamError, match=key):
+        params.validate({key: bad})

@@ -1,0 +1,176 @@
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reasonlib import artifacts, params, sft, tasks
+from reasonlib.artifacts import CheckpointError
+
+
+def _state_equal(m1, m2):
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    assert s1.keys() == s2.keys()
+    return all(torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def test_loss_goes_down(sft_config_factory):
+    cfg = sft_config_factory(total_tokens=12_000, curriculum="control")
+    res = sft.train_sft(cfg, progress=False)
+    loss = res.history["loss"]
+    assert len(loss) > 40
+    assert all(math.isfinite(x) for x in loss)
+    assert loss[0] == pytest.approx(math.log(264), abs=0.5)  # untrained: ~uniform
+    assert np.mean(loss[-10:]) < 0.6 * loss[0]
+    assert res.trained_now and not res.model.training
+    assert res.history["eval"] and res.history["eval"][-1]["step"] == len(loss)
+    assert set(res.timing) == {"data_s", "loop_s", "data_share"}
+
+
+def test_answer_loss_scores_answer_tokens_only(tiny_model):
+    toks, ans = tasks.render_examples(np.array([3, 47, 5]), np.array([4, 85, 123]), "scratchpad")
+    t, a = torch.as_tensor(toks), torch.as_tensor(ans)
+    got = sft.answer_loss(tiny_model, t, a)
+    with torch.no_grad():
+        logits = tiny_model(t[:, :-1])
+    terms = [F.cross_entropy(logits[i, j - 1][None], t[i, j][None])
+             for i in range(len(t)) for j in range(1, t.shape[1]) if ans[i, j]]
+    assert len(terms) == ans.sum()
+    torch.testing.assert_close(got, torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_round_trip(tmp_path, sft_config_factory):
+    cfg = sft_config_factory()
+    path = tmp_path / "ckpt.pt"
+    res = sft.train_sft(cfg, ckpt_path=path, progress=False)
+    model, ck = sft.load_model(path, expect_config=cfg.to_dict())
+    assert _state_equal(res.model, model)
+    assert ck["done"] is True and ck["config"] == cfg.to_dict()
+    assert ck["history"] == res.history and ck["tokens"] == res.history["tokens"][-1]
+    with pytest.raises(CheckpointError, match="lr"):
+        sft.load_model(path, expect_config=dataclasses.replace(cfg, lr=1e-4).to_dict())
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_resume_equals_uninterrupted(tmp_path, sft_config_factory, k):
+    cfg = sft_config_factory(total_tokens=2500, eval_every=4)
+    a = sft.train_sft(cfg, progress=False)
+    path = tmp_path / "b.pt"
+    b1 = sft.train_sft(cfg, ckpt_path=path, progress=False, stop_after_step=k)
+    assert b1.history["step"] == list(range(1, k + 1))
+    ck = artifacts.load_checkpoint(path)
+    assert ck["done"] is False and ck["step"] == k
+    b = sft.train_sft(cfg, ckpt_path=path, progress=False)
+    assert len(a.history["step"]) > k + 3
+    assert _state_equal(a.model, b.model)
+    assert a.history == b.history
+    assert artifacts.load_checkpoint(path)["done"] is True
+
+
+def test_resume_with_periodic_checkpoints(tmp_path, sft_config_factory):
+    """ckpt_every saves mid-run; a crash after that resumes from the last save."""
+    cfg = sft_config_factory(total_tokens=2000)
+    a = sft.train_sft(cfg, progress=False)
+    path = tmp_path / "c.pt"
+    sft.train_sft(cfg, ckpt_path=path, ckpt_every=3, progress=False, stop_after_step=5)
+    b = sft.train_sft(cfg, ckpt_path=path, ckpt_every=3, progress=False)
+    assert _state_equal(a.model, b.model) and a.history == b.history
+
+
+def test_resume_refuses_other_config(tmp_path, sft_config_factory):
+    cfg = sft_config_factory()
+    path = tmp_path / "d.pt"
+    sft.train_sft(cfg, ckpt_path=path, progress=False, stop_after_step=2)
+    with pytest.raises(CheckpointError, match="seed"):
+        sft.train_sft(dataclasses.replace(cfg, seed=1), ckpt_path=path, progress=False)
+
+
+def test_get_or_train_trains_once(tmp_path, sft_config_factory, monkeypatch):
+    cfg = sft_config_factory()
+    r1 = sft.get_or_train(cfg, tmp_path, progress=False)
+    assert r1.trained_now
+    d = artifacts.artifact_dir(tmp_path, "sft", cfg.to_dict())
+    assert r1.path == d / "ckpt.pt"
+    assert artifacts.read_json(d / "config.json") == cfg.to_dict()
+
+    def boom(*a, **kw):
+        raise AssertionError("train_sft must not run again")
+
+    monkeypatch.setattr(sft, "train_sft", boom)
+    r2 = sft.get_or_train(cfg, tmp_path, progress=False)
+    assert not r2.trained_now
+    assert _state_equal(r1.model, r2.model)
+    assert r2.history == r1.history
+    assert r2.timing == r1.timing and r2.timing["loop_s"] > 0
+    # another config lives elsewhere (and would train)
+    other = dataclasses.replace(cfg, seed=3)
+    assert artifacts.artifact_dir(tmp_path, "sft", other.to_dict()) != d
+    with pytest.raises(AssertionError, match="must not run"):
+        sft.get_or_train(other, tmp_path, progress=False)
+
+
+def test_lr_schedule_shape():
+    base, wu, mn = 0.01, 0.1, 0.1
+    lr = lambda f: sft.lr_at(f, base, wu, mn)  # noqa: E731
+    assert lr(0.0) == pytest.approx(0.0, abs=1e-9)
+    assert lr(wu / 2) == pytest.approx(base / 2, rel=1e-6)
+    assert lr(wu) == pytest.approx(base)
+    assert lr(1.0) == pytest.approx(mn * base)
+    mid = wu + (1 - wu) / 2
+    assert lr(mid) == pytest.approx(base * (mn + (1 - mn) * 0.5))  # cosine half-way
+    fr = np.linspace(0, 1, 201)
+    vals = [lr(f) for f in fr]
+    up = [v for f, v in zip(fr, vals) if f <= wu]
+    down = [v for f, v in zip(fr, vals) if f >= wu]
+    assert all(b > a for a, b in zip(up, up[1:]))
+    assert all(b <= a for a, b in zip(down, down[1:]))
+    assert max(vals) == pytest.approx(base)
+    assert min(down) >= mn * base - 1e-12
+    # no warmup: starts at the peak
+    assert sft.lr_at(0.0, base, 0.0, mn) == pytest.approx(base)
+
+
+def test_history_lr_follows_schedule(sft_config_factory):
+    cfg = sft_config_factory(total_tokens=2000, warmup_frac=0.2, min_lr_frac=0.1)
+    h = sft.train_sft(cfg, progress=False).history
+    fracs = [0] + [t / cfg.total_tokens for t in h["tokens"][:-1]]
+    want = [sft.lr_at(f, cfg.lr, cfg.warmup_frac, cfg.min_lr_frac) for f in fracs]
+    assert h["lr"] == pytest.approx(want)
+
+
+@pytest.mark.parametrize("bad_step", [1, 3])
+def test_nan_loss_raises_naming_step(tmp_path, sft_config_factory, monkeypatch, bad_step):
+    real = sft.answer_loss
+    calls = {"n": 0}
+
+    def flaky(model, toks, ans):
+        calls["n"] += 1
+        loss = real(model, toks, ans)
+        return loss * float("nan") if calls["n"] == bad_step else loss
+
+    monkeypatch.setattr(sft, "answer_loss", flaky)
+    path = tmp_path / "nan.pt"
+    with pytest.raises(FloatingPointError, match=rf"nan at step {bad_step}\b") as e:
+        sft.train_sft(sft_config_factory(), ckpt_path=path, ckpt_every=1, progress=False)
+    assert str(path) in str(e.value)
+    if bad_step > 1:  # the last good checkpoint is intact and resumable
+        assert artifacts.load_checkpoint(path)["step"] == bad_step - 1
+
+
+def test_sft_config_validation():
+    with pytest.raises(ValueError, match="binary"):
+        sft.SFTConfig(fmt="binary")
+    cfg = sft.SFTConfig(fmt="scratchpad", max_digits=4)
+    assert cfg.model_config().block_size == tasks.block_size_for(4, "scratchpad")
+
+
+def test_config_from_params_maps_every_field():
+    P = params.validate({"seed": 5, "lr": 0.004, "n_embd": 48, "n_head": 3, "fmt": "plain",
+                         "replay": 0.3, "eval_n": 7, "n_eval": 9, "total_tokens": 1234})
+    cfg = sft.config_from_params(P, "control")
+    assert cfg.curriculum == "control"
+    for f in dataclasses.fields(sft.SFTConfig):
+        if f.name != "curriculum":
+            assert getattr(cfg, f.name) == getattr(P, f.name), f.name
