@@ -24,8 +24,8 @@ _ORDER = {
     "targeted": ("d1", "d2_nocarry", "d2_carry", "mixed", "general"),
 }
 _SHARES = {  # share of the token budget per stage; the last stage is the longest
-    "control": (0.10, 0.15, 0.25, 0.50),
-    "targeted": (0.10, 0.15, 0.20, 0.15, 0.40),
+    "control": (0.05, 0.10, 0.15, 0.70),
+    "targeted": (0.05, 0.10, 0.15, 0.10, 0.60),
 }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import failures, sampling, tasks
-from .tokenizer import BOS, EOS, decode_answer
+from .tokenizer import BOS, EOS, PAD, decode_answer
 
 
 def collect_records(models: dict, eval_set: tasks.EvalSet, fmt: str, n_samples: int = 8,
@@ -31,9 +31,13 @@ def collect_records(models: dict, eval_set: tasks.EvalSet, fmt: str, n_samples: 
             st = [decode_answer(r) for r in s.tokens]
             for i, (x, y) in enumerate(zip(a.tolist(), b.tolist())):
                 gt = decode_answer(g.tokens[i])
+                row = g.tokens[i].tolist()
+                stop = next((j for j, t in enumerate(row) if t in (EOS, PAD)), len(row))
                 samples = st[i * n_samples:(i + 1) * n_samples]
                 recs.append({
                     "checkpoint": name, "bucket": bucket, "a": x, "b": y, "greedy": gt,
+                    # the generated ids: the text drops bytes that are not valid UTF-8
+                    "greedy_ids": row[:stop],
                     "class": failures.classify(x, y, tasks.parse_answer(gt, fmt)),
                     "samples": samples,
                     "sample_classes": [failures.classify(x, y, tasks.parse_answer(t, fmt))
@@ -52,18 +56,23 @@ def count_table(records: list[dict], classes=failures.CLASSES):
 
 
 @torch.no_grad()
-def answer_token_probs(model, a: int, b: int, answer: str) -> list[tuple[str, float]]:
-    """Probability the model gives each token of ``answer`` (then EOS) after ``a+b=``."""
+def answer_token_probs(model, a: int, b: int, answer) -> list[tuple[str, float]]:
+    """Probability the model gives each token of ``answer`` (then EOS) after ``a+b=``.
+
+    ``answer`` is a string or a list of token ids (the generated ids: decoding replaces
+    bytes that are not valid UTF-8, so re-encoding the text would score other tokens)."""
     prompt = [BOS] + list(f"{a}+{b}=".encode())
-    ans = list(answer.encode()) + [EOS]
-    ids = torch.tensor([prompt + ans])[:, : model.cfg.block_size]
+    ans = (list(answer.encode()) if isinstance(answer, str) else [int(t) for t in answer]) + [EOS]
+    dev = next(model.parameters()).device
+    ids = torch.tensor([prompt + ans], device=dev)[:, : model.cfg.block_size]
     logp = torch.log_softmax(model(ids[:, :-1]).float(), -1)[0]
     out = []
     for j, t in enumerate(ans):
         pos = len(prompt) - 1 + j
         if pos >= logp.shape[0]:
             break
-        out.append(("⏎" if t == EOS else chr(t), float(logp[pos, t].exp())))
+        label = "⏎" if t == EOS else chr(t) if t < 128 else f"\\x{t:02x}"
+        out.append((label, float(logp[pos, t].exp())))
     return out
 
 
@@ -133,5 +142,6 @@ class Explorer:
             return
         rec = self._matches[min(self.index.value, len(self._matches) - 1)]
         model = self.models.get(rec["checkpoint"])
-        probs = answer_token_probs(model, rec["a"], rec["b"], rec["greedy"]) if model else None
+        ans = rec.get("greedy_ids", rec["greedy"])
+        probs = answer_token_probs(model, rec["a"], rec["b"], ans) if model else None
         self.html.value = render_record(rec, probs)

@@ -103,3 +103,15 @@ def sampled_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, tempe
                 res["pass"][k] = {"value": float(pk.mean()), "ci": wilson(pk.sum(), n)}
         out[bucket] = res
     return out
+
+
+def full_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, temperature: float,
+              top_k: int = 0, seed: int = 0, ks=KS) -> dict:
+    """Greedy and sampled evaluation merged per bucket (what 05-07 tabulate)."""
+    g = greedy_eval(model, eval_set, fmt)
+    s = sampled_eval(model, eval_set, fmt, n_samples, temperature, top_k, seed, ks)
+    return {b: {"n": g[b]["n"], "acc": g[b]["acc"], "acc_ci": g[b]["acc_ci"],
+                "parse": g[b]["parse"], "parse_ci": g[b]["parse_ci"],
+                "sampled_acc": s[b]["sampled_acc"], "sampled_acc_ci": s[b]["sampled_acc_ci"],
+                "sampled_parse": s[b]["parse"], "pass": s[b]["pass"], "c": s[b]["c"]}
+            for b in g}

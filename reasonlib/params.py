@@ -29,7 +29,7 @@ class ParamError(ValueError):
 @dataclass(frozen=True)
 class Spec:
     default: Any
-    kind: str          # "int", "float", "str", "choice", "list_choice", "list_int"
+    kind: str  # int, float, bool, str, choice, list_choice, list_int, list_float
     rule: str          # human-readable allowed values
     check: Callable[[Any], bool] = lambda v: True
     choices: tuple = ()
@@ -81,6 +81,22 @@ SCHEMA: dict[str, Spec] = {
     "temperature": Spec(1.0, "float", "a number > 0", _pos),
     "top_k": Spec(0, "int", "an integer >= 0 (0 = no top-k)", _nonneg),
     "n_passk": Spec(50, "int", "an integer > 0 (problems per bucket for pass@k)", _pos),
+    # RL (05, 06)
+    "rl_steps": Spec(12, "int", "an integer > 0 (policy updates)", _pos),
+    "rl_prompts": Spec(16, "int", "an integer > 0 (prompts per update)", _pos),
+    "rl_group": Spec(4, "int", "an integer >= 2 (samples per prompt)", lambda v: v >= 2),
+    "rl_lr": Spec(0.0003, "float", "a number > 0", _pos),
+    "beta": Spec(0.05, "float", "a number >= 0 (KL weight)", _nonneg),
+    "betas": Spec([0.0, 0.02, 0.05, 0.1, 0.5], "list_float",
+                  "a non-empty list of distinct numbers >= 0", _nonneg),
+    "rl_std_normalize": Spec(False, "bool", "true or false"),
+    "rl_buckets": Spec(["general", "mixed", "low_sum"], "list_choice",
+                       "a non-empty list of distinct names from " + ", ".join(BUCKETS),
+                       choices=BUCKETS),
+    "rl_eval_every": Spec(5, "int", "an integer > 0 (steps between probes)", _pos),
+    # failure analysis (07)
+    "n_fail": Spec(40, "int", "an integer > 0 (problems per bucket)", _pos),
+    "fail_samples": Spec(4, "int", "an integer > 0 (samples per problem)", _pos),
 }
 DEFAULTS = {k: s.default for k, s in SCHEMA.items()}
 
@@ -103,22 +119,29 @@ def check_value(key: str, value: Any) -> Any:
         if not (isint or isinstance(value, float)) or not math.isfinite(value) or not s.check(value):
             _fail(key, value, s.rule)
         value = float(value)
+    elif s.kind == "bool":
+        if not isinstance(value, bool):
+            _fail(key, value, s.rule)
     elif s.kind == "str":
         if not isinstance(value, str) or not value.strip():
             _fail(key, value, s.rule)
     elif s.kind == "choice":
         if not isinstance(value, str) or value not in s.choices:
             _fail(key, value, s.rule)
-    elif s.kind in ("list_choice", "list_int"):
-        if not isinstance(value, (list, tuple)) or not value or len(set(map(repr, value))) != len(value):
+    elif s.kind in ("list_choice", "list_int", "list_float"):
+        if not isinstance(value, (list, tuple)) or not value or len(set(value)) != len(value):
             _fail(key, value, s.rule)
         for v in value:
-            ok = (v in s.choices if s.kind == "list_choice" and isinstance(v, str)
-                  else s.kind == "list_int" and isinstance(v, int) and not isinstance(v, bool)
-                  and s.check(v))
+            isnum = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if s.kind == "list_choice":
+                ok = isinstance(v, str) and v in s.choices
+            elif s.kind == "list_int":
+                ok = isinstance(v, int) and not isinstance(v, bool) and s.check(v)
+            else:
+                ok = isnum and math.isfinite(v) and s.check(v)
             if not ok:
                 _fail(key, value, s.rule + f" (bad entry {v!r})")
-        value = list(value)
+        value = [float(v) for v in value] if s.kind == "list_float" else list(value)
     return value
 
 

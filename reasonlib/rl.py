@@ -263,3 +263,31 @@ def get_or_train(cfg: RLConfig, sft_model: GPT, sft_cfg, root, device: str = "cp
     ck["timing"] = res.timing
     artifacts.save_checkpoint(path, ck)
     return res
+
+
+def config_from_params(P, sft_cfg, beta: float | None = None) -> RLConfig:
+    """The RL config for one arm, from validated notebook parameters and its SFT start."""
+    return RLConfig(init=artifacts.config_hash(sft_cfg.to_dict()), seed=P.seed,
+                    steps=P.rl_steps, prompts_per_step=P.rl_prompts, group_size=P.rl_group,
+                    lr=P.rl_lr, beta=P.beta if beta is None else float(beta),
+                    std_normalize=P.rl_std_normalize, buckets=tuple(P.rl_buckets),
+                    grad_clip=P.grad_clip, eval_every=P.rl_eval_every, eval_n=P.eval_n)
+
+
+@torch.no_grad()
+def measure_kl(policy: GPT, ref: GPT, eval_set: tasks.EvalSet, fmt: str, n_samples: int = 4,
+               seed: int = 0) -> float:
+    """Exact KL(policy || ref) per generated token, on the policy's own samples (T = 1) for
+    every problem of ``eval_set``: the same quantity RL logs, measured after training."""
+    total, count = 0.0, 0
+    max_new = tasks.max_answer_tokens(eval_set.max_digits, fmt)
+    for i, (a, b) in enumerate(eval_set.problems.values()):
+        p, v = tasks.render_prompts(a, b)
+        g = sampling.generate(policy, p, v, max_new, temperature=1.0, n_samples=n_samples,
+                              seed=seed * 1000 + i)
+        seq, sv, gm = rollout_batch(p, v, g.tokens)
+        _, st = policy_loss(policy, ref, seq, sv, gm, torch.zeros(len(seq)), beta=1.0)
+        n = int(gm[:, 1:].sum())
+        total += st["kl"] * n
+        count += n
+    return total / max(count, 1)

@@ -1,0 +1,182 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Failure analysis
+#
+# **Question.** When the models are wrong, *how* are they wrong? The seed study reports
+# digit substitution (`12+3 -> 18`) and operand duplication (`12+3 -> 123`) on mixed-digit
+# prompts. Which failures does the targeted curriculum remove, and which survive RL?
+#
+# **Method.** Answer every problem of a fixed slice of the evaluation set (`n_fail` per
+# bucket) greedily with three checkpoints: SFT control, SFT targeted, and targeted after
+# RL (05). Every wrong answer is classified by a pure function
+# (`reasonlib.failures.classify`): format failure, operand duplication, carry error,
+# dropped or extra digit, digit substitution, other. Counts per bucket and checkpoint are
+# shown as a heatmap; a static table lists concrete examples; an interactive explorer
+# (needs a live kernel) shows samples and per-token probabilities. The static views carry
+# the story when the notebook is read without a kernel.
+
+# %% tags=["parameters"]
+seed = 0
+fmt = "reversed"
+max_digits = 3
+curricula = ["control", "targeted"]
+buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "general", "ood_long"]
+n_layer = 2
+n_head = 4
+n_embd = 64
+total_tokens = 150000
+batch_size = 128
+lr = 0.002
+min_lr_frac = 0.1
+warmup_frac = 0.05
+weight_decay = 0.1
+grad_clip = 1.0
+replay = 0.2
+mixed_replay = 0.15
+eval_every = 50
+eval_n = 30
+n_eval = 100
+eval_seed = 1234
+n_samples = 16
+ks = [1, 2, 4, 8, 16]
+temperature = 1.0
+top_k = 0
+n_passk = 50
+rl_steps = 12
+rl_prompts = 16
+rl_group = 4
+rl_lr = 0.0003
+rl_std_normalize = False
+rl_buckets = ["general", "mixed", "low_sum"]
+rl_eval_every = 5
+beta = 0.05
+n_fail = 40
+fail_samples = 4
+run_dir = "runs/smoke/seed-0"
+artifacts_dir = "runs/artifacts"
+device = "cpu"
+
+# %%
+from reasonlib import params
+
+P = params.collect(globals())
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from reasonlib import artifacts, explorer, failures, rl, sft, tasks
+from reasonlib.runtime import resolve_device
+from reasonlib.tables import table
+
+out_dir = artifacts.resolve(P.run_dir) / "07_failure_analysis"
+out_dir.mkdir(parents=True, exist_ok=True)
+dev = resolve_device(P.device)
+root = artifacts.resolve(P.artifacts_dir)
+eval_set = tasks.make_eval_set(P.max_digits, max(P.n_eval, P.n_fail), P.eval_seed,
+                               buckets=P.buckets).subset(P.n_fail)
+
+# %% [markdown]
+# ## The taxonomy
+#
+# Checked in this order; the first rule that fits names the failure:
+
+# %% tags=["nbval-check-output"]
+examples = [(12, 3, None), (12, 3, 123), (47, 85, 122), (12, 3, 5), (12, 3, 18), (12, 3, 40),
+            (12, 3, 15)]
+print(table([[f"{a}+{b}", "(unparsable)" if p is None else p, failures.classify(a, b, p)]
+             for a, b, p in examples], ["problem", "answer", "class"]))
+
+# %% tags=["nbval-ignore-output"]
+models = {}
+for c in P.curricula:
+    cfg = sft.config_from_params(P, c)
+    r = sft.get_or_train(cfg, root, device=dev)
+    models[f"SFT {c}"] = r.model
+arm = "targeted" if "targeted" in P.curricula else P.curricula[-1]
+arm_cfg = sft.config_from_params(P, arm)
+models[f"SFT+RL {arm}"] = rl.get_or_train(rl.config_from_params(P, arm_cfg),
+                                          models[f"SFT {arm}"], arm_cfg, root, device=dev).model
+records = explorer.collect_records(models, eval_set, P.fmt, n_samples=P.fail_samples,
+                                   temperature=P.temperature, seed=P.seed)
+print(len(records), "records")
+
+# %% [markdown]
+# ## Wrong answers per bucket and checkpoint
+#
+# Counts of greedy answers in each failure class (`n_fail` problems per bucket).
+
+# %% tags=["nbval-check-output"]
+counts, rows = explorer.count_table(records)
+print(table([[ck, b, sum(counts[(ck, b)].values())] + [counts[(ck, b)][c] for c in failures.CLASSES]
+             for ck, b in rows], ["checkpoint", "bucket", "wrong", *failures.CLASSES]))
+
+# %%
+mat = np.array([[counts[k][c] for c in failures.CLASSES] for k in rows])
+fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.5))
+sns.heatmap(mat, annot=True, fmt="d", cmap="rocket_r", cbar=False, ax=ax,
+            xticklabels=failures.CLASSES, yticklabels=[f"{ck} · {b}" for ck, b in rows])
+ax.set_title(f"wrong greedy answers by class, seed {P.seed}, n={P.n_fail}/bucket")
+fig.tight_layout()
+fig.savefig(out_dir / "failure_heatmap.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# ## Concrete examples
+#
+# Up to two wrong answers per checkpoint and class, preferring the mixed-digit buckets
+# where the seed saw `12+3 -> 18` and `12+3 -> 123`.
+
+# %% tags=["nbval-check-output"]
+order = {b: i for i, b in enumerate(["low_sum", "mixed", "general", "d2_carry", "d2_nocarry",
+                                     "d1", "ood_long"])}
+ex_rows = []
+for ck in models:
+    for cls in failures.CLASSES:
+        hits = sorted((r for r in records if r["checkpoint"] == ck and r["class"] == cls),
+                      key=lambda r: order.get(r["bucket"], 99))[:2]
+        for r in hits:
+            ex_rows.append([ck, cls, r["bucket"], f"{r['a']}+{r['b']}={r['greedy']!r}",
+                            tasks.parse_answer(r["greedy"], P.fmt), r["a"] + r["b"],
+                            ", ".join(repr(t) for t in r["samples"][:3])])
+print(f"answers as generated (format {P.fmt}); 'reads as' is the parsed integer")
+print(table(ex_rows, ["checkpoint", "class", "bucket", "greedy answer", "reads as", "sum",
+                      "first samples"]) if ex_rows else "no wrong answers")
+
+# %% [markdown]
+# ## Explorer (live kernel)
+#
+# Filter by checkpoint, bucket and error class, then step through the matching problems:
+# the prompt, the greedy answer and its class, the per-token probability of that answer
+# (red = unlikely), and the sampled answers with their classes. Without a kernel this cell
+# shows nothing; the tables and the heatmap above carry the same information.
+
+# %% tags=["nbval-ignore-output"]
+ex = explorer.Explorer(records, models)
+ex.widget
+
+# %% tags=["nbval-ignore-output"]
+summary = {"counts": {f"{ck}|{b}": counts[(ck, b)] for ck, b in rows},
+           "n_per_bucket": P.n_fail, "checkpoints": list(models)}
+artifacts.write_json(out_dir / "metrics.json", summary)
+print("wrote", out_dir / "metrics.json")
+
+# %%
+assert all(r["class"] in failures.ALL for r in records)
+assert len(records) == len(models) * sum(len(v[0]) for v in eval_set.problems.values())
+for ck, b in rows:
+    n_wrong = sum(r["class"] != "correct" for r in records if r["checkpoint"] == ck and r["bucket"] == b)
+    assert sum(counts[(ck, b)].values()) == n_wrong
