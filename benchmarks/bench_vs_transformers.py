@@ -20,8 +20,8 @@ Two measurements, in one run, for every shape asked for:
    a chunk early only when every row has ended (which an untrained model practically never
    does), so generated tokens/s counts the tokens each side really produced.
 
-Timing: ``time.perf_counter`` after warm-up, the two sides interleaved repeat by repeat (so a
-burst of background load hits both), the median over repeats reported (best-of-repeats ratio
+Timing: ``time.perf_counter`` after warm-up, the two sides interleaved repeat by repeat, the
+order flipped every repeat (so a burst of background load hits both), the median over repeats reported (best-of-repeats ratio
 printed too); torch's thread count is left at its default unless ``--threads`` is given, and
 printed. The CPU time other processes used meanwhile is printed after each block: on a small
 shared machine, OpenMP threads stall badly when another process takes a core, so a busy
@@ -202,8 +202,9 @@ def bench_training(shape, a, block_size, sides):
     losses = {}
     load = OtherLoad()
     with load:
-        for _ in range(a.repeats):
-            for name, (model, opt, loss_fn) in runs.items():
+        for r in range(a.repeats):
+            order = list(runs.items())
+            for name, (model, opt, loss_fn) in (order if r % 2 == 0 else order[::-1]):
                 sec, tok, last = train_steps(model, opt, loss_fn, timed, a.grad_clip)
                 rates[name].append(tok / sec)
                 losses[name] = last
@@ -253,8 +254,9 @@ def bench_sampling(shape, a, block_size, sides):
         res = {name: {"sec": [], "rows": 0, "toks": 0} for name in sides}
         load = OtherLoad()
         with load:
-            for _ in range(a.sample_repeats):
-                for name, (m, fn) in models.items():
+            for r in range(a.sample_repeats):
+                order = list(models.items())
+                for name, (m, fn) in (order if r % 2 == 0 else order[::-1]):
                     t0 = time.perf_counter()
                     rows, toks = fn(m, prompts, valid, a, max_new)
                     res[name]["sec"].append(time.perf_counter() - t0)

@@ -62,11 +62,14 @@ def kl_k3(lp_pi: torch.Tensor, lp_ref: torch.Tensor) -> torch.Tensor:
 
 
 def rollout_batch(prompts: np.ndarray, valid: np.ndarray, gen: np.ndarray):
-    """Join left-padded prompts (P, Lp) repeated G times with generated rows (P*G, Lg).
+    """Join left-padded prompts (P, Lp), repeated G times, with generated rows (P*G, Lg).
 
-    Returns (seq, seq_valid, gen_mask) as tensors of shape (P*G, Lp + Lg): gen_mask marks the
-    generated tokens up to and including the first EOS (or a sampled PAD, which also ends a
-    row): exactly the tokens the policy chose, which the loss scores.
+    Each row is packed to the left, ``BOS a+b= y_1 .. y_k`` followed by padding, which is
+    exactly the layout (and the positions) the sampler used, and lets the policy run with
+    plain causal attention, the fast path. Returns tensors (P*G, Lp + Lg): ``seq``,
+    ``seq_valid`` (the real tokens, a prefix of every row) and ``gen_mask``, the generated
+    tokens up to and including the first EOS (or a sampled PAD, which also ends a row):
+    exactly the tokens the policy chose, which the loss scores.
     """
     G = gen.shape[0] // prompts.shape[0]
     p = np.repeat(prompts, G, axis=0)
@@ -77,6 +80,11 @@ def rollout_batch(prompts: np.ndarray, valid: np.ndarray, gen: np.ndarray):
     seq = np.concatenate([p, gen], axis=1)
     seq_valid = np.concatenate([v, real], axis=1)
     gen_mask = np.concatenate([np.zeros_like(v), real], axis=1)
+    order = np.argsort(~seq_valid, axis=1, kind="stable")  # real tokens first, in order
+    seq = np.take_along_axis(seq, order, axis=1)
+    seq_valid = np.take_along_axis(seq_valid, order, axis=1)
+    gen_mask = np.take_along_axis(gen_mask, order, axis=1)
+    seq = np.where(seq_valid, seq, PAD)
     return torch.from_numpy(seq), torch.from_numpy(seq_valid), torch.from_numpy(gen_mask)
 
 
@@ -86,8 +94,9 @@ def policy_loss(policy: GPT, ref: GPT | None, seq, seq_valid, gen_mask, adv_rows
     Returns (loss, stats) where stats holds exact KL, k1, k3, entropy (means over generated
     tokens); KL stats are NaN when ``ref`` is None (beta = 0 skips the reference forward).
     """
-    x, v, y, m = seq[:, :-1], seq_valid[:, :-1], seq[:, 1:], gen_mask[:, 1:]
-    logits = policy(x, valid=v)[m]                   # (N, V), N = generated tokens
+    # rows are left-packed (real tokens form a prefix), so plain causal attention is exact
+    x, y, m = seq[:, :-1], seq[:, 1:], gen_mask[:, 1:]
+    logits = policy(x)[m]                            # (N, V), N = generated tokens
     logp = F.log_softmax(logits.float(), dim=-1)
     tgt = y[m]
     lp_tok = logp.gather(1, tgt[:, None]).squeeze(1)  # (N,)
@@ -100,7 +109,7 @@ def policy_loss(policy: GPT, ref: GPT | None, seq, seq_valid, gen_mask, adv_rows
     loss = pg
     if ref is not None:
         with torch.no_grad():
-            logq = F.log_softmax(ref(x, valid=v)[m].float(), dim=-1)
+            logq = F.log_softmax(ref(x)[m].float(), dim=-1)
         kl = exact_kl(logp, logq).mean()
         lq_tok = logq.gather(1, tgt[:, None]).squeeze(1)
         stats["kl"] = kl.item()

@@ -180,19 +180,17 @@ def test_rollout_batch_masks_hand_made():
     seq, sv, gm = rl.rollout_batch(prompts, valid, gen)
     assert seq.shape == sv.shape == gm.shape == (6, 12)
     assert sv.dtype == torch.bool and gm.dtype == torch.bool and seq.dtype == torch.int64
-    want_gen = np.array([[1, 1, 0, 0, 0],
-                         [1, 1, 1, 1, 1],
-                         [1, 0, 0, 0, 0],
-                         [1, 1, 0, 0, 0],
-                         [1, 1, 1, 1, 0],
-                         [1, 1, 1, 0, 0]], dtype=bool)
-    np.testing.assert_array_equal(gm[:, 7:].numpy(), want_gen)
-    assert not gm[:, :7].any()                               # prompt tokens are never scored
-    np.testing.assert_array_equal(sv[:, 7:].numpy(), want_gen)  # trailing PADs invalid
-    np.testing.assert_array_equal(sv[:, :7].numpy(), np.repeat(valid, 3, axis=0))
-    assert not sv[:3, :2].any() and sv[3:, :7].all()          # left padding invalid
-    np.testing.assert_array_equal(seq[:, :7].numpy(), np.repeat(prompts, 3, axis=0))
-    np.testing.assert_array_equal(seq[:, 7:].numpy(), gen)
+    n_gen = [2, 5, 1, 2, 4, 3]                       # generated tokens each row chose
+    n_prompt = [5, 5, 5, 7, 7, 7]                    # "BOS3+4=" and "BOS47+85="
+    for i in range(6):
+        k, n = n_prompt[i], n_gen[i]
+        # rows are packed to the left: prompt, then the chosen tokens, then PAD
+        prompt_ids = prompts[i // 3][valid[i // 3]]
+        np.testing.assert_array_equal(seq[i, :k].numpy(), prompt_ids)
+        np.testing.assert_array_equal(seq[i, k:k + n].numpy(), gen[i, :n])
+        assert (seq[i, k + n:] == PAD).all()
+        assert sv[i, :k + n].all() and not sv[i, k + n:].any()   # valid is a prefix
+        assert not gm[i, :k].any() and gm[i, k:k + n].all() and not gm[i, k + n:].any()
 
 
 def test_rollout_batch_matches_sampler_and_policy_logprobs():
@@ -207,8 +205,8 @@ def test_rollout_batch_matches_sampler_and_policy_logprobs():
     g = sampling.generate(model, prompts, valid, max_new, temperature=1.0, n_samples=G, seed=3)
     seq, sv, gm = rl.rollout_batch(prompts, valid, g.tokens)
     chosen = g.logprobs != 0  # the sampler logs 0 only on filler after a row stopped
-    Lp = prompts.shape[1]
-    np.testing.assert_array_equal(gm[:, Lp:].numpy(), chosen)
+    np.testing.assert_array_equal(gm.sum(1).numpy(), chosen.sum(1))
+    np.testing.assert_array_equal(seq[gm].numpy(), g.tokens[chosen])  # same tokens, in order
     # every way of stopping occurs in this sample
     first = [next((t for t in r if t in (EOS, PAD)), None) for r in g.tokens.tolist()]
     assert first.count(EOS) > 3 and first.count(PAD) > 3 and first.count(None) > 0
