@@ -29,8 +29,16 @@ def config_hash(cfg: dict, n: int = 12) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
-def artifact_dir(root, kind: str, cfg: dict) -> Path:
-    return Path(root) / f"{kind}-{config_hash(cfg)}"
+# Bump when a change to the training code would make old artifacts of the same config
+# differ from what the code now produces (it is part of every artifact's hash).
+CODE_VERSION = 2
+
+
+def artifact_dir(root, kind: str, cfg: dict, extra: dict | None = None) -> Path:
+    """``root/<kind>-<hash>``: the hash covers the config, ``extra`` (e.g. the curriculum
+    schedule the config expands to) and :data:`CODE_VERSION`."""
+    key = {"config": cfg, "extra": extra or {}, "code_version": CODE_VERSION}
+    return Path(root) / f"{kind}-{config_hash(key)}"
 
 
 def _atomic(path, write) -> Path:

@@ -129,7 +129,7 @@ def check_value(key: str, value: Any) -> Any:
         if not isinstance(value, str) or value not in s.choices:
             _fail(key, value, s.rule)
     elif s.kind in ("list_choice", "list_int", "list_float"):
-        if not isinstance(value, (list, tuple)) or not value or len(set(value)) != len(value):
+        if not isinstance(value, (list, tuple)) or not value:
             _fail(key, value, s.rule)
         for v in value:
             isnum = isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -141,6 +141,8 @@ def check_value(key: str, value: Any) -> Any:
                 ok = isnum and math.isfinite(v) and s.check(v)
             if not ok:
                 _fail(key, value, s.rule + f" (bad entry {v!r})")
+        if len(set(value)) != len(value):
+            _fail(key, value, s.rule + " (duplicate entries)")
         value = [float(v) for v in value] if s.kind == "list_float" else list(value)
     return value
 

@@ -253,11 +253,15 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
                     {"rollout_s": t_roll, "loop_s": t_all})
 
 
+def artifact_dir_for(cfg: RLConfig, root) -> Path:
+    return artifacts.artifact_dir(root, "rl", cfg.to_dict())
+
+
 def get_or_train(cfg: RLConfig, sft_model: GPT, sft_cfg, root, device: str = "cpu",
                  progress: bool = True, ckpt_every: int = 25) -> RLResult:
     """The RL model for ``cfg``: loaded from ``root/rl-<hash>/ckpt.pt`` when finished,
     otherwise trained (resuming an unfinished checkpoint)."""
-    d = artifacts.artifact_dir(root, "rl", cfg.to_dict())
+    d = artifact_dir_for(cfg, root)
     path = d / "ckpt.pt"
     if path.exists():
         ck = artifacts.load_checkpoint(path, expect_config=cfg.to_dict())

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import artifacts, metrics, tasks
-from .curriculum import BatchMaker, check_curriculum
+from .curriculum import BatchMaker, check_curriculum, stages
 from .model import GPT, ModelConfig
 from .tokenizer import PAD
 
@@ -214,11 +214,19 @@ def load_model(path, expect_config: dict | None = None) -> tuple[GPT, dict]:
     return model, ck
 
 
+def artifact_dir_for(cfg: SFTConfig, root) -> Path:
+    """Where the model of ``cfg`` lives: keyed by the config and by the stage schedule its
+    curriculum expands to, so editing a curriculum never reuses a stale model."""
+    sched = [[st.name, st.start, st.end, [list(w) for w in st.weights]]
+             for st in stages(cfg.curriculum, cfg.replay, cfg.mixed_replay)]
+    return artifacts.artifact_dir(root, "sft", cfg.to_dict(), extra={"schedule": sched})
+
+
 def get_or_train(cfg: SFTConfig, root, device: str = "cpu", progress: bool = True,
                  ckpt_every: int = 200) -> SFTResult:
     """The SFT model for ``cfg``: loaded from ``root/sft-<hash>/ckpt.pt`` when finished,
     otherwise trained (resuming an unfinished checkpoint)."""
-    d = artifacts.artifact_dir(root, "sft", cfg.to_dict())
+    d = artifact_dir_for(cfg, root)
     path = d / "ckpt.pt"
     if path.exists():
         ck = artifacts.load_checkpoint(path, expect_config=cfg.to_dict())

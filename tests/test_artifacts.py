@@ -32,9 +32,13 @@ def test_config_hash_changes_with_added_key():
     assert artifacts.config_hash({**CFG, "extra": 0}) != artifacts.config_hash(CFG)
 
 
-def test_artifact_dir(tmp_path):
+def test_artifact_dir(tmp_path, monkeypatch):
     d = artifacts.artifact_dir(tmp_path, "sft", CFG)
-    assert d == tmp_path / f"sft-{artifacts.config_hash(CFG)}"
+    assert d.parent == tmp_path and d.name.startswith("sft-")
+    assert artifacts.artifact_dir(tmp_path, "sft", CFG) == d                 # stable
+    assert artifacts.artifact_dir(tmp_path, "sft", CFG, extra={"s": 1}) != d  # extra counts
+    monkeypatch.setattr(artifacts, "CODE_VERSION", artifacts.CODE_VERSION + 1)
+    assert artifacts.artifact_dir(tmp_path, "sft", CFG) != d                 # so does the code
 
 
 # ---- atomic writes ---------------------------------------------------------------------------

@@ -59,7 +59,8 @@ def test_shipped_profiles_validate(name):
 def _wrong_typed(spec):
     if spec.kind == "list_choice":
         return spec.choices[0]  # a valid name, but a bare str instead of a list
-    return {"int": "3", "float": "0.5", "str": 5, "choice": 1, "list_int": "1,2"}[spec.kind]
+    return {"int": "3", "float": "0.5", "str": 5, "choice": 1, "list_int": "1,2",
+            "list_float": "0.1,0.2", "bool": "yes"}[spec.kind]
 
 
 @pytest.mark.parametrize("key", list(SCHEMA))

@@ -420,7 +420,7 @@ def test_get_or_train_trains_once(tmp_path, sft_start, monkeypatch):
     cfg = rl_config(steps=3)
     r1 = rl.get_or_train(cfg, model, scfg, tmp_path, progress=False)
     assert r1.trained_now
-    d = artifacts.artifact_dir(tmp_path, "rl", cfg.to_dict())
+    d = rl.artifact_dir_for(cfg, tmp_path)
     assert r1.path == d / "ckpt.pt"
     assert artifacts.read_json(d / "config.json") == cfg.to_dict()
 

@@ -91,7 +91,7 @@ def test_get_or_train_trains_once(tmp_path, sft_config_factory, monkeypatch):
     cfg = sft_config_factory()
     r1 = sft.get_or_train(cfg, tmp_path, progress=False)
     assert r1.trained_now
-    d = artifacts.artifact_dir(tmp_path, "sft", cfg.to_dict())
+    d = sft.artifact_dir_for(cfg, tmp_path)
     assert r1.path == d / "ckpt.pt"
     assert artifacts.read_json(d / "config.json") == cfg.to_dict()
 
@@ -106,7 +106,11 @@ def test_get_or_train_trains_once(tmp_path, sft_config_factory, monkeypatch):
     assert r2.timing == r1.timing and r2.timing["loop_s"] > 0
     # another config lives elsewhere (and would train)
     other = dataclasses.replace(cfg, seed=3)
-    assert artifacts.artifact_dir(tmp_path, "sft", other.to_dict()) != d
+    assert sft.artifact_dir_for(other, tmp_path) != d
+    # a different curriculum schedule for the same config fields lives elsewhere too
+    monkeypatch.setitem(sft.stages.__globals__["_SHARES"], cfg.curriculum,
+                        tuple(reversed(sft.stages.__globals__["_SHARES"][cfg.curriculum])))
+    assert sft.artifact_dir_for(cfg, tmp_path) != d
     with pytest.raises(AssertionError, match="must not run"):
         sft.get_or_train(other, tmp_path, progress=False)
 
