@@ -218,7 +218,8 @@ def bench_training(shape, a, block_size, sides):
 def sample_reasonlib(model, prompts, valid, a, max_new):
     g = generate(model, prompts, valid, max_new, temperature=1.0, n_samples=a.n_samples,
                  seed=0, batch_size=a.gen_rows)
-    # tokens really produced: up to and including each row's first EOS (PAD after it)
+    # tokens really produced: up to and including each row's first EOS (PAD after it); a
+    # sampled PAD also ends a row and is not counted (slightly conservative for reasonlib)
     return g.tokens.shape[0], int((g.tokens != PAD).sum())
 
 

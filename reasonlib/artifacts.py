@@ -31,7 +31,7 @@ def config_hash(cfg: dict, n: int = 12) -> str:
 
 # Bump when a change to the training code would make old artifacts of the same config
 # differ from what the code now produces (it is part of every artifact's hash).
-CODE_VERSION = 2
+CODE_VERSION = 3
 
 
 def artifact_dir(root, kind: str, cfg: dict, extra: dict | None = None) -> Path:

@@ -75,7 +75,7 @@ class KVCache:
 def rope_tables(pos: torch.Tensor, d: int, base: float = 10000.0):
     """cos/sin for positions ``pos`` (B, T) -> each (B, 1, T, d/2)."""
     inv = 1.0 / (base ** (torch.arange(0, d, 2, device=pos.device, dtype=torch.float32) / d))
-    ang = pos[:, None, :, None].float() * inv  # (B, 1, T, d/2)
+    ang = pos[:, :, None, None, None].float() * inv  # (B, T, 1, 1, d/2)
     return ang.cos(), ang.sin()
 
 
@@ -92,12 +92,11 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x, rope, mask=None, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, rope, mask=None, cache: KVCache | None = None, layer: int = 0, select=None):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        # (B, T, C) -> (B, H, T, D)
-        q, k, v = (t.view(B, T, self.h, C // self.h).transpose(1, 2) for t in (q, k, v))
-        q, k = _rotate(q, *rope), _rotate(k, *rope)
+        qkv = self.qkv(x).view(B, T, 3, self.h, C // self.h)
+        qk = _rotate(qkv[:, :, :2], *rope)
+        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if cache is not None:
             s = cache.t
             cache.k[layer, :, :, s:s + T] = k
@@ -108,7 +107,8 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.proj(y if select is None else y[select])
 
 
 class Block(nn.Module):
@@ -120,8 +120,9 @@ class Block(nn.Module):
         self.fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd)
         self.out = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd)
 
-    def forward(self, x, rope, mask=None, cache=None, layer=0):
-        x = x + self.attn(self.ln1(x), rope, mask, cache, layer)
+    def forward(self, x, rope, mask=None, cache=None, layer=0, select=None):
+        a = self.attn(self.ln1(x), rope, mask, cache, layer, select)
+        x = (x if select is None else x[select]) + a
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
 
@@ -151,21 +152,26 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights counted once
 
-    def _trunk(self, idx, pos, mask=None, cache=None):
+    def _trunk(self, idx, pos, mask=None, cache=None, select=None):
         x = self.tok(idx)
         rope = rope_tables(pos, self.cfg.n_embd // self.cfg.n_head)
+        last = len(self.blocks) - 1
         for i, b in enumerate(self.blocks):
-            x = b(x, rope, mask, cache, i)
+            x = b(x, rope, mask, cache, i, select if i == last else None)
         return self.ln_f(x)
 
-    def forward(self, idx, valid=None, hidden_only: bool = False):
-        """Logits (B, T, V). ``valid`` (B, T) bool marks real tokens of left-padded rows."""
+    def forward(self, idx, valid=None, hidden_only: bool = False, select=None):
+        """Logits (B, T, V). ``valid`` (B, T) bool marks real tokens of left-padded rows.
+
+        ``select`` (B, T) bool (right-padded path only): return logits (N, V) for the N
+        selected positions only; the last block then runs its projection and MLP on those
+        rows alone (training scores answer tokens only, so the rest is wasted work)."""
         B, T = idx.shape
         if T > self.cfg.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}")
         if valid is None:
-            pos = torch.arange(T, device=idx.device).expand(B, T)
-            h = self._trunk(idx, pos)
+            pos = torch.arange(T, device=idx.device)[None]  # (1, T): rotary tables broadcast
+            h = self._trunk(idx, pos, select=select)
         else:
             pos = (valid.long().cumsum(1) - 1).clamp_min(0)
             h = self._trunk(idx, pos, _padded_causal_mask(valid))

@@ -96,7 +96,7 @@ def policy_loss(policy: GPT, ref: GPT | None, seq, seq_valid, gen_mask, adv_rows
     """
     # rows are left-packed (real tokens form a prefix), so plain causal attention is exact
     x, y, m = seq[:, :-1], seq[:, 1:], gen_mask[:, 1:]
-    logits = policy(x)[m]                            # (N, V), N = generated tokens
+    logits = policy(x, select=m)                     # (N, V), N = generated tokens
     logp = F.log_softmax(logits.float(), dim=-1)
     tgt = y[m]
     lp_tok = logp.gather(1, tgt[:, None]).squeeze(1)  # (N,)
@@ -109,7 +109,7 @@ def policy_loss(policy: GPT, ref: GPT | None, seq, seq_valid, gen_mask, adv_rows
     loss = pg
     if ref is not None:
         with torch.no_grad():
-            logq = F.log_softmax(ref(x)[m].float(), dim=-1)
+            logq = F.log_softmax(ref(x, select=m).float(), dim=-1)
         kl = exact_kl(logp, logq).mean()
         lq_tok = logq.gather(1, tgt[:, None]).squeeze(1)
         stats["kl"] = kl.item()
@@ -134,6 +134,7 @@ class RLConfig:
     std_normalize: bool = False
     buckets: tuple = ("general", "mixed", "low_sum")
     grad_clip: float = 1.0
+    warmup_steps: int = 10       # linear learning-rate warmup (Adam's first steps are large)
     log_kl_at_zero_beta: bool = False  # beta = 0: run the reference anyway (no grad) to log KL
     eval_every: int = 10
     eval_n: int = 30
@@ -216,6 +217,8 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
         adv, flat = group_advantages(r, cfg.std_normalize)
         seq, sv, gm = rollout_batch(prompts, valid, g.tokens)
         policy.train()
+        for grp in opt.param_groups:
+            grp["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
         loss, st = policy_loss(policy, ref, seq.to(device), sv.to(device), gm.to(device),
                                adv.reshape(-1).to(device), cfg.beta)
         if not torch.isfinite(loss):

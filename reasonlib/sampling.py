@@ -31,8 +31,10 @@ def _pick(logits: torch.Tensor, temperature: float, top_k: int, gen: torch.Gener
     if top_k and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(1)
+    cdf = torch.softmax(logits, dim=-1).cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device, dtype=cdf.dtype)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1)
+    return idx.clamp_max_(cdf.shape[-1] - 1)
 
 
 @torch.no_grad()

@@ -84,7 +84,8 @@ def make_optimizer(model: GPT, cfg: SFTConfig) -> torch.optim.AdamW:
     rest = [p for p in model.parameters() if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": rest, "weight_decay": 0.0}],
-                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
+                             fused=next(model.parameters()).device.type in ("cpu", "cuda"))
 
 
 def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
@@ -95,8 +96,8 @@ def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor) -> torch
     output layer runs on those positions only.
     """
     x, y, m = tokens[:, :-1], tokens[:, 1:], answer[:, 1:]
-    h = model(x, hidden_only=True)          # (B, T-1, C)
-    logits = model.head(h[m])               # (n_answer_tokens, V)
+    h = model(x, hidden_only=True, select=m)
+    logits = model.head(h)
     return F.cross_entropy(logits.float(), y[m])
 
 

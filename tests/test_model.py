@@ -171,3 +171,14 @@ def test_hidden_only_and_shapes(tiny_model):
     assert h.shape == (2, 5, tiny_model.cfg.n_embd)
     assert logits.shape == (2, 5, VOCAB_SIZE)
     torch.testing.assert_close(tiny_model.head(h), logits)
+
+
+def test_select_equals_full_forward_then_index():
+    torch.manual_seed(0)
+    m = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16))
+    x = torch.randint(0, 256, (5, 12))
+    sel = torch.rand(5, 12) < 0.4
+    full = m(x)[sel]
+    part = m(x, select=sel)
+    assert part.shape == full.shape
+    torch.testing.assert_close(part, full, atol=1e-5, rtol=1e-5)
