@@ -118,9 +118,9 @@ fig, axes = plt.subplots(1, 4, figsize=(16, 3.3))
 for ax, (k, title) in zip(axes, keys):
     for c, r in rls.items():
         h = r.history
-        ax.plot(h["step"], plots._smooth(h[k], 5), color=plots.PALETTE[c], label=c)
+        ax.plot(h["step"], plots.smooth(h[k], 5), color=plots.PALETTE[c], label=c)
         if k == "kl" and P.beta > 0:
-            ax.plot(h["step"], plots._smooth(h["kl_k3"], 5), color=plots.PALETTE[c], ls=":",
+            ax.plot(h["step"], plots.smooth(h["kl_k3"], 5), color=plots.PALETTE[c], ls=":",
                     label=f"{c} (k3 estimate)")
     ax.set(title=title, xlabel="RL step")
 axes[0].legend(fontsize=8)
@@ -207,11 +207,7 @@ print(f"exact KL to the SFT start at the last step: {h['kl'][-1]:.4f} nats/token
       f"(k1 {h['kl_k1'][-1]:.4f}, k3 {h['kl_k3'][-1]:.4f})")
 
 # %% tags=["nbval-ignore-output"]
-def _strip(d):
-    return {b: {k: v for k, v in r.items() if k != "c"} for b, r in d.items()}
-
-
-summary = {f"{c}/{s}": _strip(ev[(c, s)]) for c, s in ev}
+summary = {f"{c}/{s}": ev[(c, s)] for c, s in ev}
 summary["rl_history"] = {c: {k: r.history[k] for k in ("reward", "kl", "kl_k1", "kl_k3",
                                                         "entropy", "zero_signal", "grad_norm")}
                          for c, r in rls.items()}

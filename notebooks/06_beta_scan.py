@@ -148,7 +148,7 @@ axes[0].set(xlabel="KL to the SFT start (nats/token)", ylabel=f"sampled accuracy
             title="reward vs KL")
 axes[0].legend()
 for beta, r in runs.items():
-    axes[1].plot(r.history["step"], plots._smooth(r.history["reward"], 5), label=f"beta={beta:g}")
+    axes[1].plot(r.history["step"], plots.smooth(r.history["reward"], 5), label=f"beta={beta:g}")
 axes[1].set(xlabel="RL step", ylabel="mean batch reward (5-step mean)", title="learning curves")
 axes[1].legend(fontsize=8)
 fig.suptitle(f"beta scan from the {arm} SFT model, seed {P.seed}, n={P.n_passk} problems")
@@ -157,10 +157,9 @@ fig.savefig(out_dir / "beta_frontier.png", dpi=120)
 plt.show()
 
 # %% tags=["nbval-ignore-output"]
-summary = {f"{beta:g}": {"buckets": {b: {k: v for k, v in ev[beta][b].items() if k != "c"}
-                                     for b in P.buckets},
+summary = {f"{beta:g}": {"buckets": {b: ev[beta][b] for b in P.buckets},
                          "kl": kl[beta], "verdict": verdicts[beta]} for beta in P.betas}
-summary["start"] = {b: {k: v for k, v in ev0[b].items() if k != "c"} for b in P.buckets}
+summary["start"] = {b: ev0[b] for b in P.buckets}
 artifacts.write_json(out_dir / "metrics.json", summary)
 print("wrote", out_dir / "metrics.json")
 

@@ -111,6 +111,15 @@ def load_checkpoint(path, expect_config: dict | None = None) -> dict:
     return ck
 
 
+def load_finished(path, expect_config: dict) -> dict | None:
+    """The checkpoint at ``path`` when it exists and marks a finished run of
+    ``expect_config``; None when it is absent or unfinished (the caller trains or resumes)."""
+    if not Path(path).exists():
+        return None
+    ck = load_checkpoint(path, expect_config=expect_config)
+    return ck if ck.get("done") else None
+
+
 def repo_root() -> Path:
     """The checkout this package lives in (where pyproject.toml is)."""
     here = Path(__file__).resolve().parent.parent

@@ -113,5 +113,5 @@ def full_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, temperat
     return {b: {"n": g[b]["n"], "acc": g[b]["acc"], "acc_ci": g[b]["acc_ci"],
                 "parse": g[b]["parse"], "parse_ci": g[b]["parse_ci"],
                 "sampled_acc": s[b]["sampled_acc"], "sampled_acc_ci": s[b]["sampled_acc_ci"],
-                "sampled_parse": s[b]["parse"], "pass": s[b]["pass"], "c": s[b]["c"]}
+                "sampled_parse": s[b]["parse"], "pass": s[b]["pass"]}
             for b in g}

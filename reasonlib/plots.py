@@ -44,7 +44,8 @@ def stage_schedule(scheds: dict[str, list[Stage]]):
     return fig
 
 
-def _smooth(y, k):
+def smooth(y, k):
+    """Trailing k-point moving average (the first k-1 points are left as they are)."""
     y = np.asarray(y, dtype=float)
     if len(y) < k or k < 2:
         return y
@@ -58,7 +59,7 @@ def loss_curves(hists: dict[str, dict], title: str = ""):
     for name, h in hists.items():
         tok = np.asarray(h["tokens"]) / 1e6
         ax.plot(tok, h["loss"], color=PALETTE.get(name), alpha=0.25, lw=0.8)
-        ax.plot(tok, _smooth(h["loss"], 25), color=PALETTE.get(name), label=name)
+        ax.plot(tok, smooth(h["loss"], 25), color=PALETTE.get(name), label=name)
     ax.set_yscale("log")
     ax.set_xlabel("training tokens (millions)")
     ax.set_ylabel("answer-token loss (nats)")

@@ -193,7 +193,10 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
             artifacts.save_checkpoint(ckpt_path, {
                 "config": cfg.to_dict(), "model": policy.state_dict(), "optim": opt.state_dict(),
                 "rng_np": json.dumps(rng.bit_generator.state), "rng_torch": torch.get_rng_state(),
-                "step": step, "history": hist, "done": done})
+                "step": step, "history": hist, "done": done, "timing": _timing()})
+
+    def _timing():  # this process's share of the run (a resumed run counts from the resume)
+        return {"rollout_s": t_roll, "loop_s": t_all}
 
     bar = None
     if progress:
@@ -252,8 +255,7 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
     if bar is not None:
         bar.close()
     policy.eval()
-    return RLResult(policy, hist, ckpt_path, True,
-                    {"rollout_s": t_roll, "loop_s": t_all})
+    return RLResult(policy, hist, ckpt_path, True, _timing())
 
 
 def artifact_dir_for(cfg: RLConfig, root) -> Path:
@@ -266,19 +268,13 @@ def get_or_train(cfg: RLConfig, sft_model: GPT, sft_cfg, root, device: str = "cp
     otherwise trained (resuming an unfinished checkpoint)."""
     d = artifact_dir_for(cfg, root)
     path = d / "ckpt.pt"
-    if path.exists():
-        ck = artifacts.load_checkpoint(path, expect_config=cfg.to_dict())
-        if ck.get("done"):
-            model = copy.deepcopy(sft_model)
-            model.load_state_dict(ck["model"])
-            model.eval()
-            return RLResult(model.to(device), ck["history"], path, False, ck.get("timing", {}))
+    ck = artifacts.load_finished(path, cfg.to_dict())
+    if ck is not None:
+        model = copy.deepcopy(sft_model)
+        model.load_state_dict(ck["model"])
+        return RLResult(model.eval().to(device), ck["history"], path, False, ck.get("timing", {}))
     artifacts.write_json(d / "config.json", cfg.to_dict())
-    res = train_rl(cfg, sft_model, sft_cfg, path, ckpt_every, device, progress)
-    ck = artifacts.load_checkpoint(path)
-    ck["timing"] = res.timing
-    artifacts.save_checkpoint(path, ck)
-    return res
+    return train_rl(cfg, sft_model, sft_cfg, path, ckpt_every, device, progress)
 
 
 def config_from_params(P, sft_cfg, beta: float | None = None) -> RLConfig:

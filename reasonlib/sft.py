@@ -142,7 +142,12 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
             artifacts.save_checkpoint(ckpt_path, {
                 "config": cfg.to_dict(), "model": model.state_dict(), "optim": opt.state_dict(),
                 "rng_np": _rng_state(data_rng), "rng_torch": torch.get_rng_state(),
-                "step": step, "tokens": seen, "history": hist, "done": done})
+                "step": step, "tokens": seen, "history": hist, "done": done,
+                "timing": _timing()})
+
+    def _timing():  # this process's share of the run (a resumed run counts from the resume)
+        return {"data_s": t_data, "loop_s": t_loop,
+                "data_share": t_data / t_loop if t_loop else 0.0}
 
     bar = None
     if progress:
@@ -200,19 +205,19 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
     if bar is not None:
         bar.close()
     model.eval()
-    timing = {"data_s": t_data, "loop_s": t_loop,
-              "data_share": t_data / t_loop if t_loop else 0.0}
-    return SFTResult(model, hist, ckpt_path, trained_now=True, timing=timing)
+    return SFTResult(model, hist, ckpt_path, trained_now=True, timing=_timing())
 
 
 def load_model(path, expect_config: dict | None = None) -> tuple[GPT, dict]:
     """Rebuild a model from a checkpoint (its config travels with it)."""
     ck = artifacts.load_checkpoint(path, expect_config)
-    cfg = SFTConfig(**ck["config"])
+    return _model_from(SFTConfig(**ck["config"]), ck), ck
+
+
+def _model_from(cfg: SFTConfig, ck: dict) -> GPT:
     model = GPT(cfg.model_config())
     model.load_state_dict(ck["model"])
-    model.eval()
-    return model, ck
+    return model.eval()
 
 
 def artifact_dir_for(cfg: SFTConfig, root) -> Path:
@@ -229,20 +234,12 @@ def get_or_train(cfg: SFTConfig, root, device: str = "cpu", progress: bool = Tru
     otherwise trained (resuming an unfinished checkpoint)."""
     d = artifact_dir_for(cfg, root)
     path = d / "ckpt.pt"
-    if path.exists():
-        ck = artifacts.load_checkpoint(path, expect_config=cfg.to_dict())
-        if ck.get("done"):
-            model = GPT(cfg.model_config())
-            model.load_state_dict(ck["model"])
-            model.eval()
-            return SFTResult(model.to(device), ck["history"], path, trained_now=False,
-                             timing=ck.get("timing", {}))
+    ck = artifacts.load_finished(path, cfg.to_dict())
+    if ck is not None:
+        return SFTResult(_model_from(cfg, ck).to(device), ck["history"], path,
+                         trained_now=False, timing=ck.get("timing", {}))
     artifacts.write_json(d / "config.json", cfg.to_dict())
-    res = train_sft(cfg, path, ckpt_every=ckpt_every, device=device, progress=progress)
-    ck = artifacts.load_checkpoint(path)
-    ck["timing"] = res.timing
-    artifacts.save_checkpoint(path, ck)
-    return res
+    return train_sft(cfg, path, ckpt_every=ckpt_every, device=device, progress=progress)
 
 
 def config_from_params(P, curriculum: str) -> SFTConfig:
