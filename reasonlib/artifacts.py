@@ -41,11 +41,23 @@ def artifact_dir(root, kind: str, cfg: dict, extra: dict | None = None) -> Path:
     return Path(root) / f"{kind}-{config_hash(key)}"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates its file readable by its owner only; a renamed artifact gets the
+# permissions a plain open() would give it
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _atomic(path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

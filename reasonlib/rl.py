@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from . import artifacts, metrics, reward, sampling, tasks
 from .model import GPT
+from .sft import check_finite, max_abs_weight
 from .tokenizer import EOS, PAD
 
 
@@ -224,13 +225,14 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
             grp["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
         loss, st = policy_loss(policy, ref, seq.to(device), sv.to(device), gm.to(device),
                                adv.reshape(-1).to(device), cfg.beta)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"RL loss is {loss.item()} at step {step + 1}; "
-                                     f"last good checkpoint kept at {ckpt_path}")
+        check_finite(loss, "RL loss", step + 1, ckpt_path)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip).item()
+        check_finite(gn, "RL gradient norm", step + 1, ckpt_path)
         opt.step()
+        check_finite(max_abs_weight(policy), "RL largest weight after the update", step + 1,
+                     ckpt_path)
         step += 1
         t_roll += t1 - t0
         t_all += time.perf_counter() - t0

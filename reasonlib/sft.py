@@ -101,6 +101,30 @@ def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor) -> torch
     return F.cross_entropy(logits.float(), y[m])
 
 
+def check_finite(value, what: str, step: int, ckpt_path) -> None:
+    """Stop a run whose ``what`` (a loss, a gradient norm, the weights' largest magnitude)
+    is NaN or inf at ``step``, naming the step and the checkpoint that is kept.
+
+    The loops call it before anything of that step is saved: the loss before backward, the
+    gradient norm before the optimizer step, the weights after it (a huge learning rate can
+    overflow them from finite gradients), so the checkpoint on disk is the last good one."""
+    v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+    if math.isfinite(v):
+        return
+    if ckpt_path is None:
+        kept = "no checkpoint path was given"
+    elif Path(ckpt_path).exists():
+        kept = f"last good checkpoint kept at {ckpt_path}"
+    else:
+        kept = f"no checkpoint was written yet at {ckpt_path}"
+    raise FloatingPointError(f"{what} is {v} at step {step}; {kept}")
+
+
+def max_abs_weight(model: torch.nn.Module) -> torch.Tensor:
+    """The largest |w| over every parameter: NaN or inf when any weight is (one sync)."""
+    return torch.stack([p.detach().abs().amax() for p in model.parameters()]).amax()
+
+
 def _rng_state(rng: np.random.Generator) -> str:
     return json.dumps(rng.bit_generator.state)
 
@@ -168,13 +192,14 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
         for g in opt.param_groups:
             g["lr"] = lr
         loss = answer_loss(model, toks_t, ans_t)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"SFT loss is {loss.item()} at step {step + 1}; "
-                                     f"last good checkpoint kept at {ckpt_path}")
+        check_finite(loss, "SFT loss", step + 1, ckpt_path)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        check_finite(gn, "SFT gradient norm", step + 1, ckpt_path)
         opt.step()
+        check_finite(max_abs_weight(model), "SFT largest weight after the update", step + 1,
+                     ckpt_path)
         loss = loss.item()
         step += 1
         seen += n_tok
