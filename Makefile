@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-## main job: notebooks 01-04 on the quick profile, seed 0 -> runs/quick/seed-0/
+## main job: every notebook on the quick profile, seed 0 -> runs/quick/, then the report
 run: $(STAMP)
-	$(BIN)/python -m reasonlib run --profile quick --seed 0
+	$(BIN)/python -m reasonlib run --profile quick --seeds 0 --workers 1 && $(BIN)/python -m reasonlib report runs/quick
 
 ## the whole test suite: unit tests, papermill runs of every notebook, nbval output checks
 test: $(STAMP)

@@ -29,7 +29,7 @@ n_head = 4
 n_embd = 64
 fmt = "reversed"
 max_digits = 3
-run_dir = "runs/smoke/seed-0"
+run_dir = "runs/notebooks/seed-0"
 device = "cpu"
 
 # %%

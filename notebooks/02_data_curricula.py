@@ -32,7 +32,7 @@ replay = 0.2
 mixed_replay = 0.15
 n_eval = 100
 eval_seed = 1234
-run_dir = "runs/smoke/seed-0"
+run_dir = "runs/notebooks/seed-0"
 
 # %%
 from reasonlib import params

@@ -46,7 +46,7 @@ eval_every = 50
 eval_n = 30
 n_eval = 100
 eval_seed = 1234
-run_dir = "runs/smoke/seed-0"
+run_dir = "runs/notebooks/seed-0"
 artifacts_dir = "runs/artifacts"
 device = "cpu"
 

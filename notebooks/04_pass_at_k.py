@@ -51,7 +51,7 @@ ks = [1, 2, 4, 8, 16]
 temperature = 1.0
 top_k = 0
 n_passk = 50
-run_dir = "runs/smoke/seed-0"
+run_dir = "runs/notebooks/seed-0"
 artifacts_dir = "runs/artifacts"
 device = "cpu"
 

@@ -66,7 +66,7 @@ rl_std_normalize = False
 rl_buckets = ["general", "mixed", "low_sum"]
 rl_eval_every = 5
 beta = 0.05
-run_dir = "runs/smoke/seed-0"
+run_dir = "runs/notebooks/seed-0"
 artifacts_dir = "runs/artifacts"
 device = "cpu"
 

@@ -60,7 +60,7 @@ rl_std_normalize = False
 rl_buckets = ["general", "mixed", "low_sum"]
 rl_eval_every = 5
 betas = [0.0, 0.02, 0.05, 0.1, 0.5]
-run_dir = "runs/smoke/seed-0"
+run_dir = "runs/notebooks/seed-0"
 artifacts_dir = "runs/artifacts"
 device = "cpu"
 

@@ -64,7 +64,7 @@ rl_eval_every = 5
 beta = 0.05
 n_fail = 40
 fail_samples = 4
-run_dir = "runs/smoke/seed-0"
+run_dir = "runs/notebooks/seed-0"
 artifacts_dir = "runs/artifacts"
 device = "cpu"
 

@@ -1,8 +1,14 @@
-"""Command line: ``python -m reasonlib run --profile quick --seed 0``.
+"""Command line: ``python -m reasonlib run|report|refresh``.
 
-Runs the numbered notebooks in order through papermill for one profile and seed, writing
-executed copies and each notebook's outputs under ``runs/<profile>/seed-<seed>/``.
-Parameters are validated before anything runs; bad input exits with status 2.
+``run`` executes the numbered notebooks in order through papermill for one profile and one
+or more seeds (seeds in parallel on a Dask cluster), writing executed copies and each
+notebook's outputs under ``<out>/<profile>/seed-<seed>/``, then the cross-seed summary
+notebook (08) once under ``<out>/<profile>/``. Finished notebooks are skipped on a rerun.
+``report`` builds the report of a profile folder. Parameters are validated before anything
+runs.
+
+Exit status: 0 success; 1 a notebook failed; 2 bad input (nothing ran); 3 the output
+folder is locked by another run; 130 interrupted.
 """
 from __future__ import annotations
 
@@ -12,28 +18,47 @@ import time
 from pathlib import Path
 
 from . import params
-from .artifacts import repo_root
-
-NOTEBOOKS_DIR = repo_root() / "notebooks"
+from .runner import NOTEBOOKS_DIR, UsageError, discover
 
 
 def notebooks() -> dict[str, Path]:
-    return {p.name[:2]: p for p in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))}
+    return discover(NOTEBOOKS_DIR)
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m reasonlib", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="execute notebooks for one profile and seed")
+    r = sub.add_parser("run", help="execute the notebooks for one profile and one or more seeds",
+                       epilog="exit status: 0 done; 1 a notebook failed; 2 bad input (nothing "
+                              "ran); 3 the profile folder is locked by another run; 130 "
+                              "interrupted")
     r.add_argument("--profile", default="quick",
                    help="profile name in params/ (smoke, quick, paper) or a YAML path")
-    r.add_argument("--seed", type=int, default=0, help="training seed (integer >= 0)")
+    seeds = r.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, nargs="*", default=None, metavar="S",
+                       help="training seeds (distinct integers >= 0), run in parallel")
+    seeds.add_argument("--seed", type=int, default=None,
+                       help="one training seed (shorthand for --seeds S; default 0)")
+    r.add_argument("--workers", type=int, default=1,
+                   help="Dask worker processes on this machine (default 1; at most one per "
+                        "seed is started); each notebook gets cpus // workers torch threads")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://host:8786 (from "
+                        "dask-jobqueue's SLURMCluster); --workers is then ignored")
     r.add_argument("--notebooks", nargs="+", default=None, metavar="NN",
-                   help="notebook numbers to run, in order (default: all)")
-    r.add_argument("--out", default="runs", help="root folder of run outputs")
+                   help="notebook numbers to run, run in number order (default: all; 08, the "
+                        "cross-seed summary, runs once per profile after the seeds)")
+    r.add_argument("--out", default="runs", help="root folder of run outputs (default runs)")
     r.add_argument("--artifacts", default=None,
-                   help="artifact cache (default: <out>/artifacts), shared by seeds and notebooks")
+                   help="artifact cache (default: <out>/artifacts), shared by seeds and "
+                        "notebooks; must be visible to every worker")
+    r.add_argument("--force", action="store_true",
+                   help="rerun notebooks even when their done-marker says they are up to date")
+    r.add_argument("--notebooks-dir", default=None, help=argparse.SUPPRESS)  # tests
+    rep = sub.add_parser("report", help="build the report of a profile folder (runs/<profile>)")
+    rep.add_argument("profile_root", help="a profile folder written by `run`, e.g. runs/quick")
+    rep.add_argument("--out", default=None, help="report folder (default: chosen by the report)")
     sub.add_parser("refresh", help="sync jupytext pairs and re-execute the committed notebooks "
                                    "in place with their default (smoke) parameters")
     return ap
@@ -58,56 +83,35 @@ def refresh() -> int:
     return 0
 
 
-class UsageError(Exception):
-    pass
-
-
-def plan(args) -> list[tuple[Path, Path, dict]]:
-    """Validate everything and return (notebook, executed copy, parameters) jobs."""
-    prof = params.load_profile(args.profile)
-    if args.seed < 0:
-        raise UsageError(f"--seed {args.seed}: must be an integer >= 0")
-    have = notebooks()
-    wanted = args.notebooks or list(have)
-    bad = [n for n in wanted if n not in have]
-    if bad:
-        raise UsageError(f"--notebooks {' '.join(bad)}: unknown; allowed: {' '.join(have)}")
-    name = Path(args.profile).stem
-    out = Path(args.out)
-    run_dir = out / name / f"seed-{args.seed}"
-    arts = Path(args.artifacts) if args.artifacts else out / "artifacts"
-    p = dict(prof, seed=args.seed, run_dir=str(run_dir.resolve()),
-             artifacts_dir=str(arts.resolve()))
-    params.validate(p)
-    return [(have[n], run_dir / have[n].name, p) for n in wanted]
-
-
 def main(argv=None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     if args.cmd == "refresh":
         return refresh()
+    if args.cmd == "report":
+        return report(args)
+    from . import runner
+
     try:
-        jobs = plan(args)
+        sweep = runner.plan(args)
     except (params.ParamError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    import papermill as pm
+        return runner.EXIT_USAGE
+    return runner.execute(sweep)
 
-    for nb, out, p in jobs:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        t = time.time()
-        print(f"[{nb.stem}] profile={Path(args.profile).stem} seed={p['seed']} -> {out}", flush=True)
-        declared = pm.inspect_notebook(str(nb))  # pass only what the notebook declares
-        nb_params = {k: v for k, v in p.items() if k in declared}
-        try:
-            pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(NOTEBOOKS_DIR),
-                                kernel_name="python3", progress_bar=False)
-        except pm.PapermillExecutionError as e:
-            print(f"[{nb.stem}] FAILED in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                  f"  executed copy with the traceback: {out}", file=sys.stderr)
-            return 1
-        print(f"[{nb.stem}] done in {time.time() - t:.0f} s", flush=True)
+
+def report(args) -> int:
+    try:
+        from . import report as rep
+    except ImportError as e:
+        print(f"error: the report builder is not available ({e})", file=sys.stderr)
+        return 1
+    try:
+        index = rep.build(Path(args.profile_root), Path(args.out) if args.out else None)
+    except rep.ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(index)
     return 0
 
 

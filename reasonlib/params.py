@@ -49,8 +49,10 @@ def _unit(v):
 
 SCHEMA: dict[str, Spec] = {
     "seed": Spec(0, "int", "an integer >= 0", _nonneg),
-    "run_dir": Spec("runs/smoke/seed-0", "str", "a non-empty path (relative to the repo root)"),
+    "run_dir": Spec("runs/notebooks/seed-0", "str", "a non-empty path (relative to the repo root)"),
     "artifacts_dir": Spec("runs/artifacts", "str", "a non-empty path (relative to the repo root)"),
+    # cross-seed summary (08): the folder holding the seed-* run folders of one profile
+    "run_root": Spec("runs/notebooks", "str", "a non-empty path (relative to the repo root)"),
     "device": Spec("cpu", "choice", "one of " + ", ".join(DEVICES), choices=DEVICES),
     "fmt": Spec("reversed", "choice", "one of " + ", ".join(FORMATS), choices=FORMATS),
     "max_digits": Spec(3, "int", "an integer in 1..6", lambda v: 1 <= v <= 6),

@@ -1,7 +1,16 @@
-"""Device resolution, done once per notebook: ``auto`` picks cuda > mps > cpu."""
+"""Device resolution, done once per notebook: ``auto`` picks cuda > mps > cpu.
+
+Importing this module applies ``REASONLIB_THREADS`` (set by ``python -m reasonlib run`` for
+each notebook kernel, so parallel workers do not oversubscribe the cores) to torch.
+"""
 from __future__ import annotations
 
+import os
+
 import torch
+
+if os.environ.get("REASONLIB_THREADS", "").isdigit() and int(os.environ["REASONLIB_THREADS"]) > 0:
+    torch.set_num_threads(int(os.environ["REASONLIB_THREADS"]))
 
 
 def resolve_device(name: str = "auto") -> str:

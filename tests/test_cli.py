@@ -1,11 +1,14 @@
-"""The command line refuses bad input with exit status 2 before running anything."""
+"""The command line refuses bad input with exit status 2 before running anything, and the
+``report`` subcommand hands over to ``reasonlib.report.build``."""
 from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import pytest
 
+import reasonlib
 from reasonlib.__main__ import main
 
 
@@ -13,7 +16,17 @@ from reasonlib.__main__ import main
     (["run", "--profile", "nosuch"], "unknown profile 'nosuch'"),
     (["run", "--profile", "/nonexistent/p.yaml"], "does not exist"),
     (["run", "--profile", "smoke", "--notebooks", "99"], "--notebooks 99"),
+    (["run", "--profile", "smoke", "--notebooks", "01", "x1"], "unknown notebook 'x1'"),
     (["run", "--profile", "smoke", "--seed", "-1"], "--seed -1"),
+    (["run", "--profile", "smoke", "--seeds"], "--seeds: empty seed list"),
+    (["run", "--profile", "smoke", "--seeds", "0", "-2"], "--seeds 0 -2: seed -2 is negative"),
+    (["run", "--profile", "smoke", "--seeds", "0", "1", "0"], "--seeds 0 1 0: duplicate seed 0"),
+    (["run", "--profile", "smoke", "--workers", "0"], "--workers 0: must be an integer >= 1"),
+    (["run", "--profile", "smoke", "--workers", "-3"], "--workers -3"),
+    (["run", "--profile", "smoke", "--scheduler", "localhost:8786"], "--scheduler 'localhost:8786'"),
+    (["run", "--profile", "smoke", "--scheduler", "http://h:8786"], "--scheduler 'http://h:8786'"),
+    (["run", "--profile", "smoke", "--scheduler", "tcp://"], "--scheduler 'tcp://'"),
+    (["run", "--profile", "smoke", "--notebooks-dir", "/nonexistent/nbs"], "--notebooks-dir"),
 ])
 def test_bad_input_exits_2(argv, needle, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path)]) == 2
@@ -29,9 +42,62 @@ def test_bad_profile_content_exits_2(tmp_path, capsys):
     bad.write_text("n_layer: [1\n")
     assert main(["run", "--profile", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
-def test_argparse_errors_exit_2():
-    r = subprocess.run([sys.executable, "-m", "reasonlib", "run", "--seed", "abc"],
+@pytest.mark.parametrize("args, needle", [
+    (["--seed", "abc"], "--seed"),
+    (["--seeds", "0", "x"], "--seeds"),
+    (["--seed", "1", "--seeds", "2"], "not allowed with argument"),
+    (["--workers", "two"], "--workers"),
+])
+def test_argparse_errors_exit_2(args, needle, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "reasonlib", "run", *args, "--out", str(tmp_path)],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "--seed" in r.stderr
+    assert r.returncode == 2 and needle in r.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_good_scheduler_addresses_pass_validation():
+    from argparse import Namespace
+
+    from reasonlib import runner
+
+    for addr in ("tcp://10.0.0.5:8786", "tls://node-3.cluster:8786", "tcp://[::1]:8786", "tcp://h"):
+        a = Namespace(profile="smoke", seeds=[0], seed=None, workers=2, scheduler=addr,
+                      notebooks=["01"], out="/nonexistent-out", artifacts=None, force=False,
+                      notebooks_dir=None)
+        assert runner.plan(a).scheduler == addr
+
+
+@pytest.fixture
+def fake_report(monkeypatch):
+    class ReportError(ValueError):
+        pass
+
+    calls = []
+
+    def build(profile_root, out=None):
+        calls.append((profile_root, out))
+        if not profile_root.name.startswith("ok"):
+            raise ReportError(f"{profile_root} holds no seed-* folders")
+        return (out or profile_root / "report") / "index.html"
+
+    mod = types.SimpleNamespace(build=build, ReportError=ReportError)
+    monkeypatch.setitem(sys.modules, "reasonlib.report", mod)
+    monkeypatch.setattr(reasonlib, "report", mod, raising=False)
+    return calls
+
+
+def test_report_prints_the_index_path(fake_report, tmp_path, capsys):
+    assert main(["report", str(tmp_path / "ok"), "--out", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "index.html")
+    assert fake_report == [(tmp_path / "ok", tmp_path / "r")]
+    assert main(["report", str(tmp_path / "ok")]) == 0
+    assert fake_report[-1] == (tmp_path / "ok", None)
+
+
+def test_report_bad_input_exits_2(fake_report, tmp_path, capsys):
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds no seed-* folders" in err

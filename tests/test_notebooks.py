@@ -46,8 +46,10 @@ def test_parameters_cell_is_smoke_profile(py):
 def smoke_run(tmp_path_factory):
     """One smoke run shared by the notebook tests (they chain through the artifact cache)."""
     base = tmp_path_factory.mktemp("smoke")
-    p = dict(params.load_profile("smoke"), run_dir=str(base / "run"),
-             artifacts_dir=str(base / "artifacts"))
+    # one seed folder under a profile folder, as `python -m reasonlib run` lays them out:
+    # 01-07 write into run_dir, 08 summarises every seed-* folder of run_root
+    p = dict(params.load_profile("smoke"), run_dir=str(base / "run" / "seed-0"),
+             run_root=str(base / "run"), artifacts_dir=str(base / "artifacts"))
     return base, p
 
 
@@ -60,7 +62,8 @@ def test_notebook_runs_under_papermill(name, smoke_run):
     out.parent.mkdir(exist_ok=True)
     pm.execute_notebook(str(nb), str(out), parameters={k: v for k, v in p.items() if k in declared},
                         cwd=str(NB_DIR), kernel_name="python3", progress_bar=False)
-    m = json.loads((Path(p["run_dir"]) / name / "metrics.json").read_text())
+    mdir = Path(p["run_root"]) / "summary" if "run_root" in declared else Path(p["run_dir"]) / name
+    m = json.loads((mdir / "metrics.json").read_text())
     assert m, f"{name} wrote empty metrics"
     executed = nbformat.read(out, 4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])

@@ -1,0 +1,358 @@
+"""A static HTML site of one profile's run, readable from disk with no network.
+
+``build(profile_root)`` renders every executed notebook of ``runs/<profile>/``
+(``seed-*/NN_name.ipynb`` and the cross-seed ``NN_name.ipynb`` beside the seed folders,
+e.g. ``08_summary.ipynb``) with nbconvert, and writes ``index.html`` with the verdicts and
+the headline table across seeds (from notebook 08's ``summary/metrics.json``, or computed
+with :mod:`reasonlib.summary` when it is absent) and a link to every page.
+
+Offline by construction:
+
+* figures are the notebooks' own PNG outputs, embedded as base64 ``data:`` URIs;
+* nbconvert's ``lab`` template loads require.js, MathJax, mermaid and the widget manager
+  from CDNs: a small template extending it empties those blocks (formulas then show as
+  their TeX source);
+* widget outputs keep only their ``text/plain`` fallback (with a note that the widget needs
+  a live kernel) instead of an empty widget area, and the saved widget state is dropped;
+* every page is checked by :func:`remote_references` before it is written: a script,
+  stylesheet, image or frame pointing to ``http(s)://`` or ``//`` raises :class:`ReportError`.
+  Plain ``<a href>`` links to the web are allowed: they load nothing by themselves.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import html
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+
+from . import summary as summary_mod
+from .artifacts import write_bytes
+
+
+class ReportError(ValueError):
+    """The report cannot be built (no such profile folder, no seeds, a page with a remote
+    resource); the message names the path."""
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = "[interactive widget: it needs a live Jupyter kernel. Its text form follows.]"
+
+# The lab template with every block that loads code from a CDN emptied.
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+# ---- offline check --------------------------------------------------------------------------------
+_REMOTE = re.compile(r"^\s*(https?:|//)", re.I)
+_CSS_REMOTE = re.compile(r"""(url\(\s*['"]?\s*(https?:|//)[^)]*\)|@import\s+(url\(\s*)?['"]?\s*(https?:|//)\S*)""",
+                         re.I)
+_JS_REMOTE = re.compile(r"""['"`](https?:)?//[^'"`\s]+['"`]""", re.I)
+_URL_ATTRS = {"src", "href", "xlink:href", "data", "poster", "srcset", "background", "action",
+              "formaction", "manifest"}
+_LINK_TAGS = {"a", "area"}   # navigation only: a click, not a load
+
+
+class _RemoteFinder(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._in = None
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if value is None:
+                continue
+            if name == "style":
+                self.found += [f"<{tag} style> {m.group(0)}" for m in _CSS_REMOTE.finditer(value)]
+            elif name in _URL_ATTRS and tag not in _LINK_TAGS:
+                urls = [u.strip().split(" ")[0] for u in value.split(",")] if name == "srcset" else [value]
+                self.found += [f"<{tag} {name}={u!r}>" for u in urls if _REMOTE.match(u)]
+        self._in = tag if tag in ("style", "script") else None
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag):
+        self._in = None
+
+    def handle_data(self, data):
+        if self._in == "style":
+            self.found += [f"<style> {m.group(0)[:120]}" for m in _CSS_REMOTE.finditer(data)]
+        elif self._in == "script":
+            self.found += [f"<script> {m.group(0)[:120]}" for m in _JS_REMOTE.finditer(data)]
+
+
+def remote_references(page: str) -> list[str]:
+    """Everything in an HTML page that would load a resource from the network: src/href
+    (and similar) of anything but a plain link, ``url(...)`` and ``@import`` in CSS, and
+    quoted URLs in inline scripts. Empty for a page that works offline."""
+    f = _RemoteFinder()
+    f.feed(page)
+    f.close()
+    return f.found
+
+
+# ---- notebooks -----------------------------------------------------------------------------------
+def _seed_key(p: Path):
+    tail = p.name[len("seed-"):]
+    return (0, int(tail), "") if tail.isdigit() else (1, 0, tail)
+
+
+def find_notebooks(profile_root: Path) -> list[Path]:
+    """Executed notebooks under a profile folder, relative to it: the cross-seed ones
+    (``NN_name.ipynb`` beside the seed folders) first, then each seed's, in seed order."""
+    top = sorted(profile_root.glob("[0-9][0-9]_*.ipynb"))
+    seeds = sorted((p for p in profile_root.glob("seed-*") if p.is_dir()), key=_seed_key)
+    per_seed = [nb for s in seeds for nb in sorted(s.glob("[0-9][0-9]_*.ipynb"))]
+    return [p.relative_to(profile_root) for p in top + per_seed]
+
+
+_BOXES = {"HBoxModel": " ", "VBoxModel": "\n", "BoxModel": " "}
+_TEXTS = {"HTMLModel", "LabelModel", "HTMLMathModel"}
+_PROGRESS = {"FloatProgressModel", "IntProgressModel"}
+
+
+def _widget_text(model_id: str, state: dict, depth: int = 0) -> str | None:
+    """The final state of a display-only widget (text, progress bars and boxes of them, e.g.
+    a tqdm bar) as one line of text; None for anything interactive or unknown."""
+    m = state.get(model_id)
+    if not isinstance(m, dict) or depth > 8:
+        return None
+    name, st = m.get("model_name"), m.get("state", {})
+    if name in _BOXES:
+        parts = [_widget_text(str(c).removeprefix("IPY_MODEL_"), state, depth + 1)
+                 for c in st.get("children", [])]
+        return None if None in parts else _BOXES[name].join(p for p in parts if p)
+    if name in _TEXTS:
+        return html.unescape(re.sub(r"<[^>]*>", "", str(st.get("value", "")))).replace("\u200b", "").strip()
+    if name in _PROGRESS:
+        lo, hi, v = st.get("min", 0), st.get("max", 100), st.get("value", 0)
+        try:
+            fill = round(10 * (v - lo) / (hi - lo)) if hi > lo else 10
+        except TypeError:
+            return None
+        fill = min(max(fill, 0), 10)
+        return "|" + "#" * fill + "." * (10 - fill) + "|"
+    return None
+
+
+def static_notebook(nb):
+    """A copy of ``nb`` that renders without a kernel or network, saved widget state dropped.
+
+    A display-only widget (e.g. a tqdm progress bar) becomes the text of its final saved
+    state; an interactive one keeps its ``text/plain`` fallback behind a note saying it needs
+    a live kernel."""
+    nb = copy.deepcopy(nb)
+    saved = nb.metadata.pop("widgets", {}) or {}
+    state = saved.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data")
+            if not data or WIDGET_VIEW not in data:
+                continue
+            view = data[WIDGET_VIEW]
+            final = _widget_text(view.get("model_id", ""), state) if isinstance(view, dict) else None
+            if final is not None:
+                out["data"] = {"text/plain": final}
+                continue
+            text = data.get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            out["data"] = {"text/plain": WIDGET_NOTE + ("\n" + text if text else "")}
+    return nb
+
+
+def _exporter():
+    import jinja2
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="lab", template_file="offline.html.j2",
+                        extra_loaders=[jinja2.DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
+                        embed_images=True, exclude_anchor_links=True)
+
+
+_NAV_CSS = ("<style>.report-nav{font:14px sans-serif;padding:8px 0 4px 0}"
+            ".report-nav a{color:#1a5fb4}</style>")
+
+
+def render_notebook(path: Path, title: str, index_href: str, exporter=None) -> str:
+    """One executed notebook as a standalone offline HTML page with a link back to the index."""
+    nb = static_notebook(nbformat.read(path, as_version=4))
+    exporter = exporter or _exporter()
+    # "path": markdown images given as files beside the notebook are embedded too
+    page, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title,
+                                                                      "path": str(path.parent)}})
+    nav = (f'<nav class="report-nav"><a href="{html.escape(index_href)}">&larr; report index</a>'
+           f" &middot; {html.escape(title)}</nav>")
+    page = page.replace("</head>", _NAV_CSS + "</head>", 1)
+    page = page.replace("<main>", "<main>" + nav, 1)
+    return page
+
+
+# ---- index ------------------------------------------------------------------------------------------
+_INDEX_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1200px;
+     padding:0 1em;color:#1d1d1f;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #d0d0d0;padding:3px 8px;vertical-align:top}
+th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.verdict{font-weight:600;white-space:nowrap;padding:2px 6px;border-radius:4px}
+.v-reproduced{background:#d8f0d8;color:#1b5e20} .v-not-reproduced{background:#f9d6d5;color:#8e1c14}
+.v-inconclusive{background:#eee;color:#444}
+.muted{color:#666;font-size:.9em} .figs{display:flex;flex-wrap:wrap;gap:8px}
+.figs img{max-width:100%;width:580px;border:1px solid #eee}
+code{background:#f5f5f5;padding:0 3px}
+"""
+
+
+def _load_summary(profile_root: Path) -> tuple[dict, str, bool]:
+    """The cross-seed summary, where it came from, and whether it is notebook 08's own
+    (then its figures match it). A summary written before the seed folders changed is
+    recomputed instead."""
+    f = profile_root / "summary" / "metrics.json"
+    seeds = [p.name for p in summary_mod.find_seeds(profile_root)]
+    note = ""
+    if f.is_file():
+        try:
+            s = json.loads(f.read_text())
+        except ValueError:
+            s, note = None, f" ({f.relative_to(profile_root)} is not valid JSON)"
+        if isinstance(s, dict) and "metrics" in s and "findings" in s:
+            if s.get("seeds") == seeds:
+                return s, f"{f.relative_to(profile_root)} (written by notebook 08)", True
+            note = (f" ({f.relative_to(profile_root)} covers seeds {', '.join(s.get('seeds') or [])}: "
+                    f"out of date, rerun notebook 08 for its figures)")
+    return (summary_mod.summarize(profile_root),
+            "computed now from the seeds' metrics.json files" + note, False)
+
+
+def _findings_html(s: dict) -> str:
+    rows = []
+    for f in s["findings"]:
+        v = f["verdict"]
+        rows.append(f'<tr><td><span class="verdict v-{v.replace(" ", "-")}">{html.escape(v)}</span></td>'
+                    f"<td>{html.escape(f['claim'])}</td><td>{html.escape(str(f['published']))}</td>"
+                    f"<td>{html.escape(f['why'])}</td></tr>")
+    return ("<table><tr><th>verdict</th><th>finding</th><th>published</th>"
+            "<th>ours (the per-seed quantity the verdict uses)</th></tr>" + "".join(rows) + "</table>")
+
+
+def _headline_html(s: dict) -> str:
+    rows = summary_mod.headline_rows(s)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in summary_mod.HEADLINE_HEADERS)
+    body = "".join("<tr>" + "".join(
+        f'<td{"" if i == 0 else " class=num"}>{html.escape(c)}</td>' for i, c in enumerate(r))
+        + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _figures_html(profile_root: Path, s: dict) -> str:
+    """Notebook 08's figures, in the order of the findings, embedded as data: URIs."""
+    figs = sorted((profile_root / "summary").glob("finding_*.png"))
+    rank = {f"finding_{f['id']}": i for i, f in enumerate(s.get("findings", []))}
+    imgs = []
+    for p in sorted(figs, key=lambda p: (rank.get(p.stem, len(rank)), p.name)):
+        b64 = base64.b64encode(p.read_bytes()).decode()
+        imgs.append(f'<img alt="{html.escape(p.stem)}" src="data:image/png;base64,{b64}">')
+    return '<div class="figs">' + "".join(imgs) + "</div>" if imgs else ""
+
+
+def _index_html(profile_root: Path, s: dict, source: str, pages: list[tuple[Path, Path | None, str]],
+                figures: bool = True) -> str:
+    name = profile_root.name
+    top = [(nb, page, err) for nb, page, err in pages if len(nb.parts) == 1]
+    by_seed: dict[str, list] = {}
+    for nb, page, err in pages:
+        if len(nb.parts) > 1:
+            by_seed.setdefault(nb.parts[0], []).append((nb, page, err))
+
+    def link(nb, page, err):
+        label = html.escape(nb.stem)
+        if page is None:
+            return f'{label} <span class="muted">(not rendered: {html.escape(err)})</span>'
+        return f'<a href="{html.escape(page.as_posix())}">{label}</a>'
+
+    nav = []
+    if top:
+        nav.append("<p><b>Across seeds:</b> " + " &middot; ".join(link(*x) for x in top) + "</p>")
+    if by_seed:
+        nav.append("<table><tr><th>seed</th><th>executed notebooks</th></tr>" + "".join(
+            f"<tr><td>{html.escape(seed)}</td><td>" + " &middot; ".join(link(*x) for x in items)
+            + "</td></tr>" for seed, items in by_seed.items()) + "</table>")
+    if not pages:
+        nav.append('<p class="muted">no executed notebooks found (only metrics.json files)</p>')
+    missing = []
+    for seed, nbs in s.get("missing", {}).items():
+        missing.append(f"<li>{html.escape(seed)}: no metrics from {html.escape(', '.join(nbs))}</li>")
+    for seed, keys in s.get("missing_values", {}).items():
+        missing.append(f"<li>{html.escape(seed)}: metrics without {html.escape(', '.join(keys))}</li>")
+    seeds = s.get("seeds", [])
+    figs = _figures_html(profile_root, s) if figures else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>reasonlib report: {html.escape(name)}</title><style>{_INDEX_CSS}</style></head>
+<body>
+<h1>reasonlib report: <code>{html.escape(name)}</code> profile</h1>
+<p class="muted">{len(seeds)} seed{'s' * (len(seeds) != 1)} ({html.escape(', '.join(seeds))}).
+Numbers across seeds: {html.escape(source)}. Intervals are 95% Student-t over seeds
+(<i>n/a</i> with fewer than 2 seeds); published numbers are the study's
+(<code>{html.escape(s.get('published_source', summary_mod.PUBLISHED_SOURCE))}</code>).
+This site loads nothing from the network; formulas show as TeX source.</p>
+<h2>Findings</h2>
+<p class="muted">reproduced: the 95% t-interval of the per-seed quantity lies on the finding's side;
+not reproduced: on the other side (or, with &ge; 3 seeds, the mean points the other way);
+inconclusive: otherwise, and always with fewer than 2 seeds.</p>
+{_findings_html(s)}
+<h2>Headline numbers</h2>
+{_headline_html(s)}
+{"<h2>Figures</h2>" + figs if figs else ""}
+<h2>Notebooks</h2>
+{"".join(nav)}
+{"<h2>Missing inputs</h2><ul>" + "".join(missing) + "</ul>" if missing else ""}
+</body></html>
+"""
+
+
+def build(profile_root: Path, out: Path | None = None) -> Path:
+    """Write the static site for ``profile_root`` (``runs/<profile>``) into ``out``
+    (default ``<profile_root>/report``) and return the path of its ``index.html``."""
+    profile_root = Path(profile_root)
+    if not profile_root.is_dir():
+        raise ReportError(f"profile folder {profile_root} does not exist")
+    if not any(p.is_dir() for p in profile_root.glob("seed-*")):
+        raise ReportError(f"profile folder {profile_root} holds no seed-* folders: run the "
+                          f"notebooks for at least one seed first")
+    out = Path(out) if out is not None else profile_root / "report"
+    exporter = _exporter()
+    pages = []
+    for rel in find_notebooks(profile_root):
+        page_rel = rel.with_suffix(".html")
+        back = "../" * (len(rel.parts) - 1) + "index.html"
+        title = " · ".join(rel.with_suffix("").parts)
+        try:
+            page = render_notebook(profile_root / rel, title, back, exporter)
+        except (OSError, ValueError, nbformat.ValidationError) as e:
+            pages.append((rel, None, f"{type(e).__name__}: {str(e)[:200]}"))
+            continue
+        _check_offline(page, out / page_rel)
+        write_bytes(out / page_rel, page.encode())
+        pages.append((rel, page_rel, ""))
+    s, source, own = _load_summary(profile_root)
+    index = _index_html(profile_root, s, source, pages, figures=own)
+    _check_offline(index, out / "index.html")
+    return write_bytes(out / "index.html", index.encode())
+
+
+def _check_offline(page: str, path: Path):
+    bad = remote_references(page)
+    if bad:
+        raise ReportError(f"{path} would load {len(bad)} resource(s) from the network, "
+                          f"first: {bad[0]}")
