@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=1,
                    help="Dask worker processes on this machine (default 1; at most one per "
                         "seed is started); each notebook gets cpus // workers torch threads")
+    r.add_argument("--threads", type=int, default=None,
+                   help="torch threads per notebook kernel (default cpus // workers); results "
+                        "depend on it, so pin it to reproduce a run made with other --workers")
     r.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on an existing Dask cluster, e.g. tcp://host:8786 (from "
                         "dask-jobqueue's SLURMCluster); --workers is then ignored")

@@ -98,6 +98,7 @@ class Sweep:
     artifacts: Path
     nb_dir: Path
     code_hash: str
+    threads: int | None = None  # torch threads per notebook kernel (None: cpus // workers)
 
 
 def _digest(obj) -> str:
@@ -179,6 +180,9 @@ def plan(args) -> Sweep:
     workers = getattr(args, "workers", 1)
     if workers is None or workers < 1:
         raise UsageError(f"--workers {workers}: must be an integer >= 1")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads}: must be an integer >= 1")
     scheduler = getattr(args, "scheduler", None)
     if scheduler is not None and not _SCHEDULER_RE.match(scheduler):
         raise UsageError(f"--scheduler {scheduler!r}: not a scheduler address; expected "
@@ -229,7 +233,7 @@ def plan(args) -> Sweep:
         summary.params = {"run_root": str(root)}  # always: the notebook's only input
     return Sweep(profile=name, root=root, seeds=seeds, chains=chains, summary=summary,
                  workers=workers, scheduler=scheduler, force=force, artifacts=arts,
-                 nb_dir=nb_dir, code_hash=code)
+                 nb_dir=nb_dir, code_hash=code, threads=threads)
 
 
 def _summary_hash(sweep: Sweep) -> None:
@@ -383,13 +387,14 @@ def _kernel_manager_with(env: dict, ipc: str):
     return EnvKernelManager
 
 
-def run_job(job: Job, prev: dict | None = None, slots: int | None = None) -> dict:
+def run_job(job: Job, prev: dict | None = None, slots: int | None = None,
+            threads: int | None = None) -> dict:
     """Execute one notebook (on a worker). Never raises for a notebook error: returns a
     result dict with ``status`` done / failed / skipped."""
     res = {"seed": job.seed, "name": job.name, "executed": job.output}
     if prev is not None and prev.get("status") in ("failed", "skipped"):
         return dict(res, status="skipped", after=prev.get("after") or prev["name"])
-    threads = threads_for(slots if slots else _slots_on_this_host())
+    threads = threads or threads_for(slots if slots else _slots_on_this_host())
     env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "REASONLIB_THREADS")}
     # in the node-local temp folder; removed below even if the kernel did not clean up
     ipc = os.path.join(tempfile.gettempdir(), f"reasonlib-kernel-{uuid.uuid4().hex[:12]}")
@@ -399,9 +404,17 @@ def run_job(job: Job, prev: dict | None = None, slots: int | None = None) -> dic
 
         Path(job.marker).unlink(missing_ok=True)  # a rerun is not done until it succeeds
         Path(job.output).parent.mkdir(parents=True, exist_ok=True)
-        pm.execute_notebook(job.source, job.output, parameters=job.params, cwd=job.cwd,
-                            kernel_name="python3", progress_bar=False,
-                            kernel_manager_class=_kernel_manager_with(env, ipc))
+        # papermill saves the notebook as it goes: run into a temporary name beside the
+        # output and rename it at the end (also after a failure, so the copy holding the
+        # traceback lands at the output): a reader never sees a half-executed notebook
+        partial = Path(job.output).with_name(f".{Path(job.output).stem}.{uuid.uuid4().hex[:8]}.partial.ipynb")
+        try:
+            pm.execute_notebook(job.source, str(partial), parameters=job.params, cwd=job.cwd,
+                                kernel_name="python3", progress_bar=False,
+                                kernel_manager_class=_kernel_manager_with(env, ipc))
+        finally:
+            if partial.exists():
+                os.replace(partial, job.output)
     except Exception as e:  # noqa: BLE001 (reported, never fatal to the sweep)
         # papermill's PapermillExecutionError names the cell; anything else (a dead kernel,
         # a missing kernel) is reported by its type and message
@@ -457,7 +470,10 @@ class _Cluster:
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                             dashboard_address=None, silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
-                self.slots = n
+                # threads follow --workers, not how many of them a short sweep starts:
+                # rerunning one seed of a sweep then gets the same torch threads (results
+                # depend on the thread count, README "Determinism")
+                self.slots = self.sweep.workers
         return self.client
 
     @property
@@ -512,8 +528,9 @@ def _run(sweep: Sweep, out, err) -> int:
     jobs = [j for s in sweep.seeds for j in sweep.chains[s]]
     total = len(jobs) + (sweep.summary is not None)
     results: dict[tuple, dict] = {}
-    where = f"{sweep.scheduler}" if sweep.scheduler else \
-        f"{cl.workers} local worker{'s' * (cl.workers > 1)} x {threads_for(cl.workers)} torch threads"
+    where = f"{sweep.scheduler}" if sweep.scheduler else (
+        f"{cl.workers} local worker{'s' * (cl.workers > 1)} x "
+        f"{sweep.threads or threads_for(sweep.workers)} torch threads")
     sel = sorted({j.name[:2] for j in jobs} | ({SUMMARY} if sweep.summary else set()))
     print(f"sweep: profile {sweep.profile}, seeds {' '.join(map(str, sweep.seeds))}, notebooks "
           f"{' '.join(sel)} on {where} -> {sweep.root}", file=err, flush=True)
@@ -544,7 +561,7 @@ def _run(sweep: Sweep, out, err) -> int:
                 prev = None
                 for j in pending[s]:
                     key = f"{j.name}-seed-{s}-{uuid.uuid4().hex[:8]}"
-                    prev = client.submit(run_job, j, prev, cl.slots, key=key, pure=False)
+                    prev = client.submit(run_job, j, prev, cl.slots, sweep.threads, key=key, pure=False)
                     futs.append(prev)
                     jobs_of[key] = j
             for f in as_completed(futs):
@@ -575,7 +592,7 @@ def _run(sweep: Sweep, out, err) -> int:
                     r = {"seed": None, "name": j.name, "status": "reused", "executed": j.output}
                 else:
                     client = cl.get()
-                    f = client.submit(run_job, j, None, cl.slots, pure=False,
+                    f = client.submit(run_job, j, None, cl.slots, sweep.threads, pure=False,
                                       key=f"{j.name}-{uuid.uuid4().hex[:8]}")
                     try:
                         r = f.result()

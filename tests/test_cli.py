@@ -22,6 +22,7 @@ from reasonlib.__main__ import main
     (["run", "--profile", "smoke", "--seeds", "0", "-2"], "--seeds 0 -2: seed -2 is negative"),
     (["run", "--profile", "smoke", "--seeds", "0", "1", "0"], "--seeds 0 1 0: duplicate seed 0"),
     (["run", "--profile", "smoke", "--workers", "0"], "--workers 0: must be an integer >= 1"),
+    (["run", "--profile", "smoke", "--threads", "0"], "--threads 0: must be an integer >= 1"),
     (["run", "--profile", "smoke", "--workers", "-3"], "--workers -3"),
     (["run", "--profile", "smoke", "--scheduler", "localhost:8786"], "--scheduler 'localhost:8786'"),
     (["run", "--profile", "smoke", "--scheduler", "http://h:8786"], "--scheduler 'http://h:8786'"),

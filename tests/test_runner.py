@@ -88,26 +88,45 @@ def _mtimes(folder: Path) -> dict:
 
 
 def test_real_notebooks_two_seeds_on_two_workers(tmp_path):
-    """Smoke profile, seeds 0 and 1 in parallel on a 2-worker LocalCluster, the real 01
-    (the cheapest) plus the cross-seed 08 when it exists: executed copies, metrics, markers.
-    (Chains of several notebooks are covered with the fixture notebooks below.)"""
+    """The study end to end: the smoke profile, every notebook for seeds 0 and 1 in parallel
+    on a 2-worker LocalCluster, then the cross-seed summary (08) once: executed copies,
+    metrics, markers, and a summary table holding both seeds."""
     have = runner.discover()
-    nbs = ["01"] + (["08"] if runner.SUMMARY in have else [])
-    rc, out, err = _run(["--seeds", "0", "1", "--workers", "2", "--notebooks", *nbs,
+    rc, out, err = _run(["--seeds", "0", "1", "--workers", "2",
                          "--out", str(tmp_path / "runs"), "--artifacts", str(tmp_path / "arts")])
     assert rc == 0, (out + err)[-3000:]
     root = tmp_path / "runs" / "smoke"
-    stem = have["01"].stem
-    for s in (0, 1):
-        assert (root / f"seed-{s}" / f"{stem}.ipynb").is_file()
-        assert json.loads((root / f"seed-{s}" / stem / "metrics.json").read_text())
-        marker = json.loads((root / f"seed-{s}" / ".done" / f"{stem}.json").read_text())
-        assert marker["params"]["seed"] == s and marker["threads"] == runner.threads_for(2)
-    if "08" in nbs:
-        assert (root / have["08"].name).is_file()
-        assert not list(root.glob(f"seed-*/{have['08'].name}")), "08 must not run per seed"
+    for n, nb in have.items():
+        if n == runner.SUMMARY:
+            continue
+        for s in (0, 1):
+            assert (root / f"seed-{s}" / nb.name).is_file()
+            assert json.loads((root / f"seed-{s}" / nb.stem / "metrics.json").read_text())
+            marker = json.loads((root / f"seed-{s}" / ".done" / f"{nb.stem}.json").read_text())
+            assert marker["params"]["seed"] == s and marker["threads"] == runner.threads_for(2)
+    assert runner.SUMMARY in have, "the cross-seed summary notebook is missing"
+    assert (root / have[runner.SUMMARY].name).is_file()
+    assert not list(root.glob(f"seed-*/{have[runner.SUMMARY].name}")), "08 must not run per seed"
+    summary = json.loads((root / "summary" / "metrics.json").read_text())
+    assert summary["seeds"] == ["seed-0", "seed-1"] and summary["n_seeds"] == 2
+    assert all(len(m["per_seed"]) == 2 for m in summary["metrics"].values() if m["headline"])
     assert not (root / ".lock").exists()
     assert "2 local workers" in err and "100%" in err  # the progress bar finished
+    assert not list(root.rglob(".*.partial.ipynb")), "a partial executed notebook was left"
+
+
+def test_threads_follow_workers_not_seed_count(tmp_path):
+    """One seed rerun with the sweep's --workers gets the sweep's thread count (numbers
+    depend on it); --threads pins it."""
+    base = ["--notebooks", "01", "--out", str(tmp_path / "runs"), "--artifacts", str(tmp_path / "a")]
+    rc, out, err = _run(["--seeds", "0", "--workers", "2", *base])
+    assert rc == 0, (out + err)[-3000:]
+    m = json.loads((tmp_path / "runs" / "smoke" / "seed-0" / ".done" / "01_tokenizer_model.json").read_text())
+    assert m["threads"] == runner.threads_for(2)
+    rc, out, err = _run(["--seeds", "1", "--workers", "1", "--threads", "1", *base])
+    assert rc == 0, (out + err)[-3000:]
+    m = json.loads((tmp_path / "runs" / "smoke" / "seed-1" / ".done" / "01_tokenizer_model.json").read_text())
+    assert m["threads"] == 1 and "x 1 torch threads" in err
 
 
 @pytest.fixture(scope="module")
