@@ -407,7 +407,10 @@ def run_job(job: Job, prev: dict | None = None, slots: int | None = None,
         # papermill saves the notebook as it goes: run into a temporary name beside the
         # output and rename it at the end (also after a failure, so the copy holding the
         # traceback lands at the output): a reader never sees a half-executed notebook
-        partial = Path(job.output).with_name(f".{Path(job.output).stem}.{uuid.uuid4().hex[:8]}.partial.ipynb")
+        out = Path(job.output)
+        for old in out.parent.glob(f".{glob.escape(out.stem)}.*.partial.ipynb"):
+            old.unlink(missing_ok=True)  # left by a run that was killed mid-notebook
+        partial = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.partial.ipynb")
         try:
             pm.execute_notebook(job.source, str(partial), parameters=job.params, cwd=job.cwd,
                                 kernel_name="python3", progress_bar=False,
@@ -467,8 +470,9 @@ class _Cluster:
                 self.slots = None  # each task asks the scheduler how many share its host
             else:
                 n = self.workers
+                # dashboard on any free port: no clash (and warning) beside another cluster
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                            dashboard_address=None, silence_logs=logging.ERROR)
+                                            dashboard_address=":0", silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
                 # threads follow --workers, not how many of them a short sweep starts:
                 # rerunning one seed of a sweep then gets the same torch threads (results

@@ -284,3 +284,123 @@ def test_threads_never_oversubscribe():
     assert runner.threads_for(2, cpus=2) == 1
     assert runner.threads_for(3, cpus=2) == 1
     assert runner.threads_for(4, cpus=16) == 4
+
+
+# ------------------------------------------------------------------------- a killed sweep
+
+def _kill_fixture_notebooks(d: Path, hold: Path, pidfile: Path) -> Path:
+    """01 and 03 quick; 02 records its kernel's pid in ``pidfile``, then waits while ``hold``
+    exists (at most 30 s) before writing its metrics: a rerun without ``hold`` is quick."""
+    d.mkdir(parents=True, exist_ok=True)
+    _notebook(d / "01_quick.ipynb", 'seed = 0\nrun_dir = "x"', _WRITE.format(name="01_quick", n_layer="None"))
+    _notebook(d / "02_slow.ipynb", 'seed = 0\nrun_dir = "x"',
+              "import os, pathlib, time\n"
+              f"pathlib.Path({str(pidfile)!r}).write_text(str(os.getpid()))\n"
+              "t0 = time.time()\n"
+              f"while pathlib.Path({str(hold)!r}).exists() and time.time() < t0 + 30:\n"
+              "    time.sleep(0.05)",
+              _WRITE.format(name="02_slow", n_layer="None"))
+    _notebook(d / "03_quick.ipynb", 'seed = 0\nrun_dir = "x"', _WRITE.format(name="03_quick", n_layer="None"))
+    return d
+
+
+def _wait_for(cond, timeout: float, what: str, proc=None, log=None) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the run ended (rc {proc.returncode}) before {what}:\n"
+                        + (log.read_text()[-3000:] if log else ""))
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_sigkilled_sweep_resumes_without_redoing_finished_notebooks(tmp_path):
+    """SIGKILL of the whole run (its process group) while 02 executes: 01 keeps its executed
+    copy and marker, 02 has no executed copy (only a hidden partial), the lock is left
+    stale and no cluster or kernel process outlives the run. The same command then takes
+    over the lock with a warning, reuses 01 untouched and runs 02 and 03."""
+    import signal
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    hold, pidfile = tmp_path / "hold", tmp_path / "02.pid"
+    hold.touch()
+    nbs = _kill_fixture_notebooks(tmp_path / "nbs", hold, pidfile)
+    out = tmp_path / "runs"
+    root, run = out / "smoke", out / "smoke" / "seed-0"
+    cmd = [sys.executable, "-m", "reasonlib", "run", "--profile", "smoke", "--seeds", "0",
+           "--workers", "1", "--out", str(out), "--notebooks-dir", str(nbs)]
+    log = tmp_path / "killed.log"
+    with open(log, "w") as f:
+        cli = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        _wait_for((run / ".done" / "01_quick.json").is_file, 60, "01's done-marker", cli, log)
+        _wait_for(lambda: pidfile.is_file() and pidfile.read_text().strip(), 60,
+                  "02's kernel to start", cli, log)
+        kernel = psutil.Process(int(pidfile.read_text()))
+        family = psutil.Process(cli.pid).children(recursive=True)
+        assert kernel in family
+        # what a killed kernel leaves in the temp folder: its connection file and IPC sockets
+        conn = Path(kernel.cmdline()[kernel.cmdline().index("-f") + 1])
+        ipc = Path(json.loads(conn.read_text())["ip"])
+        litter = [conn, *ipc.parent.glob(ipc.name + "-*")]
+        os.killpg(cli.pid, signal.SIGKILL)
+        assert cli.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if cli.poll() is None:  # never leave the run behind
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait()
+
+    def alive(p) -> bool:  # a zombie waiting for its new parent to reap it is dead
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    def survivors() -> list:
+        found = []
+        for p in set(family) | set(psutil.process_iter()):
+            try:
+                if alive(p) and (p in family or os.getpgid(p.pid) == cli.pid):
+                    found.append(f"{p.pid} {' '.join(p.cmdline())[:200]}")
+            except (psutil.NoSuchProcess, ProcessLookupError):
+                pass
+        return found
+
+    # nothing of the killed run survives: the Dask nanny and worker share its process
+    # group; the kernel has a session of its own and exits when it sees its parent gone
+    deadline = time.monotonic() + 10
+    while survivors() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = survivors()
+    for f in litter:  # the killed run could not clean up after its kernel
+        f.unlink(missing_ok=True)
+    assert not left, f"processes of the killed run outlived it by 10 s: {left}"
+
+    # the state the kill left: 01 finished, 02 never produced an executed copy, stale lock
+    assert (run / "01_quick.ipynb").is_file() and (run / ".done" / "01_quick.json").is_file()
+    assert not (run / "02_slow.ipynb").exists(), "a half-executed 02 landed at its output"
+    assert not (run / ".done" / "02_slow.json").exists()
+    assert not (run / "03_quick.ipynb").exists()
+    assert json.loads((root / ".lock").read_text())["pid"] == cli.pid
+    kept = {p: (p.stat().st_mtime_ns, p.read_bytes())
+            for p in (run / "01_quick.ipynb", run / ".done" / "01_quick.json")}
+
+    # the same command again, to completion
+    hold.unlink()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    text = (r.stdout + r.stderr)[-3000:]
+    assert r.returncode == 0, text
+    assert f"taking over stale lock {root / '.lock'} (pid {cli.pid}" in r.stderr, text
+    assert _table(r.stdout)["0"][1:5] == ["2", "1", "0", "0"], text  # ran 2, reused 1
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in kept} == kept, "01 was redone"
+    for n in ("01_quick", "02_slow", "03_quick"):
+        assert (run / f"{n}.ipynb").is_file() and (run / ".done" / f"{n}.json").is_file(), n
+        assert json.loads((run / n / "metrics.json").read_text())["seed"] == 0
+    assert not (root / ".lock").exists()
+    # the killed run's hidden partial is removed when 02 runs again
+    assert not list(run.glob(".*.partial.ipynb"))
