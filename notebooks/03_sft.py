@@ -47,7 +47,7 @@ eval_n = 30
 n_eval = 100
 eval_seed = 1234
 run_dir = "runs/notebooks/seed-0"
-artifacts_dir = "runs/artifacts"
+artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%

@@ -52,7 +52,7 @@ temperature = 1.0
 top_k = 0
 n_passk = 50
 run_dir = "runs/notebooks/seed-0"
-artifacts_dir = "runs/artifacts"
+artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%

@@ -67,7 +67,7 @@ rl_buckets = ["general", "mixed", "low_sum"]
 rl_eval_every = 5
 beta = 0.05
 run_dir = "runs/notebooks/seed-0"
-artifacts_dir = "runs/artifacts"
+artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%

@@ -61,7 +61,7 @@ rl_buckets = ["general", "mixed", "low_sum"]
 rl_eval_every = 5
 betas = [0.0, 0.02, 0.05, 0.1, 0.5]
 run_dir = "runs/notebooks/seed-0"
-artifacts_dir = "runs/artifacts"
+artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%

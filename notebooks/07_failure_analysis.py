@@ -65,7 +65,7 @@ beta = 0.05
 n_fail = 40
 fail_samples = 4
 run_dir = "runs/notebooks/seed-0"
-artifacts_dir = "runs/artifacts"
+artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%

@@ -13,6 +13,7 @@ folder is locked by another run; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,14 @@ def refresh() -> int:
     import nbformat
     from nbclient import NotebookClient
 
+    from .artifacts import resolve
+
+    # the defaults write every run folder and trained model under runs/notebooks: start it
+    # empty, so the committed outputs come from models trained now, as in a clean clone
+    # (a model cached by older code or another thread count would print other numbers)
+    base = resolve(params.DEFAULTS["run_root"])
+    shutil.rmtree(base, ignore_errors=True)
+    print(f"emptied {base}", flush=True)
     for py in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py")):
         nb = jupytext.read(py)
         nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",

@@ -50,7 +50,7 @@ def _unit(v):
 SCHEMA: dict[str, Spec] = {
     "seed": Spec(0, "int", "an integer >= 0", _nonneg),
     "run_dir": Spec("runs/notebooks/seed-0", "str", "a non-empty path (relative to the repo root)"),
-    "artifacts_dir": Spec("runs/artifacts", "str", "a non-empty path (relative to the repo root)"),
+    "artifacts_dir": Spec("runs/notebooks/artifacts", "str", "a non-empty path (relative to the repo root)"),
     # cross-seed summary (08): the folder holding the seed-* run folders of one profile
     "run_root": Spec("runs/notebooks", "str", "a non-empty path (relative to the repo root)"),
     "device": Spec("cpu", "choice", "one of " + ", ".join(DEVICES), choices=DEVICES),
