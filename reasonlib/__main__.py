@@ -13,6 +13,7 @@ folder is locked by another run; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -79,6 +80,9 @@ def refresh() -> int:
     # the defaults write every run folder and trained model under runs/notebooks: start it
     # empty, so the committed outputs come from models trained now, as in a clean clone
     # (a model cached by older code or another thread count would print other numbers)
+    from .runtime import NOTEBOOK_THREADS
+
+    os.environ["REASONLIB_THREADS"] = str(NOTEBOOK_THREADS)  # inherited by the kernels
     base = resolve(params.DEFAULTS["run_root"])
     shutil.rmtree(base, ignore_errors=True)
     print(f"emptied {base}", flush=True)

@@ -471,8 +471,17 @@ class _Cluster:
             else:
                 n = self.workers
                 # dashboard on any free port: no clash (and warning) beside another cluster
-                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                            dashboard_address=":0", silence_logs=logging.ERROR)
+                # distributed sets OMP_NUM_THREADS=1 (and more) in *this* process's
+                # environment when it spawns workers: undo that, so nothing started here
+                # later (a kernel, a test's nbval run) inherits it
+                saved = dict(os.environ)
+                try:
+                    self.cluster = LocalCluster(n_workers=n, threads_per_worker=1,
+                                                processes=True, dashboard_address=":0",
+                                                silence_logs=logging.ERROR)
+                finally:
+                    os.environ.clear()
+                    os.environ.update(saved)
                 self.client = Client(self.cluster)
                 # threads follow --workers, not how many of them a short sweep starts:
                 # rerunning one seed of a sweep then gets the same torch threads (results

@@ -9,6 +9,11 @@ import os
 
 import torch
 
+# The committed notebooks' outputs are made (``make notebooks``) and checked (nbval, through
+# tests/conftest.py) with this many torch threads: results depend on the thread count
+# (README, Determinism), so both sides pin it whatever the machine's core count.
+NOTEBOOK_THREADS = 2
+
 if os.environ.get("REASONLIB_THREADS", "").isdigit() and int(os.environ["REASONLIB_THREADS"]) > 0:
     torch.set_num_threads(int(os.environ["REASONLIB_THREADS"]))
 

@@ -4,6 +4,8 @@ Everything here is small, seeded and hermetic (no files outside pytest's tmp_pat
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
@@ -15,6 +17,12 @@ from reasonlib.sft import SFTConfig
 settings.register_profile("unit", database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("unit")
+
+# nbval re-executes the committed notebooks in kernels that inherit this environment: give
+# them the thread count the committed outputs were made with (reasonlib.runtime)
+from reasonlib.runtime import NOTEBOOK_THREADS  # noqa: E402
+
+os.environ["REASONLIB_THREADS"] = str(NOTEBOOK_THREADS)
 
 
 @pytest.fixture(autouse=True)

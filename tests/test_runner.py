@@ -92,9 +92,12 @@ def test_real_notebooks_two_seeds_on_two_workers(tmp_path):
     on a 2-worker LocalCluster, then the cross-seed summary (08) once: executed copies,
     metrics, markers, and a summary table holding both seeds."""
     have = runner.discover()
+    env_before = dict(os.environ)
     rc, out, err = _run(["--seeds", "0", "1", "--workers", "2",
                          "--out", str(tmp_path / "runs"), "--artifacts", str(tmp_path / "arts")])
     assert rc == 0, (out + err)[-3000:]
+    # distributed must not leave OMP_NUM_THREADS=1 behind for kernels started later here
+    assert dict(os.environ) == env_before
     root = tmp_path / "runs" / "smoke"
     for n, nb in have.items():
         if n == runner.SUMMARY:
