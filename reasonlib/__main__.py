@@ -75,13 +75,12 @@ def refresh() -> int:
     import nbformat
     from nbclient import NotebookClient
 
-    from .artifacts import resolve
+    from .artifacts import resolve, write_bytes
+    from .runtime import NOTEBOOK_THREADS
 
     # the defaults write every run folder and trained model under runs/notebooks: start it
     # empty, so the committed outputs come from models trained now, as in a clean clone
     # (a model cached by older code or another thread count would print other numbers)
-    from .runtime import NOTEBOOK_THREADS
-
     os.environ["REASONLIB_THREADS"] = str(NOTEBOOK_THREADS)  # inherited by the kernels
     base = resolve(params.DEFAULTS["run_root"])
     shutil.rmtree(base, ignore_errors=True)
@@ -93,7 +92,6 @@ def refresh() -> int:
         t = time.time()
         NotebookClient(nb, timeout=1800, kernel_name="python3",
                        resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
-        from .artifacts import write_bytes
         write_bytes(py.with_suffix(".ipynb"), nbformat.writes(nb).encode())
         print(f"{py.with_suffix('.ipynb').name}: executed in {time.time() - t:.0f} s", flush=True)
     return 0
@@ -117,11 +115,8 @@ def main(argv=None) -> int:
 
 
 def report(args) -> int:
-    try:
-        from . import report as rep
-    except ImportError as e:
-        print(f"error: the report builder is not available ({e})", file=sys.stderr)
-        return 1
+    from . import report as rep
+
     try:
         index = rep.build(Path(args.profile_root), Path(args.out) if args.out else None)
     except rep.ReportError as e:
