@@ -100,16 +100,11 @@ def remote_references(page: str) -> list[str]:
 
 
 # ---- notebooks -----------------------------------------------------------------------------------
-def _seed_key(p: Path):
-    tail = p.name[len("seed-"):]
-    return (0, int(tail), "") if tail.isdigit() else (1, 0, tail)
-
-
 def find_notebooks(profile_root: Path) -> list[Path]:
     """Executed notebooks under a profile folder, relative to it: the cross-seed ones
     (``NN_name.ipynb`` beside the seed folders) first, then each seed's, in seed order."""
     top = sorted(profile_root.glob("[0-9][0-9]_*.ipynb"))
-    seeds = sorted((p for p in profile_root.glob("seed-*") if p.is_dir()), key=_seed_key)
+    seeds = summary_mod.find_seeds(profile_root)
     per_seed = [nb for s in seeds for nb in sorted(s.glob("[0-9][0-9]_*.ipynb"))]
     return [p.relative_to(profile_root) for p in top + per_seed]
 
@@ -325,11 +320,10 @@ def build(profile_root: Path, out: Path | None = None) -> Path:
     """Write the static site for ``profile_root`` (``runs/<profile>``) into ``out``
     (default ``<profile_root>/report``) and return the path of its ``index.html``."""
     profile_root = Path(profile_root)
-    if not profile_root.is_dir():
-        raise ReportError(f"profile folder {profile_root} does not exist")
-    if not any(p.is_dir() for p in profile_root.glob("seed-*")):
-        raise ReportError(f"profile folder {profile_root} holds no seed-* folders: run the "
-                          f"notebooks for at least one seed first")
+    try:
+        summary_mod.find_seeds(profile_root)  # the folder exists and holds seed-* folders
+    except summary_mod.SummaryError as e:
+        raise ReportError(f"cannot build a report: {e}") from None
     out = Path(out) if out is not None else profile_root / "report"
     exporter = _exporter()
     pages = []
