@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -27,6 +29,7 @@
 # %% tags=["parameters"]
 seed = 0
 fmt = "reversed"
+formats = ["plain", "reversed", "scratchpad"]
 max_digits = 3
 curricula = ["control", "targeted"]
 buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "general", "ood_long"]
@@ -56,6 +59,8 @@ from reasonlib import params
 P = params.collect(globals())
 
 # %%
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -174,6 +179,59 @@ print(f"{arm} SFT model:")
 print(table([[k, pct(v), pct(t, 0), "met" if v >= t else "NOT met"] for k, v, t in targets],
             ["measure", "value %", "target %", ""]))
 
+# %% [markdown]
+# ## Beyond the study: does the answer format matter?
+#
+# **Question.** Is what the model learns an addition procedure, or an answer format fitted
+# to the lengths it saw? **Method.** The targeted curriculum, the same seed and the same
+# token budget, once per answer format in `formats`: `plain` writes the sum
+# most-significant digit first (a carry must be known before the digit it changes is
+# written); `reversed` writes it least-significant first (each digit needs only the carry
+# from the digit already written); `scratchpad` writes each column's digit sum and carry,
+# then the sum. Longer answers mean fewer problems for the same tokens. `ood_long` has
+# operands one digit longer than any training problem: a learned procedure would carry
+# over, a memorised format would not. The arm in this run's own format (`fmt`) is the
+# targeted model above, not trained again.
+
+# %% tags=["nbval-ignore-output"]
+fmt_arm = arm
+fmt_runs = {}
+for f in P.formats:
+    if f == P.fmt:
+        fmt_runs[f] = runs[fmt_arm]
+        continue
+    fmt_runs[f] = sft.get_or_train(dataclasses.replace(cfgs[fmt_arm], fmt=f),
+                                   artifacts.resolve(P.artifacts_dir), device=dev)
+    print(f"{fmt_arm}, format {f}: {'trained now' if fmt_runs[f].trained_now else 'loaded from cache'}"
+          f" -> {fmt_runs[f].path}")
+fmt_final = {f: final[fmt_arm] if f == P.fmt else metrics.greedy_eval(r.model, eval_set, f)
+             for f, r in fmt_runs.items()}
+
+# %% tags=["nbval-check-output"]
+print(f"{fmt_arm} curriculum, {P.total_tokens:,} tokens per format, seed {P.seed}: "
+      f"greedy accuracy % [95% CI] (parse %)")
+print(table([[b, fmt_final[P.formats[0]][b]["n"]]
+             + [f"{ci(fmt_final[f][b]['acc'], fmt_final[f][b]['acc_ci'])} ({pct(fmt_final[f][b]['parse'])})"
+                for f in P.formats] for b in P.buckets],
+            ["bucket", "n", *P.formats]))
+print(table([[f, f"{fmt_runs[f].history['tokens'][-1]:,}", fmt_runs[f].history["step"][-1],
+              tasks.answer_text(47, 85, f)] for f in P.formats],
+            ["format", "tokens", "steps", "answer to 47+85"]))
+
+# %%
+fig = plots.bucket_bars({f: {b: (fmt_final[f][b]["acc"], *fmt_final[f][b]["acc_ci"]) for b in P.buckets}
+                         for f in P.formats},
+                        "greedy exact match", f"{fmt_arm} curriculum per answer format, same token "
+                        f"budget, seed {P.seed}, n={P.n_eval}/bucket (Wilson 95%)")
+fig.savefig(out_dir / "formats.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# Read `general` (in-distribution, carries across three columns) against `ood_long` (one
+# digit longer than anything trained). A format that scores well on `general` but near zero
+# on `ood_long` has learned the trained lengths, not a procedure that extends; parse rates
+# show whether longer operands break the format itself.
+
 # %% tags=["nbval-ignore-output"]
 summary = {
     c: {"buckets": {b: {k: final[c][b][k] for k in ("n", "acc", "acc_ci", "parse", "parse_ci")}
@@ -182,6 +240,12 @@ summary = {
         "final_loss": float(np.mean(runs[c].history["loss"][-20:])),
         "timing": runs[c].timing, "checkpoint": str(runs[c].path)}
     for c in P.curricula}
+summary["formats"] = {
+    f: {"arm": fmt_arm, "tokens": fmt_runs[f].history["tokens"][-1],
+        "steps": fmt_runs[f].history["step"][-1],
+        "buckets": {b: {k: fmt_final[f][b][k] for k in ("n", "acc", "acc_ci", "parse", "parse_ci")}
+                    for b in P.buckets}}
+    for f in P.formats}
 summary["targets"] = {"arm": arm, "checks": {k: {"value": v, "target": t, "met": v >= t}
                                              for k, v, t in targets}}
 artifacts.write_json(out_dir / "metrics.json", summary)
@@ -189,6 +253,8 @@ print("wrote", out_dir / "metrics.json")
 
 # %%
 toks = [r.history["tokens"][-1] for r in runs.values()]
+for f, r in fmt_runs.items():   # every format got the same budget, to within one batch
+    assert abs(r.history["tokens"][-1] - P.total_tokens) <= P.batch_size * tasks.block_size_for(P.max_digits, f)
 assert max(toks) - min(toks) <= P.batch_size * tasks.block_size_for(P.max_digits, P.fmt)
 for c, r in runs.items():
     assert np.mean(r.history["loss"][-20:]) < r.history["loss"][0], c

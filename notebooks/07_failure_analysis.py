@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -19,8 +21,9 @@
 # prompts. Which failures does the targeted curriculum remove, and which survive RL?
 #
 # **Method.** Answer every problem of a fixed slice of the evaluation set (`n_fail` per
-# bucket) greedily with three checkpoints: SFT control, SFT targeted, and targeted after
-# RL (05). Every wrong answer is classified by a pure function
+# bucket) greedily with four checkpoints, before and after the RL stage for each
+# curriculum: SFT control, SFT+RL control (the "early RL" arm of 05), SFT targeted and
+# SFT+RL targeted. Every wrong answer is classified by a pure function
 # (`reasonlib.failures.classify`): format failure, operand duplication, carry error,
 # dropped or extra digit, digit substitution, other. Counts per bucket and checkpoint are
 # shown as a heatmap; a static table lists concrete examples; an interactive explorer
@@ -102,14 +105,12 @@ print(table([[f"{a}+{b}", "(unparsable)" if p is None else p, failures.classify(
 
 # %% tags=["nbval-ignore-output"]
 models = {}
-for c in P.curricula:
+for c in P.curricula:       # before and after the RL stage, for each SFT curriculum
     cfg = sft.config_from_params(P, c)
     r = sft.get_or_train(cfg, root, device=dev)
     models[f"SFT {c}"] = r.model
-arm = "targeted" if "targeted" in P.curricula else P.curricula[-1]
-arm_cfg = sft.config_from_params(P, arm)
-models[f"SFT+RL {arm}"] = rl.get_or_train(rl.config_from_params(P, arm_cfg),
-                                          models[f"SFT {arm}"], arm_cfg, root, device=dev).model
+    models[f"SFT+RL {c}"] = rl.get_or_train(rl.config_from_params(P, cfg), r.model, cfg, root,
+                                            device=dev).model
 records = explorer.collect_records(models, eval_set, P.fmt, n_samples=P.fail_samples,
                                    temperature=P.temperature, seed=P.seed)
 print(len(records), "records")

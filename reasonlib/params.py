@@ -55,6 +55,10 @@ SCHEMA: dict[str, Spec] = {
     "run_root": Spec("runs/notebooks", "str", "a non-empty path (relative to the repo root)"),
     "device": Spec("cpu", "choice", "one of " + ", ".join(DEVICES), choices=DEVICES),
     "fmt": Spec("reversed", "choice", "one of " + ", ".join(FORMATS), choices=FORMATS),
+    # the answer-format comparison (03): the targeted curriculum in each of these formats
+    "formats": Spec(list(FORMATS), "list_choice",
+                    "a non-empty list of distinct names from " + ", ".join(FORMATS),
+                    choices=FORMATS),
     "max_digits": Spec(3, "int", "an integer in 1..6", lambda v: 1 <= v <= 6),
     "curricula": Spec(["control", "targeted"], "list_choice",
                       "a non-empty list of distinct names from " + ", ".join(CURRICULA),
