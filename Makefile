@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 TORCH := torch==2.13.0
 
-.PHONY: run test bench notebooks clean
+.PHONY: run test bench notebooks paper results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,17 @@ run: $(STAMP)
 ## the whole test suite: unit tests, papermill runs of every notebook, nbval output checks
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## the published study: 5 seeds of the paper profile -> reports/paper/ (about 1 h on 2 cores),
+## its HTML report, and the README's results table
+paper: $(STAMP)
+	$(BIN)/python -m reasonlib run --profile paper --seeds 0 1 2 3 4 --workers 2 --out reports
+	$(BIN)/python -m reasonlib report reports/paper
+	$(BIN)/python scripts/results_table.py
+
+## rewrite the README's results table from reports/paper/summary/metrics.json
+results: $(STAMP)
+	$(BIN)/python scripts/results_table.py
 
 ## benchmark against Hugging Face transformers (benchmark-only extra)
 bench: $(STAMP)

@@ -230,13 +230,31 @@ def _load_summary(profile_root: Path) -> tuple[dict, str, bool]:
 
 def _findings_html(s: dict) -> str:
     rows = []
+    goals = {id(f): r[-1] for f, r in zip(s["findings"], summary_mod.findings_rows(s))}
     for f in s["findings"]:
         v = f["verdict"]
-        rows.append(f'<tr><td><span class="verdict v-{v.replace(" ", "-")}">{html.escape(v)}</span></td>'
+        ours = html.escape(f.get("ours") or "")
+        rows.append(f"<tr><td>{html.escape(str(f.get('number', '')))}</td>"
+                    f'<td><span class="verdict v-{v.replace(" ", "-")}">{html.escape(v)}</span></td>'
                     f"<td>{html.escape(f['claim'])}</td><td>{html.escape(str(f['published']))}</td>"
-                    f"<td>{html.escape(f['why'])}</td></tr>")
-    return ("<table><tr><th>verdict</th><th>finding</th><th>published</th>"
-            "<th>ours (the per-seed quantity the verdict uses)</th></tr>" + "".join(rows) + "</table>")
+                    f"<td>{ours}{'<br>' if ours else ''}<span class=muted>{html.escape(f['why'])}</span></td>"
+                    f"<td>{html.escape(goals[id(f)])}</td></tr>")
+    return ("<table><tr><th>#</th><th>verdict</th><th>finding</th><th>published</th>"
+            "<th>ours: means [95% t-interval]; below, the per-seed quantity the verdict uses</th>"
+            "<th>goal</th></tr>" + "".join(rows) + "</table>")
+
+
+def _taxonomy_html(s: dict) -> str:
+    if not any(k.startswith("fail/") for k in s.get("metrics", {})):
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in summary_mod.TAXONOMY_HEADERS)
+    body = "".join("<tr>" + "".join(
+        f'<td{"" if i == 0 else " class=num"}>{html.escape(c)}</td>' for i, c in enumerate(r))
+        + "</tr>" for r in summary_mod.taxonomy_rows(s))
+    return ("<h2>Failure taxonomy before and after RL</h2><p class=muted>Wrong greedy answers "
+            "(07), mean over seeds; the class columns count the mixed-digit buckets "
+            "(mixed + low_sum), where the study saw 12+3 &rarr; 18 and 12+3 &rarr; 123.</p>"
+            f"<table><tr>{head}</tr>{body}</table>")
 
 
 def _headline_html(s: dict) -> str:
@@ -306,6 +324,7 @@ This site loads nothing from the network; formulas show as TeX source.</p>
 not reproduced: on the other side (or, with &ge; 3 seeds, the mean points the other way);
 inconclusive: otherwise, and always with fewer than 2 seeds.</p>
 {_findings_html(s)}
+{_taxonomy_html(s)}
 <h2>Headline numbers</h2>
 {_headline_html(s)}
 {"<h2>Figures</h2>" + figs if figs else ""}

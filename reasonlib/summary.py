@@ -70,7 +70,15 @@ NOTEBOOKS = ("01_tokenizer_model", "02_data_curricula", "03_sft", "04_pass_at_k"
 ARMS = ("control", "targeted")
 SFT_BUCKETS = ("low_sum", "mixed", "general")
 MIXED_BUCKETS = ("mixed", "low_sum")       # where the study saw 12+3 -> 18 / 123
-FAILURE_CHECKPOINTS = ("SFT control", "SFT targeted", "SFT+RL targeted")
+# 07's checkpoints: before and after the RL stage, for each curriculum
+FAILURE_CHECKPOINTS = ("SFT control", "SFT+RL control", "SFT targeted", "SFT+RL targeted")
+FAILURE_CLASSES = ("format", "operand_dup", "carry", "digit_count", "digit_sub", "other")
+TWO_BY_TWO_BUCKETS = ("low_sum", "mixed")   # finding 5: curriculum vs early RL
+FORMATS = ("plain", "reversed", "scratchpad")
+FORMAT_BUCKETS = ("general", "ood_long")    # finding 6: in distribution, one digit longer
+# The goals the issue set for this re-creation (beyond reproducing the direction).
+GOALS = {"low_sum_targeted": 0.95, "pass8_targeted": 0.995, "rl_after": 0.95,
+         "parse_after": 0.9995, "beta_spread_of_means": 0.01}
 # Largest spread (max - min, as a fraction) of general accuracy over the published betas that
 # still counts as "stable". The study's own spread is 0.2 points; 5 points is about two
 # binomial standard errors of one accuracy on a few hundred eval problems, so a smaller
@@ -244,10 +252,15 @@ def _metric_info(key: str) -> tuple[str, str, object]:
         kind, when = what.rsplit("_", 1)
         stage = "SFT" if when == "before" else "SFT+RL"
         label = {"greedy": "greedy acc", "sampled": "sampled acc", "pass8": "pass@8"}[kind]
+        bucket = parts[2] if len(parts) == 4 else "general"
         pub = None
-        if c == "targeted" and kind == "greedy":
+        if c == "targeted" and kind == "greedy" and bucket == "general":
             pub = PUBLISHED["rl_general"][when]
-        return f"{stage} {c}: {label}, general (05)", "%", pub
+        return f"{stage} {c}: {label}, {bucket} (05)", "%", pub
+    if parts[0] == "format":
+        _, f, b, what = parts
+        return (f"SFT targeted, {f} format: {'greedy acc' if what == 'acc' else 'parse rate'}, "
+                f"{b}", "%", None)
     if parts[0] == "beta":
         _, b, what = parts
         published = float(b) in PUBLISHED["betas"]
@@ -258,7 +271,8 @@ def _metric_info(key: str) -> tuple[str, str, object]:
         return f"beta={b}: pass@8, general", "%", PUBLISHED["beta_pass8"] if published else None
     if parts[0] == "fail":
         _, ck, cls, where = parts
-        return f"{ck}: {cls} errors ({where})", "count", None
+        what = "wrong answers" if cls == "wrong" else f"{cls} errors"
+        return f"{ck}: {what} ({where})", "count", None
     raise KeyError(key)
 
 
@@ -278,6 +292,16 @@ def seed_metrics(nb: dict) -> dict[str, float | None]:
             m[f"rl/{c}/greedy_{when}"] = _get(s05, f"{c}/{stage}", "general", "acc")
             m[f"rl/{c}/sampled_{when}"] = _get(s05, f"{c}/{stage}", "general", "sampled_acc")
             m[f"rl/{c}/pass8_{when}"] = _get(s05, f"{c}/{stage}", "general", "pass", "8", "value")
+        for b in TWO_BY_TWO_BUCKETS:
+            for stage, when in (("SFT", "before"), ("SFT+RL", "after")):
+                m[f"rl/{c}/{b}/greedy_{when}"] = _get(s05, f"{c}/{stage}", b, "acc")
+    fm = s03.get("formats") if isinstance(s03.get("formats"), dict) else None
+    # an older 03 without the format comparison reports every format as missing; a run
+    # whose `formats` left some out reports only the ones it trained
+    for f in (FORMATS if fm is None else [f for f in FORMATS if f in fm]):
+        for b in FORMAT_BUCKETS:
+            m[f"format/{f}/{b}/acc"] = _get(fm or {}, f, "buckets", b, "acc")
+        m[f"format/{f}/ood_long/parse"] = _get(fm or {}, f, "buckets", "ood_long", "parse")
     head = s05.get("headline", {}) if isinstance(s05.get("headline"), dict) else {}
     if head.get("arm") == "targeted":
         m["rl/targeted/parse_after"] = _get(head, "parse_after")
@@ -296,13 +320,25 @@ def seed_metrics(nb: dict) -> dict[str, float | None]:
     for ck in FAILURE_CHECKPOINTS:
         rows = {k.split("|", 1)[1]: v for k, v in counts.items()
                 if isinstance(k, str) and k.startswith(ck + "|") and isinstance(v, dict)}
-        for cls in ("operand_dup", "digit_sub"):
-            vals = [_get(rows, b, cls) for b in MIXED_BUCKETS if b in rows]
+        for cls in ("wrong",) + FAILURE_CLASSES:
+            vals = [_class_count(rows.get(b), cls) for b in MIXED_BUCKETS if b in rows]
             m[f"fail/{ck}/{cls}/mixed+low_sum"] = (sum(vals) if vals and None not in vals
                                                    else None)
-        vals = [_get(v, "format") for v in rows.values()]
-        m[f"fail/{ck}/format/all buckets"] = sum(vals) if vals and None not in vals else None
+        for cls in ("wrong", "format"):
+            vals = [_class_count(v, cls) for v in rows.values()]
+            m[f"fail/{ck}/{cls}/all buckets"] = sum(vals) if vals and None not in vals else None
     return m
+
+
+def _class_count(row, cls: str):
+    """Wrong greedy answers of one class in one (checkpoint, bucket) row of 07; "wrong" is
+    the sum over every class."""
+    if not isinstance(row, dict):
+        return None
+    if cls == "wrong":
+        vals = [_num(row.get(c)) for c in FAILURE_CLASSES]
+        return None if None in vals else sum(vals)
+    return _get(row, cls)
 
 
 def _is_float(s: str) -> bool:
@@ -363,32 +399,100 @@ def _greater_finding(fid, claim, published, a_key, b_key, metrics, what):
                     [b_key, a_key], stat)
 
 
+def _mean(metrics: dict, key: str):
+    return metrics[key]["mean"] if key in metrics else None
+
+
+def _goal_at_least(metrics: dict, key: str, goal: float):
+    """True/False when ``key`` has a mean over seeds, None when nothing measured it."""
+    m = _mean(metrics, key)
+    return None if m is None else bool(m >= goal)
+
+
+def _beats(metrics: dict, key: str, published) -> bool | None:
+    """'Beat the study': our mean is above its number and the 95% interval says so (its
+    lower end is above the published value, or above the top of a published range)."""
+    m = metrics.get(key)
+    if m is None or published is None or m["n"] == 0:
+        return None
+    if m["lo"] is None:
+        return None
+    top = max(published) if isinstance(published, (list, tuple)) else published
+    return bool(m["lo"] > top)
+
+
+def _stat_text(metrics: dict, key: str, unit: str = "%") -> str:
+    m = metrics.get(key)
+    if m is None or m["n"] == 0:
+        return "n/a"
+    ivl = "" if m["lo"] is None else f" [{_fmt(m['lo'], unit)}, {_fmt(m['hi'], unit)}]"
+    return f"{_fmt(m['mean'], unit)}{ivl}"
+
+
+def _two_by_two(metrics: dict, seeds: list[str], bucket: str) -> dict:
+    """Per seed: the curriculum's effect (targeted SFT - control SFT) minus early RL's effect
+    (control SFT+RL - control SFT), on one bucket; > 0 when the curriculum matters more."""
+    k = {(c, w): f"rl/{c}/{bucket}/greedy_{w}" for c in ARMS for w in ("before", "after")}
+    out = {}
+    for s in seeds:
+        v = {ck: metrics.get(key, {}).get("per_seed", {}).get(s) for ck, key in k.items()}
+        if None in (v[("targeted", "before")], v[("control", "before")], v[("control", "after")]):
+            continue
+        out[s] = ((v[("targeted", "before")] - v[("control", "before")])
+                  - (v[("control", "after")] - v[("control", "before")]))
+    return out
+
+
 def findings(metrics: dict, seeds: list[str]) -> list[dict]:
-    """The study's findings, each with its verdict and the numbers behind it."""
-    P = PUBLISHED
-    out = [
-        _greater_finding(
-            "low_sum", "targeted curriculum beats control on low_sum (greedy accuracy, 03)",
-            f"{100 * P['low_sum']['control']:.1f}% -> {100 * P['low_sum']['targeted']:.1f}% "
-            f"({100 * (P['low_sum']['targeted'] - P['low_sum']['control']):+.1f} points)",
-            "sft/low_sum/targeted", "sft/low_sum/control", metrics, "targeted - control"),
-        _greater_finding(
-            "pass8", "targeted SFT has higher pass@8 than control on general (04)",
-            f"{100 * P['pass8']['targeted']:.0f}% vs {100 * P['pass8']['control']:.0f}%",
-            "pass8/general/targeted", "pass8/general/control", metrics, "targeted - control"),
-        _greater_finding(
-            "rl_general", "KL-RL raises the targeted model's greedy accuracy on general (05)",
-            f"{100 * P['rl_general']['before']:.1f}% -> {100 * P['rl_general']['after']:.1f}%, "
-            f"parse rate {100 * P['rl_parse_after']:.0f}%",
-            "rl/targeted/greedy_after", "rl/targeted/greedy_before", metrics, "after - before"),
-        _greater_finding(
-            "curriculum_over_rl",
-            "curriculum matters more than early RL: targeted + RL beats control + RL on general (05)",
-            "qualitative: 'curriculum design is far more important than early RL application'",
-            "rl/targeted/greedy_after", "rl/control/greedy_after", metrics,
-            "targeted+RL - control+RL"),
-    ]
-    # beta stability: spread of greedy general accuracy over the published betas
+    """The study's findings (numbered as in the paper-profile issue), each with its verdict,
+    the numbers behind it, and where a goal was set, whether it was met."""
+    P, G = PUBLISHED, GOALS
+    out = []
+    # 1 ---------------------------------------------------------------------------------------
+    f = _greater_finding(
+        "low_sum", "targeted curriculum beats control on low_sum (greedy accuracy, 03)",
+        f"{100 * P['low_sum']['control']:.1f}% -> {100 * P['low_sum']['targeted']:.1f}% "
+        f"({100 * (P['low_sum']['targeted'] - P['low_sum']['control']):+.1f} points)",
+        "sft/low_sum/targeted", "sft/low_sum/control", metrics, "targeted - control")
+    f.update(number="1", title="low_sum: targeted vs control SFT", ours=f"control {_stat_text(metrics, 'sft/low_sum/control')}% -> "
+                               f"targeted {_stat_text(metrics, 'sft/low_sum/targeted')}%",
+             goal=f"targeted >= {100 * G['low_sum_targeted']:.0f}%",
+             goal_met=_goal_at_least(metrics, "sft/low_sum/targeted", G["low_sum_targeted"]),
+             beat=_beats(metrics, "sft/low_sum/targeted", P["low_sum"]["targeted"]))
+    out.append(f)
+    # 2 ---------------------------------------------------------------------------------------
+    f = _greater_finding(
+        "pass8", "targeted SFT has higher pass@8 than control on general (04)",
+        f"{100 * P['pass8']['targeted']:.0f}% vs {100 * P['pass8']['control']:.0f}%",
+        "pass8/general/targeted", "pass8/general/control", metrics, "targeted - control")
+    f.update(number="2", title="pass@8 on general: targeted vs control SFT", ours=f"targeted {_stat_text(metrics, 'pass8/general/targeted')}% vs "
+                               f"control {_stat_text(metrics, 'pass8/general/control')}%",
+             goal=f"targeted >= {100 * G['pass8_targeted']:.1f}%",
+             goal_met=_goal_at_least(metrics, "pass8/general/targeted", G["pass8_targeted"]),
+             beat=_beats(metrics, "pass8/general/targeted", P["pass8"]["targeted"]))
+    out.append(f)
+    # 3 ---------------------------------------------------------------------------------------
+    f = _greater_finding(
+        "rl_general", "KL-RL raises the targeted model's greedy accuracy on general (05)",
+        f"{100 * P['rl_general']['before']:.1f}% -> {100 * P['rl_general']['after']:.1f}%, "
+        f"parse rate {100 * P['rl_parse_after']:.0f}%",
+        "rl/targeted/greedy_after", "rl/targeted/greedy_before", metrics, "after - before")
+    parse = metrics.get("rl/targeted/parse_after", {}).get("per_seed", {})
+    parse_ok = (None if not parse else all(v >= G["parse_after"] for v in parse.values()))
+    after_ok = _goal_at_least(metrics, "rl/targeted/greedy_after", G["rl_after"])
+    gain_ok = None if f["lo"] is None else bool(f["lo"] > 0)
+    parts = [after_ok, gain_ok, parse_ok]
+    f.update(number="3", title="KL-RL on general (targeted)",
+             ours=f"{_stat_text(metrics, 'rl/targeted/greedy_before')}% -> "
+                  f"{_stat_text(metrics, 'rl/targeted/greedy_after')}%, parse rate "
+                  f"{_stat_text(metrics, 'rl/targeted/parse_after')}%",
+             goal=f"after RL >= {100 * G['rl_after']:.0f}% greedy ({_yn(after_ok)}), gain "
+                  f"interval above 0 ({_yn(gain_ok)}), parse rate 100% in every seed "
+                  f"({_yn(parse_ok)})",
+             goal_met=False if False in parts else (None if None in parts else True),
+             beat=_beats(metrics, "rl/targeted/greedy_after", P["rl_general"]["after"]))
+    out.append(f)
+    # 4: beta stability ------------------------------------------------------------------------
     keys = [f"beta/{_beta_key(b)}/greedy" for b in P["betas"]]
     spread = {}
     for s in seeds:
@@ -409,7 +513,10 @@ def findings(metrics: dict, seeds: list[str]) -> list[dict]:
             verdict = "inconclusive"
             why += (f", below {100 * STABLE_MIN_ACC:.0f}%: a model that gets little right is "
                     f"trivially stable")
-    out.append(_finding(
+    means = [metrics[k]["mean"] for k in keys if k in metrics and metrics[k]["mean"] is not None]
+    spread_of_means = max(means) - min(means) if len(means) >= 2 else None
+    why += "; " + _kl_binding(metrics, seeds)
+    f = _finding(
         "beta_stable", "general accuracy is stable across beta in {0.02, 0.05, 0.10} (06)",
         f"{100 * P['beta_general'][0]:.1f}-{100 * P['beta_general'][1]:.1f}% "
         f"(spread {100 * (P['beta_general'][1] - P['beta_general'][0]):.1f} points), "
@@ -418,8 +525,55 @@ def findings(metrics: dict, seeds: list[str]) -> list[dict]:
         f"t-interval's upper end is within it, not reproduced if the lower end is above it "
         f"(or n >= 3 and mean above it), else inconclusive; inconclusive too when the mean "
         f"accuracy of those arms is below {100 * STABLE_MIN_ACC:.0f}%",
-        spread, "%", verdict, why, keys, stat))
-    # failure classes that survive targeted SFT on mixed-digit prompts
+        spread, "%", verdict, why, keys, stat)
+    f.update(number="4", title="beta scan: stability and KL",
+             ours="greedy " + ", ".join(f"beta={_beta_key(b)}: {_stat_text(metrics, k)}%"
+                                        for b, k in zip(P["betas"], keys) if k in metrics)
+                  + (f"; spread of the means {_fmt(spread_of_means, '%')} points"
+                     if spread_of_means is not None else ""),
+             goal=f"spread of the means <= {100 * G['beta_spread_of_means']:.0f} point",
+             goal_met=None if spread_of_means is None
+             else bool(spread_of_means <= G["beta_spread_of_means"] + 1e-12),
+             beat=(None if level["lo"] is None else bool(level["lo"] > max(P["beta_general"]))),
+             spread_of_means=spread_of_means)
+    out.append(f)
+    # 5: the 2 x 2, curriculum vs early RL ------------------------------------------------------
+    for b in TWO_BY_TWO_BUCKETS:
+        d = _two_by_two(metrics, seeds, b)
+        st = mean_ci(d.values())
+        arms = [f"rl/{c}/{b}/greedy_{w}" for c in ARMS for w in ("before", "after")]
+        f = _finding(
+            f"curriculum_vs_rl_{b}",
+            f"curriculum matters more than early RL on {b}: targeted - control (SFT) exceeds "
+            f"what RL adds to control (05)",
+            "qualitative: 'curriculum design is far more important than early RL application'",
+            "per-seed (targeted SFT - control SFT) - (control SFT+RL - control SFT) > 0: "
+            "reproduced if its 95% t-interval lies above 0, not reproduced if below 0 "
+            "(or n >= 3 and mean < 0), else inconclusive",
+            d, "%", verdict_greater(d.values()),
+            _describe(st, d, "%", "curriculum effect - RL effect"), arms, st)
+        f.update(number="5", title=f"{b}: curriculum vs early RL (2 x 2)", ours=", ".join(
+            f"{c} {'SFT' if w == 'before' else 'SFT+RL'} {_stat_text(metrics, k)}%"
+            for (c, w), k in zip([(c, w) for c in ARMS for w in ("before", "after")], arms)
+            if k in metrics), goal=None, goal_met=None, beat=None)
+        out.append(f)
+    # 6: answer formats (beyond the study) --------------------------------------------------------
+    f = _greater_finding(
+        "formats", "the answer format matters: reversed beats plain on general under the same "
+                   "budget (03)",
+        "not in the study (beyond it: plain / reversed / scratchpad, and ood_long)",
+        "format/reversed/general/acc", "format/plain/general/acc", metrics, "reversed - plain")
+    rows = []
+    for fm in FORMATS:
+        if f"format/{fm}/general/acc" in metrics:
+            rows.append(f"{fm} {_stat_text(metrics, f'format/{fm}/general/acc')}% "
+                        f"(ood_long {_stat_text(metrics, f'format/{fm}/ood_long/acc')}%)")
+    f["why"] += "; general (ood_long) per format: " + ", ".join(rows) if rows else ""
+    f.update(number="6", title="answer formats, general and ood_long", ours=", ".join(rows) or "n/a",
+             arms=[f"format/{fm}/{b}/acc" for b in FORMAT_BUCKETS for fm in FORMATS],
+             goal=None, goal_met=None, beat=None)
+    out.append(f)
+    # 7: failure taxonomy --------------------------------------------------------------------------
     ck = "SFT targeted"
     per = {cls: metrics.get(f"fail/{ck}/{cls}/mixed+low_sum", {}).get("per_seed", {})
            for cls in ("digit_sub", "operand_dup")}
@@ -429,7 +583,7 @@ def findings(metrics: dict, seeds: list[str]) -> list[dict]:
         + f" -> {presence(d.values())}" for cls, d in per.items())
     total = {s: sum(per[c].get(s, 0) for c in per) for s in seeds
              if all(s in per[c] for c in per)}
-    out.append(_finding(
+    f = _finding(
         "failure_classes",
         "targeted SFT still makes digit-substitution and operand-duplication errors on "
         "mixed-digit prompts (07)",
@@ -439,14 +593,60 @@ def findings(metrics: dict, seeds: list[str]) -> list[dict]:
         "absent if n >= 3 and it never occurs; reproduced if both present, not reproduced if "
         "one is absent, else inconclusive",
         total, "count", verdict_present({c: list(d.values()) for c, d in per.items()}), why,
-        [f"fail/{ck}/{cls}/mixed+low_sum" for cls in per]))
-    out.append(_greater_finding(
+        [f"fail/{c}/{cls}/mixed+low_sum" for cls in ("digit_sub", "operand_dup")
+         for c in FAILURE_CHECKPOINTS])
+    f.update(number="7", title="12+3-style errors, before and after each stage",
+             ours="12+3-style errors (digit_sub + operand_dup) in mixed+low_sum, mean "
+                              "per seed: " + ", ".join(
+                                  f"{c} {_sum_means(metrics, c)}" for c in FAILURE_CHECKPOINTS),
+             goal=None, goal_met=None, beat=None)
+    out.append(f)
+    f = _greater_finding(
         "format_fixed", "targeted SFT makes fewer format failures than control (07)",
         "qualitative: 'targeted SFT fixes the format corruption issue of the old curriculum'",
         "fail/SFT control/format/all buckets", "fail/SFT targeted/format/all buckets", metrics,
-        "control - targeted format failures"))
-    out[-1]["arms"] = out[-1]["arms"][::-1]
+        "control - targeted format failures")
+    f["arms"] = f["arms"][::-1]
+    f.update(number="7", title="format failures: control vs targeted SFT",
+             ours=f"format failures, all buckets: control "
+                              f"{_stat_text(metrics, 'fail/SFT control/format/all buckets', 'count')}"
+                              f", targeted "
+                              f"{_stat_text(metrics, 'fail/SFT targeted/format/all buckets', 'count')}",
+             goal=None, goal_met=None, beat=None)
+    out.append(f)
     return out
+
+
+def _yn(x) -> str:
+    return "n/a" if x is None else ("yes" if x else "no")
+
+
+def _sum_means(metrics: dict, ck: str) -> str:
+    vals = [_mean(metrics, f"fail/{ck}/{cls}/mixed+low_sum") for cls in ("digit_sub", "operand_dup")]
+    return "n/a" if None in vals else f"{sum(vals):.1f}"
+
+
+def _kl_binding(metrics: dict, seeds: list[str]) -> str:
+    """Exact KL to the start per beta, and whether the KL term binds: does a beta > 0 arm
+    end measurably closer to the start than the beta = 0 arm (paired over seeds)?"""
+    betas = sorted({k.split("/")[1] for k in metrics if k.startswith("beta/") and k.endswith("/kl")},
+                   key=float)
+    if not betas:
+        return "no KL measured"
+    parts = [f"beta={b}: {_stat_text(metrics, f'beta/{b}/kl', 'nats')}" for b in betas]
+    text = "exact KL to the start (nats/token) " + ", ".join(parts)
+    if "0" in betas:
+        ref = metrics["beta/0/kl"]["per_seed"]
+        binds = []
+        for b in betas:
+            if b == "0":
+                continue
+            d = _paired(ref, metrics[f"beta/{b}/kl"]["per_seed"])
+            v = verdict_greater(d.values())
+            binds.append(f"beta={b} " + {"reproduced": "binds", "not reproduced": "does not bind",
+                                         "inconclusive": "unclear"}[v])
+        text += "; KL(beta=0) - KL(beta) > 0 over seeds: " + ", ".join(binds)
+    return text
 
 
 def summarize(run_root) -> dict:
@@ -482,7 +682,10 @@ def summarize(run_root) -> dict:
 HEADLINE = {"sft/mixed/control", "sft/mixed/targeted", "sft/general/control", "sft/general/targeted",
             "rl/targeted/sampled_before", "rl/targeted/sampled_after", "rl/control/greedy_after",
             "fail/SFT targeted/digit_sub/mixed+low_sum", "fail/SFT targeted/operand_dup/mixed+low_sum",
-            "fail/SFT control/format/all buckets", "fail/SFT targeted/format/all buckets"}
+            "fail/SFT control/format/all buckets", "fail/SFT targeted/format/all buckets",
+            *(f"rl/{c}/{b}/greedy_{w}" for c in ARMS for b in TWO_BY_TWO_BUCKETS
+              for w in ("before", "after")),
+            *(f"format/{f}/{b}/acc" for f in FORMATS for b in FORMAT_BUCKETS)}
 
 
 def _is_headline(key: str, published) -> bool:
@@ -493,12 +696,12 @@ def _is_headline(key: str, published) -> bool:
 
 
 def _notebook_of(key: str) -> str:
-    return {"sft": "03_sft", "pass8": "04_pass_at_k", "rl": "05_kl_rl", "beta": "06_beta_scan",
-            "fail": "07_failure_analysis"}[key.split("/")[0]]
+    return {"sft": "03_sft", "format": "03_sft", "pass8": "04_pass_at_k", "rl": "05_kl_rl",
+            "beta": "06_beta_scan", "fail": "07_failure_analysis"}[key.split("/")[0]]
 
 
 def _order(keys):
-    first = {"sft": 0, "pass8": 1, "rl": 2, "beta": 3, "fail": 4}
+    first = {"sft": 0, "format": 1, "pass8": 2, "rl": 3, "beta": 4, "fail": 5}
     def k(key):
         p = key.split("/")
         return (first[p[0]], float(p[1]) if p[0] == "beta" else 0, keys.index(key))
@@ -545,9 +748,65 @@ def format_headline(s: dict, only_headline: bool = True) -> str:
 def format_findings(s: dict) -> str:
     out = []
     for f in s["findings"]:
-        out.append(f"[{f['verdict'].upper()}] {f['claim']}\n    published: {f['published']}\n"
-                   f"    ours: {f['why']}")
+        text = (f"{f.get('number', '?')}. [{f['verdict'].upper()}] {f['claim']}\n"
+                f"    published: {f['published']}\n    ours: {f['why']}")
+        if f.get("goal"):
+            text += f"\n    goal: {f['goal']} -> {_goal_word(f.get('goal_met'))}"
+        if f.get("beat") is not None:
+            text += f"\n    beats the study's number (interval above it): {_yn(f['beat'])}"
+        out.append(text)
     return "\n".join(out)
+
+
+def _goal_word(met) -> str:
+    return {True: "met", False: "NOT met", None: "n/a"}[met]
+
+
+FINDING_HEADERS = ["#", "finding", "study", "ours: mean [95% t-interval over seeds]", "n",
+                   "verdict", "goal"]
+
+
+def findings_rows(s: dict) -> list[list[str]]:
+    """One row per finding: number, short title, the study's numbers, ours, seeds, verdict,
+    and the goal with whether it was met (and whether we beat the study's number)."""
+    rows = []
+    for f in s["findings"]:
+        goal = "" if not f.get("goal") else f"{f['goal']}: {_goal_word(f.get('goal_met'))}"
+        if f.get("beat") is not None:
+            goal += ("; " if goal else "") + ("beats the study" if f["beat"]
+                                             else "does not beat the study")
+        rows.append([f.get("number", ""), f.get("title") or f["claim"], f["published"],
+                     f.get("ours") or f["why"], str(f["n"]), f["verdict"], goal])
+    return rows
+
+
+def format_findings_table(s: dict) -> str:
+    """The findings at a glance, one block per finding (the fields are too long for columns)."""
+    out = []
+    for r in findings_rows(s):
+        out.append(f"{r[0]}. {r[1]}  [{r[5]}, n={r[4]}]\n    study: {r[2]}\n    ours:  {r[3]}"
+                   + (f"\n    goal:  {r[6]}" if r[6] else ""))
+    return "\n".join(out)
+
+
+TAXONOMY_HEADERS = ["checkpoint", "wrong (all buckets)", "wrong (mixed+low_sum)",
+                    *FAILURE_CLASSES]
+
+
+def taxonomy_rows(s: dict) -> list[list[str]]:
+    """Finding 7's table: per checkpoint (before and after RL, each curriculum), the mean
+    over seeds of wrong greedy answers, all buckets and mixed+low_sum, then per class in
+    mixed+low_sum (where the study's 12+3 -> 18 / 123 cases live)."""
+    def cell(key):
+        m = s["metrics"].get(key)
+        return "n/a" if m is None or m["mean"] is None else f"{m['mean']:.1f}"
+    return [[ck, cell(f"fail/{ck}/wrong/all buckets"), cell(f"fail/{ck}/wrong/mixed+low_sum"),
+             *[cell(f"fail/{ck}/{c}/mixed+low_sum") for c in FAILURE_CLASSES]]
+            for ck in FAILURE_CHECKPOINTS]
+
+
+def format_taxonomy(s: dict) -> str:
+    return table(taxonomy_rows(s), TAXONOMY_HEADERS)
 
 
 def format_missing(s: dict) -> str:

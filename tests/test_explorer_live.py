@@ -176,7 +176,7 @@ def test_07_explorer_in_live_kernel_driven_like_a_frontend(tmp_path):
             "import json\nprint(json.dumps([{k: r[k] for k in ('checkpoint', 'bucket', 'a', "
             "'b', 'class')} for r in records]))"))
         checkpoints = list(dict.fromkeys(r["checkpoint"] for r in records))
-        assert checkpoints == ["SFT control", "SFT targeted", "SFT+RL targeted"]
+        assert checkpoints == ["SFT control", "SFT+RL control", "SFT targeted", "SFT+RL targeted"]
         assert len(records) == 3 * len(p["buckets"]) * OVERRIDES["n_fail"]
 
         # ---- what the kernel opened, and what the explorer cell displayed ---------------

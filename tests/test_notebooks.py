@@ -65,6 +65,17 @@ def test_notebook_runs_under_papermill(name, smoke_run):
     mdir = Path(p["run_root"]) / "summary" if "run_root" in declared else Path(p["run_dir"]) / name
     m = json.loads((mdir / "metrics.json").read_text())
     assert m, f"{name} wrote empty metrics"
+    if name == "03_sft":   # the format comparison: every format, every bucket, the same budget
+        assert list(m["formats"]) == p["formats"]
+        for f, d in m["formats"].items():
+            assert set(d["buckets"]) == set(p["buckets"]) and d["arm"] == "targeted"
+            assert abs(d["tokens"] - p["total_tokens"]) <= p["batch_size"] * 40, f
+        assert m["formats"][p["fmt"]]["buckets"] == m["targeted"]["buckets"]
+    if name == "07_failure_analysis":   # each curriculum before and after RL
+        assert m["checkpoints"] == ["SFT control", "SFT+RL control", "SFT targeted", "SFT+RL targeted"]
+    if name == "08_summary":
+        assert [f["number"] for f in m["findings"]] == ["1", "2", "3", "4", "5", "5", "6", "7", "7"]
+        assert m["missing"] == {} and m["missing_values"] == {}
     executed = nbformat.read(out, 4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]

@@ -109,14 +109,22 @@ def _ev(acc, sampled=None, pass8=None):
     return e
 
 
+TWO_BY_TWO = {("control", "SFT"): 0.50, ("control", "SFT+RL"): 0.55,
+              ("targeted", "SFT"): 0.95, ("targeted", "SFT+RL"): 0.96}
+FORMAT_ACC = {"plain": (0.50, 0.0), "reversed": (0.90, 0.10), "scratchpad": (0.80, 0.05)}
+
+
 def write_seed(seed_dir: Path, low_sum=(0.6, 0.8), pass8=(0.8, 0.95), rl=(0.8, 0.9),
                control_rl=0.7, betas=None, fails=(5, 3, 2, 0), ks_has_8=True,
-               skip=()) -> Path:
+               skip=(), two_by_two=None, formats=None, parse_after=1.0) -> Path:
     """metrics.json files of notebooks 01-07 for one seed, with the given headline numbers.
 
     ``fails`` = (targeted digit_sub, targeted operand_dup, control format, targeted format),
-    counted in the named buckets of 07."""
+    counted in the named buckets of 07. ``two_by_two[(arm, stage)]`` is 05's greedy accuracy
+    on low_sum and mixed; ``formats[fmt]`` = (general, ood_long) accuracy of 03's format arms."""
     betas = betas or {"0": 0.85, "0.02": 0.90, "0.05": 0.91, "0.1": 0.905, "0.5": 0.88}
+    two_by_two = two_by_two or TWO_BY_TWO
+    formats = formats or FORMAT_ACC
     buckets = ("low_sum", "mixed", "general")
     m = {
         "01_tokenizer_model": {"n_params": 1000},
@@ -133,7 +141,7 @@ def write_seed(seed_dir: Path, low_sum=(0.6, 0.8), pass8=(0.8, 0.95), rl=(0.8, 0
                      "targeted/SFT+RL": {"general": _ev(rl[1], pass8=0.95)},
                      "control/SFT": {"general": _ev(0.6, pass8=0.8)},
                      "control/SFT+RL": {"general": _ev(control_rl, pass8=0.85)},
-                     "headline": {"arm": "targeted", "bucket": "general", "parse_after": 1.0,
+                     "headline": {"arm": "targeted", "bucket": "general", "parse_after": parse_after,
                                   "final_kl": 0.01, "sampled_before": rl[0], "sampled_after": rl[1],
                                   "greedy_before": rl[0], "greedy_after": rl[1], "beta": 0.05}},
         "06_beta_scan": {**{b: {"buckets": {"general": _ev(a, pass8=0.97)}, "kl": 0.01 / (1 + float(b)),
@@ -141,6 +149,12 @@ def write_seed(seed_dir: Path, low_sum=(0.6, 0.8), pass8=(0.8, 0.95), rl=(0.8, 0
                          "start": {"general": _ev(0.8)}},
         "07_failure_analysis": {"counts": {}, "n_per_bucket": 40, "checkpoints": []},
     }
+    for (c, stage), acc in two_by_two.items():
+        m["05_kl_rl"][f"{c}/{stage}"].update(low_sum=_ev(acc), mixed=_ev(acc - 0.05))
+    m["03_sft"]["formats"] = {f: {"arm": "targeted", "tokens": 100, "steps": 3, "buckets": {
+        "general": {"n": 100, "acc": g, "acc_ci": [0, 1], "parse": 1.0, "parse_ci": [0.9, 1]},
+        "ood_long": {"n": 100, "acc": o, "acc_ci": [0, 1], "parse": 0.9, "parse_ci": [0.8, 1]}}}
+        for f, (g, o) in formats.items()}
     zero = {c: 0 for c in ("format", "operand_dup", "carry", "digit_count", "digit_sub", "other")}
     ds, od, cf, tf = fails
     for ck in S.FAILURE_CHECKPOINTS:
@@ -199,7 +213,17 @@ def test_summarize_three_seeds(three_seeds):
     assert v["low_sum"]["per_seed"] == pytest.approx({"seed-0": 0.20, "seed-2": 0.23, "seed-10": 0.21})
     assert v["pass8"]["verdict"] == "reproduced"
     assert v["rl_general"]["verdict"] == "reproduced"
-    assert v["curriculum_over_rl"]["verdict"] == "reproduced"       # 0.9x vs 0.7 in every seed
+    assert v["curriculum_vs_rl_low_sum"]["verdict"] == "reproduced"  # +0.45 - 0.05 in every seed
+    assert v["curriculum_vs_rl_low_sum"]["per_seed"]["seed-2"] == pytest.approx(0.40)
+    assert v["curriculum_vs_rl_mixed"]["verdict"] == "reproduced"
+    assert v["formats"]["verdict"] == "reproduced"                  # reversed 0.9 vs plain 0.5
+    assert "scratchpad 80.0 [80.0, 80.0]% (ood_long 5.0 [5.0, 5.0]%)" in v["formats"]["why"]
+    # goals: targeted low_sum 83.7% < 95%; RL reaches 91% < 95% although its gain is clear
+    assert v["low_sum"]["goal_met"] is False and v["low_sum"]["beat"] is False
+    assert v["rl_general"]["goal_met"] is False and "gain interval above 0 (yes)" in v["rl_general"]["goal"]
+    assert v["beta_stable"]["spread_of_means"] == pytest.approx(0.01) and v["beta_stable"]["goal_met"]
+    assert "beta=0.02 binds" in v["beta_stable"]["why"] and "beta=0.5 binds" in v["beta_stable"]["why"]
+    assert [f["number"] for f in s["findings"]] == ["1", "2", "3", "4", "5", "5", "6", "7", "7"]
     assert v["beta_stable"]["verdict"] == "reproduced"              # spread 0.01 in every seed
     assert v["beta_stable"]["per_seed"]["seed-0"] == pytest.approx(0.01)
     assert v["failure_classes"]["verdict"] == "reproduced"
@@ -276,3 +300,73 @@ def test_summarize_bad_roots(tmp_path):
     with pytest.raises(S.SummaryError, match="no seed-"):
         S.summarize(tmp_path / "empty")
     assert issubclass(S.SummaryError, ValueError)
+
+
+# ---- the paper-profile findings: goals, the 2 x 2, formats, taxonomy ---------------------------------
+def test_goals_met_and_beating_the_study(tmp_path):
+    for i in range(3):
+        write_seed(tmp_path / f"seed-{i}", low_sum=(0.3, 0.97 + i / 100), pass8=(0.8, 0.996 + i / 1000),
+                   rl=(0.95, 0.97 + i / 200), betas={"0": 0.9, "0.02": 0.97, "0.05": 0.975,
+                                                    "0.1": 0.972 + i / 1000})
+    v = {f["id"]: f for f in S.summarize(tmp_path)["findings"]}
+    assert v["low_sum"]["goal_met"] is True and v["low_sum"]["beat"] is True
+    assert v["pass8"]["goal_met"] is True and v["pass8"]["beat"] is True
+    assert v["rl_general"]["goal_met"] is True and v["rl_general"]["beat"] is True
+    assert v["beta_stable"]["goal_met"] is True and v["beta_stable"]["beat"] is True
+    assert v["beta_stable"]["spread_of_means"] < 0.01
+
+
+def test_goal_fails_on_one_unparsable_seed_and_spread_of_means(tmp_path):
+    for i in range(3):
+        write_seed(tmp_path / f"seed-{i}", rl=(0.95, 0.97 + i / 200), parse_after=0.999 if i == 1 else 1.0,
+                   betas={"0.02": 0.90, "0.05": 0.95, "0.1": 0.93})
+    v = {f["id"]: f for f in S.summarize(tmp_path)["findings"]}
+    assert "parse rate 100% in every seed (no)" in v["rl_general"]["goal"]
+    assert v["rl_general"]["goal_met"] is False
+    assert v["beta_stable"]["spread_of_means"] == pytest.approx(0.05) and v["beta_stable"]["goal_met"] is False
+    assert "KL(beta=0)" not in v["beta_stable"]["why"]           # no beta = 0 arm: no binding claim
+
+
+def test_two_by_two_where_rl_matters_more(tmp_path):
+    t = {("control", "SFT"): 0.50, ("control", "SFT+RL"): 0.90, ("targeted", "SFT"): 0.60,
+         ("targeted", "SFT+RL"): 0.95}
+    for i in range(3):
+        write_seed(tmp_path / f"seed-{i}", two_by_two={k: a + i / 100 for k, a in t.items()},
+                   formats={"plain": (0.9, 0.1), "reversed": (0.5 + i / 100, 0.0)})
+    s = S.summarize(tmp_path)
+    v = {f["id"]: f for f in s["findings"]}
+    # (0.60 - 0.50) - (0.90 - 0.50) = -0.30 in every seed
+    assert v["curriculum_vs_rl_low_sum"]["verdict"] == "not reproduced"
+    assert v["curriculum_vs_rl_low_sum"]["mean"] == pytest.approx(-0.30)
+    assert v["formats"]["verdict"] == "not reproduced"
+    # only the formats 03 trained are expected: no scratchpad keys, nothing reported missing
+    assert not any(k.startswith("format/scratchpad") for k in s["metrics"])
+    assert s["missing_values"] == {}
+
+
+def test_old_03_without_formats_is_reported_missing(tmp_path):
+    d = write_seed(tmp_path / "seed-0")
+    f = d / "03_sft" / "metrics.json"
+    m = json.loads(f.read_text())
+    del m["formats"]
+    f.write_text(json.dumps(m))
+    s = S.summarize(tmp_path)
+    assert "format/plain/general/acc" in s["missing_values"]["seed-0"]
+
+
+def test_taxonomy_and_findings_tables(three_seeds):
+    s = S.summarize(three_seeds)
+    rows = {r[0]: r for r in S.taxonomy_rows(s)}
+    assert list(rows) == list(S.FAILURE_CHECKPOINTS)
+    h = S.TAXONOMY_HEADERS
+    # digit_sub in mixed+low_sum for targeted SFT: 4, 6, 5 -> mean 5.0; operand_dup 2, 3, 2
+    assert rows["SFT targeted"][h.index("digit_sub")] == "5.0"
+    assert rows["SFT targeted"][h.index("operand_dup")] == "2.3"
+    assert rows["SFT targeted"][h.index("wrong (mixed+low_sum)")] == "7.3"
+    # all buckets include d1's 100 digit substitutions
+    assert rows["SFT targeted"][h.index("wrong (all buckets)")] == "107.3"
+    assert rows["SFT+RL control"][h.index("wrong (all buckets)")] == "0.0"
+    text = S.format_findings_table(s)
+    assert text.count("[reproduced, n=3]") == 9 and "goal:  targeted >= 95%: NOT met" in text
+    assert "does not beat the study" in text
+    assert S.findings_rows(s)[0][:2] == ["1", "low_sum: targeted vs control SFT"]

@@ -1,0 +1,84 @@
+"""The README's results table: generated from notebook 08's summary by scripts/results_table.py;
+the committed README must match the committed reports/paper summary."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reasonlib import results_md as R
+from reasonlib import summary as S
+
+from test_summary import write_seed
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER = ROOT / "reports" / "paper" / "summary" / "metrics.json"
+SCRIPT = ROOT / "scripts" / "results_table.py"
+
+
+def test_committed_readme_matches_committed_paper_summary():
+    assert PAPER.is_file(), "reports/paper/summary/metrics.json is committed with the paper run"
+    readme = (ROOT / "README.md").read_text()
+    s = R.load(PAPER)
+    assert s["seeds"] == [f"seed-{i}" for i in range(5)]
+    assert R.replace_block(readme, R.markdown(s, "reports/paper/summary/metrics.json")) == readme
+    # every finding's verdict appears in the README as it is in the metrics
+    block = readme.split(R.START)[1].split(R.END)[0]
+    for f in s["findings"]:
+        assert f"**{f['verdict']}**" in block
+    r = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def _summary(tmp_path) -> Path:
+    for i in range(3):
+        write_seed(tmp_path / "run" / f"seed-{i}", low_sum=(0.5, 0.8 + i / 100))
+    p = tmp_path / "summary.json"
+    p.write_text(json.dumps(S.summarize(tmp_path / "run")))
+    return p
+
+
+def test_markdown_has_every_finding_and_the_taxonomy(tmp_path):
+    s = R.load(_summary(tmp_path))
+    md = R.markdown(s, "x.json")
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(s["findings"]) + 1 + len(S.FAILURE_CHECKPOINTS)
+    assert "| 1 | low_sum: targeted vs control SFT | 64.8% -> 85.4% (+20.6 points) |" in md
+    assert "**reproduced**" in md and "Seeds 0, 1, 2 (n = 3)" in md
+    assert "| SFT targeted | 108.0 | 8.0 |" in md   # 5 digit_sub + 3 operand_dup; all buckets adds d1's 100
+
+
+def test_script_writes_then_checks_then_detects_drift(tmp_path):
+    summ = _summary(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{R.START}\nSTALE-TABLE\n{R.END}\n\ntail\n")
+    run = lambda *a: subprocess.run([sys.executable, str(SCRIPT), "--summary", str(summ),
+                                     "--readme", str(readme), *a], capture_output=True, text=True)
+    assert run("--check").returncode == 1                   # the placeholder is out of date
+    assert run().returncode == 0
+    text = readme.read_text()
+    assert text.startswith("# title\n\n") and text.endswith("\n\ntail\n") and "STALE-TABLE" not in text
+    assert run("--check").returncode == 0
+    # a changed metric makes the committed table stale
+    s = json.loads(summ.read_text())
+    s["findings"][0]["verdict"] = "not reproduced"
+    summ.write_text(json.dumps(s))
+    r = run("--check")
+    assert r.returncode == 1 and "out of date" in r.stderr
+
+
+def test_bad_inputs_are_named(tmp_path):
+    with pytest.raises(R.ResultsError, match="exactly one"):
+        R.replace_block("no markers here", "x")
+    with pytest.raises(R.ResultsError, match="exactly one"):
+        R.replace_block(f"{R.END}\n{R.START}\n", "x")
+    bad = tmp_path / "s.json"
+    bad.write_text('{"seeds": []}')
+    with pytest.raises(R.ResultsError, match="not a summary"):
+        R.load(bad)
+    r = subprocess.run([sys.executable, str(SCRIPT), "--summary", str(tmp_path / "nope.json"),
+                        "--check"], capture_output=True, text=True)
+    assert r.returncode == 2 and "nope.json" in r.stderr
