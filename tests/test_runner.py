@@ -42,7 +42,8 @@ out = pathlib.Path(run_dir) / "{name}"
 out.mkdir(parents=True, exist_ok=True)
 (out / "metrics.json").write_text(json.dumps({{
     "seed": seed, "n_layer": {n_layer}, "pid": os.getpid(), "time": time.time(),
-    "threads": os.environ.get("REASONLIB_THREADS"), "omp": os.environ.get("OMP_NUM_THREADS")}}))
+    "threads": os.environ.get("REASONLIB_THREADS"), "omp": os.environ.get("OMP_NUM_THREADS"),
+    "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}}))
 """
 
 
@@ -161,6 +162,8 @@ def test_failing_notebook_is_reported_and_contained_to_its_seed(failed_sweep):
     # seed 0 completed, with the thread count for 2 workers passed to its kernels
     m = json.loads((root / "seed-0" / "02_second" / "metrics.json").read_text())
     assert m["threads"] == m["omp"] == str(runner.threads_for(2))
+    # the kernel ran on a dask worker (which has distributed's malloc setting) without it
+    assert m["malloc_trim"] is None
     assert (root / "seed-0" / ".done" / "02_second.json").is_file()
     # the summary ran once, for the profile, after the chains (it saw seed 0's outputs)
     assert (root / "08_summary.ipynb").is_file() and not list(root.glob("seed-*/08_summary.ipynb"))
@@ -407,3 +410,12 @@ def test_sigkilled_sweep_resumes_without_redoing_finished_notebooks(tmp_path):
     assert not (root / ".lock").exists()
     # the killed run's hidden partial is removed when 02 runs again
     assert not list(run.glob(".*.partial.ipynb"))
+
+
+def test_kernel_env_drops_the_worker_malloc_setting_and_pins_threads():
+    base = {"PATH": "/bin", "MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+    env = runner.kernel_env(base, 3)
+    assert "MALLOC_TRIM_THRESHOLD_" not in env and env["PATH"] == "/bin"
+    assert all(env[k] == "3" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                       "OPENBLAS_NUM_THREADS", "REASONLIB_THREADS"))
+    assert base["MALLOC_TRIM_THRESHOLD_"] == "65536"       # the worker's own env is untouched
