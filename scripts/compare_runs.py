@@ -6,7 +6,8 @@
 
 Every ``NN_name/metrics.json`` of the first folder must exist in the second with exactly the
 same values (floats compared bit for bit), apart from wall-clock entries (keys named
-``timing`` and the checkpoint paths, which name the artifact folder). Exit 0 when equal,
+``timing``, ``seconds`` and ``ms_per_batch``) and checkpoint paths (they name the artifact
+folder). Exit 0 when equal,
 1 with the differing paths otherwise, 2 on bad input.
 """
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-SKIP = {"timing", "checkpoint"}   # wall-clock seconds; where the artifacts folder was
+# wall-clock measurements (03 timing, 04 sampling seconds, 02 batch making), and where the
+# artifacts folder was
+SKIP = {"timing", "seconds", "ms_per_batch", "checkpoint"}
 
 
 def diff(a, b, path="") -> list[str]:

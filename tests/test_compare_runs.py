@@ -11,7 +11,8 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "compare_runs.py"
 
 def _seed(d: Path, acc=0.25, secs=1.0) -> Path:
     for nb, m in {"03_sft": {"targeted": {"acc": acc, "timing": {"loop_s": secs},
-                                          "checkpoint": str(d / "art")}, "ks": [1, 2]},
+                                          "checkpoint": str(d / "art")}, "ks": [1, 2],
+                             "sampling": {"answers": 10, "seconds": secs}},
                   "05_kl_rl": {"kl": [0.0, 1e-3]}}.items():
         (d / nb).mkdir(parents=True)
         (d / nb / "metrics.json").write_text(json.dumps(m))
@@ -24,7 +25,7 @@ def _run(*a):
 
 def test_equal_runs_differ_only_in_wall_clock(tmp_path):
     r = _run(_seed(tmp_path / "a"), _seed(tmp_path / "b", secs=9.0))
-    assert r.returncode == 0 and "03_sft: identical (3 values compared)" in r.stdout
+    assert r.returncode == 0 and "03_sft: identical (4 values compared)" in r.stdout
 
 
 def test_one_bit_off_is_a_difference(tmp_path):
