@@ -177,7 +177,7 @@ def test_07_explorer_in_live_kernel_driven_like_a_frontend(tmp_path):
             "'b', 'class')} for r in records]))"))
         checkpoints = list(dict.fromkeys(r["checkpoint"] for r in records))
         assert checkpoints == ["SFT control", "SFT+RL control", "SFT targeted", "SFT+RL targeted"]
-        assert len(records) == 3 * len(p["buckets"]) * OVERRIDES["n_fail"]
+        assert len(records) == 4 * len(p["buckets"]) * OVERRIDES["n_fail"]
 
         # ---- what the kernel opened, and what the explorer cell displayed ---------------
         # (the training cell's tqdm bars are widgets too: HBox/HTML/FloatProgress models;
