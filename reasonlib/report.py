@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import html
 import json
 import re
@@ -335,6 +336,34 @@ inconclusive: otherwise, and always with fewer than 2 seeds.</p>
 """
 
 
+STATIC = "_static"
+# Inline <style> blocks at least this long (nbconvert's JupyterLab theme, ~260 KB a page)
+# are written once to <out>/_static/<hash>.css and linked: every page carries the same ones.
+SHARED_CSS_MIN = 2000
+_STYLE = re.compile(r"<style([^>]*)>(.*?)</style>", re.S)
+
+
+def _share_styles(page: str, out: Path, depth: int, used: set[str]) -> str:
+    """``page`` with its long inline stylesheets moved to shared files under ``out/_static``
+    (named by content hash, written once, checked offline), linked relative to a page
+    ``depth`` folders below ``out``."""
+    def repl(m):
+        css = m.group(2)
+        if len(css) < SHARED_CSS_MIN:
+            return m.group(0)
+        bad = [x.group(0)[:120] for x in _CSS_REMOTE.finditer(css)]
+        if bad:
+            raise ReportError(f"a stylesheet would load from the network: {bad[0]}")
+        name = f"{STATIC}/{hashlib.sha256(css.encode()).hexdigest()[:16]}.css"
+        if name not in used:
+            used.add(name)
+            f = out / name
+            if not f.is_file() or f.read_bytes() != css.encode():
+                write_bytes(f, css.encode())
+        return f'<link rel="stylesheet" href="{"../" * depth}{name}">'
+    return _STYLE.sub(repl, page)
+
+
 def build(profile_root: Path, out: Path | None = None) -> Path:
     """Write the static site for ``profile_root`` (``runs/<profile>``) into ``out``
     (default ``<profile_root>/report``) and return the path of its ``index.html``."""
@@ -345,7 +374,7 @@ def build(profile_root: Path, out: Path | None = None) -> Path:
         raise ReportError(f"cannot build a report: {e}") from None
     out = Path(out) if out is not None else profile_root / "report"
     exporter = _exporter()
-    pages = []
+    pages, used = [], set()
     for rel in find_notebooks(profile_root):
         page_rel = rel.with_suffix(".html")
         back = "../" * (len(rel.parts) - 1) + "index.html"
@@ -355,9 +384,13 @@ def build(profile_root: Path, out: Path | None = None) -> Path:
         except (OSError, ValueError, nbformat.ValidationError) as e:
             pages.append((rel, None, f"{type(e).__name__}: {str(e)[:200]}"))
             continue
+        page = _share_styles(page, out, len(rel.parts) - 1, used)
         _check_offline(page, out / page_rel)
         write_bytes(out / page_rel, page.encode())
         pages.append((rel, page_rel, ""))
+    for old in (out / STATIC).glob("*.css"):   # left by an earlier build, linked by no page
+        if f"{STATIC}/{old.name}" not in used:
+            old.unlink()
     s, source, own = _load_summary(profile_root)
     index = _index_html(profile_root, s, source, pages, figures=own)
     _check_offline(index, out / "index.html")

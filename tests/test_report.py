@@ -124,6 +124,31 @@ def test_build_writes_an_offline_site(profile, tmp_path):
         assert "<script" not in page.lower(), p          # no code at all, inline or remote
         for href in _local_links(page):                  # the link back to the index
             assert (p.parent / href).resolve().is_file(), (p, href)
+        # the theme's long stylesheets are shared files, linked relative to the page
+        assert all(len(css) < report.SHARED_CSS_MIN
+                   for css in re.findall(r"<style[^>]*>(.*?)</style>", page, re.S))
+        for href in re.findall(r'<link rel="stylesheet" href="([^"]+)">', page):
+            css = (p.parent / href).resolve()
+            assert css.is_file() and css.parent == index.parent / report.STATIC, (p, href)
+            assert_offline(f"<style>{css.read_text()}</style>", str(css))
+    # one copy for every page: seed pages and the summary page link the same files
+    names = lambda p: sorted(h.rsplit("/", 1)[1] for h in
+                             re.findall(r'<link rel="stylesheet" href="([^"]+)">', p.read_text()))
+    assert names(index.parent / "08_summary.html")
+    assert names(index.parent / "08_summary.html") == names(index.parent / "seed-1" / "03_sft.html")
+    assert sorted(f.name for f in (index.parent / report.STATIC).iterdir()) == \
+        names(index.parent / "08_summary.html")
+
+
+def test_rebuild_drops_stale_stylesheets_and_refuses_remote_css(profile, tmp_path):
+    static = profile / "report" / report.STATIC
+    static.mkdir(parents=True)
+    (static / "0000000000000000.css").write_text("body{}")
+    report.build(profile)
+    assert not (static / "0000000000000000.css").exists() and list(static.glob("*.css"))
+    page = "<style>" + "a{}" * report.SHARED_CSS_MIN + "@import url(https://cdn.example/x.css);</style>"
+    with pytest.raises(report.ReportError, match="cdn.example"):
+        report._share_styles(page, tmp_path, 0, set())
 
 
 def test_notebook_pages_embed_images_and_show_widget_text(profile):
