@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .failures import CLASSES
+from .tasks import FORMATS   # the answer formats, in their order (finding 6)
 from .tables import table
 
 # The study's published numbers, as fractions. Source: ../shared/seed/000_dec7c5113c451fd3.txt
@@ -72,9 +74,8 @@ SFT_BUCKETS = ("low_sum", "mixed", "general")
 MIXED_BUCKETS = ("mixed", "low_sum")       # where the study saw 12+3 -> 18 / 123
 # 07's checkpoints: before and after the RL stage, for each curriculum
 FAILURE_CHECKPOINTS = ("SFT control", "SFT+RL control", "SFT targeted", "SFT+RL targeted")
-FAILURE_CLASSES = ("format", "operand_dup", "carry", "digit_count", "digit_sub", "other")
+FAILURE_CLASSES = CLASSES                    # reasonlib.failures' taxonomy, in its order
 TWO_BY_TWO_BUCKETS = ("low_sum", "mixed")   # finding 5: curriculum vs early RL
-FORMATS = ("plain", "reversed", "scratchpad")
 FORMAT_BUCKETS = ("general", "ood_long")    # finding 6: in distribution, one digit longer
 # The goals the issue set for this re-creation (beyond reproducing the direction).
 GOALS = {"low_sum_targeted": 0.95, "pass8_targeted": 0.995, "rl_after": 0.95,
