@@ -114,12 +114,12 @@ print(summary.format_findings_table(S))
 print(summary.format_taxonomy(S))
 
 # %%
-tax = summary.taxonomy_rows(S)
-mat = np.array([[np.nan if c == "n/a" else float(c) for c in r[3:]] for r in tax])
+tax = summary.taxonomy_means(S)   # per checkpoint: wrong (all), wrong (mixed+low_sum), classes
+mat = np.array([[np.nan if v is None else v for v in vals[2:]] for _, vals in tax])
 fig, ax = plt.subplots(figsize=(8, 2.8))
-im = ax.imshow(mat, cmap="Reds", aspect="auto")
+ax.imshow(mat, cmap="Reds", aspect="auto")
 ax.set_xticks(range(len(summary.FAILURE_CLASSES)), summary.FAILURE_CLASSES)
-ax.set_yticks(range(len(tax)), [r[0] for r in tax])
+ax.set_yticks(range(len(tax)), [ck for ck, _ in tax])
 for i in range(mat.shape[0]):
     for j in range(mat.shape[1]):
         if np.isfinite(mat[i, j]):

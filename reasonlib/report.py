@@ -231,7 +231,6 @@ def _load_summary(profile_root: Path) -> tuple[dict, str, bool]:
 
 def _findings_html(s: dict) -> str:
     rows = []
-    goals = {id(f): r[-1] for f, r in zip(s["findings"], summary_mod.findings_rows(s))}
     for f in s["findings"]:
         v = f["verdict"]
         ours = html.escape(f.get("ours") or "")
@@ -239,7 +238,7 @@ def _findings_html(s: dict) -> str:
                     f'<td><span class="verdict v-{v.replace(" ", "-")}">{html.escape(v)}</span></td>'
                     f"<td>{html.escape(f['claim'])}</td><td>{html.escape(str(f['published']))}</td>"
                     f"<td>{ours}{'<br>' if ours else ''}<span class=muted>{html.escape(f['why'])}</span></td>"
-                    f"<td>{html.escape(goals[id(f)])}</td></tr>")
+                    f"<td>{html.escape(summary_mod.goal_text(f))}</td></tr>")
     return ("<table><tr><th>#</th><th>verdict</th><th>finding</th><th>published</th>"
             "<th>ours: means [95% t-interval]; below, the per-seed quantity the verdict uses</th>"
             "<th>goal</th></tr>" + "".join(rows) + "</table>")
@@ -248,19 +247,19 @@ def _findings_html(s: dict) -> str:
 def _taxonomy_html(s: dict) -> str:
     if not any(k.startswith("fail/") for k in s.get("metrics", {})):
         return ""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in summary_mod.TAXONOMY_HEADERS)
-    body = "".join("<tr>" + "".join(
-        f'<td{"" if i == 0 else " class=num"}>{html.escape(c)}</td>' for i, c in enumerate(r))
-        + "</tr>" for r in summary_mod.taxonomy_rows(s))
     return ("<h2>Failure taxonomy before and after RL</h2><p class=muted>Wrong greedy answers "
             "(07), mean over seeds; the class columns count the mixed-digit buckets "
             "(mixed + low_sum), where the study saw 12+3 &rarr; 18 and 12+3 &rarr; 123.</p>"
-            f"<table><tr>{head}</tr>{body}</table>")
+            + _table_html(summary_mod.TAXONOMY_HEADERS, summary_mod.taxonomy_rows(s)))
 
 
 def _headline_html(s: dict) -> str:
-    rows = summary_mod.headline_rows(s)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in summary_mod.HEADLINE_HEADERS)
+    return _table_html(summary_mod.HEADLINE_HEADERS, summary_mod.headline_rows(s))
+
+
+def _table_html(headers: list[str], rows: list[list[str]]) -> str:
+    """A table of text cells: the first column left-aligned, the others numeric."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(
         f'<td{"" if i == 0 else " class=num"}>{html.escape(c)}</td>' for i, c in enumerate(r))
         + "</tr>" for r in rows)

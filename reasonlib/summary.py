@@ -767,18 +767,21 @@ FINDING_HEADERS = ["#", "finding", "study", "ours: mean [95% t-interval over see
                    "verdict", "goal"]
 
 
+def goal_text(f: dict) -> str:
+    """A finding's goal with whether it was met, and whether we beat the study's number."""
+    goal = "" if not f.get("goal") else f"{f['goal']}: {_goal_word(f.get('goal_met'))}"
+    if f.get("beat") is not None:
+        goal += ("; " if goal else "") + ("beats the study" if f["beat"]
+                                         else "does not beat the study")
+    return goal
+
+
 def findings_rows(s: dict) -> list[list[str]]:
     """One row per finding: number, short title, the study's numbers, ours, seeds, verdict,
-    and the goal with whether it was met (and whether we beat the study's number)."""
-    rows = []
-    for f in s["findings"]:
-        goal = "" if not f.get("goal") else f"{f['goal']}: {_goal_word(f.get('goal_met'))}"
-        if f.get("beat") is not None:
-            goal += ("; " if goal else "") + ("beats the study" if f["beat"]
-                                             else "does not beat the study")
-        rows.append([f.get("number", ""), f.get("title") or f["claim"], f["published"],
-                     f.get("ours") or f["why"], str(f["n"]), f["verdict"], goal])
-    return rows
+    and the goal (``goal_text``)."""
+    return [[f.get("number", ""), f.get("title") or f["claim"], f["published"],
+             f.get("ours") or f["why"], str(f["n"]), f["verdict"], goal_text(f)]
+            for f in s["findings"]]
 
 
 def format_findings_table(s: dict) -> str:
@@ -794,16 +797,22 @@ TAXONOMY_HEADERS = ["checkpoint", "wrong (all buckets)", "wrong (mixed+low_sum)"
                     *FAILURE_CLASSES]
 
 
-def taxonomy_rows(s: dict) -> list[list[str]]:
-    """Finding 7's table: per checkpoint (before and after RL, each curriculum), the mean
-    over seeds of wrong greedy answers, all buckets and mixed+low_sum, then per class in
-    mixed+low_sum (where the study's 12+3 -> 18 / 123 cases live)."""
-    def cell(key):
+def taxonomy_means(s: dict) -> list[tuple[str, list[float | None]]]:
+    """Finding 7's numbers: per checkpoint (before and after RL, each curriculum), the mean
+    over seeds of wrong greedy answers in all buckets and in mixed+low_sum, then per class
+    in mixed+low_sum (where the study's 12+3 -> 18 / 123 cases live); None if unmeasured."""
+    def mean(key):
         m = s["metrics"].get(key)
-        return "n/a" if m is None or m["mean"] is None else f"{m['mean']:.1f}"
-    return [[ck, cell(f"fail/{ck}/wrong/all buckets"), cell(f"fail/{ck}/wrong/mixed+low_sum"),
-             *[cell(f"fail/{ck}/{c}/mixed+low_sum") for c in FAILURE_CLASSES]]
+        return None if m is None else m["mean"]
+    return [(ck, [mean(f"fail/{ck}/wrong/all buckets"), mean(f"fail/{ck}/wrong/mixed+low_sum"),
+                  *[mean(f"fail/{ck}/{c}/mixed+low_sum") for c in FAILURE_CLASSES]])
             for ck in FAILURE_CHECKPOINTS]
+
+
+def taxonomy_rows(s: dict) -> list[list[str]]:
+    """``taxonomy_means`` as table rows (one decimal, n/a where unmeasured)."""
+    return [[ck, *("n/a" if v is None else f"{v:.1f}" for v in vals)]
+            for ck, vals in taxonomy_means(s)]
 
 
 def format_taxonomy(s: dict) -> str:

@@ -356,6 +356,10 @@ def test_old_03_without_formats_is_reported_missing(tmp_path):
 
 def test_taxonomy_and_findings_tables(three_seeds):
     s = S.summarize(three_seeds)
+    means = dict(S.taxonomy_means(s))
+    assert means["SFT targeted"][2 + S.FAILURE_CLASSES.index("digit_sub")] == pytest.approx(5.0)
+    assert S.taxonomy_means({"metrics": {}})[0] == ("SFT control", [None] * (2 + len(S.FAILURE_CLASSES)))
+    assert S.taxonomy_rows({"metrics": {}})[0][1:] == ["n/a"] * (2 + len(S.FAILURE_CLASSES))
     rows = {r[0]: r for r in S.taxonomy_rows(s)}
     assert list(rows) == list(S.FAILURE_CHECKPOINTS)
     h = S.TAXONOMY_HEADERS
