@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 TORCH := torch==2.13.0
 
-.PHONY: run test bench notebooks paper results clean
+.PHONY: run test test-numerics bench notebooks paper results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ run: $(STAMP)
 ## the whole test suite: unit tests, papermill runs of every notebook, nbval output checks
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## the test command under four float settings that imitate other CPUs (about 15 min;
+## not part of .ci/run): scalar kernels, AVX2-only, 1 torch thread, and as is
+test-numerics: $(STAMP)
+	$(BIN)/python scripts/test_numerics.py
 
 ## the published study: 5 seeds of the paper profile -> reports/paper/ (about 1 h on 2 cores),
 ## its HTML report, and the README's results table

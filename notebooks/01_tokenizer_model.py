@@ -44,7 +44,7 @@ import torch
 from reasonlib import artifacts, tasks, tokenizer as tok
 from reasonlib.model import GPT, ModelConfig
 from reasonlib.runtime import resolve_device
-from reasonlib.tables import table
+from reasonlib.tables import checks, table
 
 out_dir = artifacts.resolve(P.run_dir) / "01_tokenizer_model"
 dev = resolve_device(P.device)
@@ -98,7 +98,6 @@ parts["final LayerNorm"] = sum(p.numel() for p in model.ln_f.parameters())
 print(cfg)
 print(table([[k, f"{v:,}"] for k, v in parts.items()] + [["total", f"{model.num_params():,}"]],
             ["module", "parameters"]))
-assert sum(parts.values()) == model.num_params()
 
 # %% [markdown]
 # ## Causality, checked numerically
@@ -136,14 +135,15 @@ with torch.no_grad():
     alone = torch.stack([model(p_t[i][v_t[i]][None])[0, -1] for i in range(len(a))])
     pad_diff = float((lf[0] - alone).abs().max())
 
-# %% tags=["nbval-check-output"]
+# %%
 print(f"largest change of past logits when future tokens change: {max(max_past_change):.1e}")
 print(f"KV-cache vs full recompute, largest logit difference:   {kv_diff:.1e}")
 print(f"left-padded batch vs each prompt alone:                 {pad_diff:.1e}")
 
 # %% [markdown]
 # All three are zero up to float rounding (below 1e-5): the mask is causal, the cache is
-# exact, and padding never leaks into a row.
+# exact, and padding never leaks into a row. The exact values depend on the CPU's float
+# kernels; the checks below only say whether each is within its bound.
 
 # %% tags=["nbval-ignore-output"]
 metrics = {"n_params": model.num_params(), "config": cfg.to_dict(),
@@ -152,7 +152,12 @@ metrics = {"n_params": model.num_params(), "config": cfg.to_dict(),
 artifacts.write_json(out_dir / "metrics.json", metrics)
 print("wrote", out_dir / "metrics.json")
 
-# %%
-assert all(tok.decode(tok.encode(s)) == s for s in samples)
-assert max(max_past_change) == 0.0 or max(max_past_change) < 1e-5
-assert kv_diff < 1e-4 and pad_diff < 1e-4
+# %% tags=["nbval-check-output"]
+print(checks([
+    ("every sample string round-trips through the tokenizer",
+     all(tok.decode(tok.encode(s)) == s for s in samples)),
+    ("the parameter count is the sum of the parts", sum(parts.values()) == model.num_params()),
+    ("past logits do not move when future tokens change (< 1e-5)", max(max_past_change) < 1e-5),
+    ("KV-cache decoding equals full recomputation (< 1e-4)", kv_diff < 1e-4),
+    ("a left-padded batch equals each prompt alone (< 1e-4)", pad_diff < 1e-4),
+]))

@@ -47,7 +47,7 @@ import numpy as np
 
 from reasonlib import artifacts, plots, tasks
 from reasonlib.curriculum import BatchMaker, stages
-from reasonlib.tables import table
+from reasonlib.tables import checks, table
 from reasonlib.tokenizer import PAD, decode
 
 out_dir = artifacts.resolve(P.run_dir) / "02_data_curricula"
@@ -155,10 +155,17 @@ metrics = {
 }
 artifacts.write_json(out_dir / "metrics.json", metrics)
 
-# %%
-assert all(v == 0 for v in metrics["general_eval_overlap"].values())
+# %% tags=["nbval-check-output"]
 max_row = tasks.block_size_for(P.max_digits, P.fmt)
-assert budget_gap <= P.batch_size * max_row
-for st in scheds.values():
-    assert abs(st[0].start) < 1e-12 and abs(st[-1].end - 1) < 1e-12
-    assert all(abs(sum(w for _, w in s.weights) - 1) < 1e-9 for s in st)
+print(checks([
+    ("no general eval problem is drawn from general by either arm",
+     all(v == 0 for v in metrics["general_eval_overlap"].values())),
+    ("the arms' token budgets differ by at most one batch of the longest rows",
+     budget_gap <= P.batch_size * max_row),
+    ("every schedule covers the whole budget, from 0 to 1",
+     all(abs(st[0].start) < 1e-12 and abs(st[-1].end - 1) < 1e-12 for st in scheds.values())),
+    ("every stage's batch mix sums to 1",
+     all(abs(sum(w for _, w in s.weights) - 1) < 1e-9 for st in scheds.values() for s in st)),
+    ("every bucket supplies at most its eval capacity",
+     all(len(v[0]) <= tasks.eval_capacity(b, P.max_digits) for b, v in eval_set.problems.items())),
+]))

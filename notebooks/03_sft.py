@@ -66,7 +66,8 @@ import numpy as np
 
 from reasonlib import artifacts, metrics, plots, sft, tasks
 from reasonlib.runtime import resolve_device
-from reasonlib.tables import ci, pct, table
+from reasonlib.curriculum import stages
+from reasonlib.tables import checks, ci, pct, table
 
 out_dir = artifacts.resolve(P.run_dir) / "03_sft"
 out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +87,7 @@ runs = {c: sft.get_or_train(cfg, artifacts.resolve(P.artifacts_dir), device=dev)
 for c, r in runs.items():
     t = r.timing
     print(f"{c}: {'trained now' if r.trained_now else 'loaded from cache'} -> {r.path}")
+    print("   " + artifacts.describe_provenance(r.provenance).replace("\n", "\n   "))
     if t:
         print(f"   {r.history['step'][-1]} steps, {r.history['tokens'][-1]:,} tokens, "
               f"{t['loop_s']:.1f} s in the loop, {r.history['tokens'][-1] / t['loop_s']:,.0f} tokens/s; "
@@ -97,9 +99,19 @@ for c, r in runs.items():
 
 # %% tags=["nbval-check-output"]
 print(table([[c, f"{r.history['tokens'][-1]:,}", r.history["step"][-1],
-              f"{r.history['loss'][0]:.3f}", f"{np.mean(r.history['loss'][-20:]):.4f}"]
+              ", ".join(f"{s.name} {s.end - s.start:.2f}" for s in stages(c, P.replay, P.mixed_replay))]
              for c, r in runs.items()],
-            ["curriculum", "tokens", "steps", "first loss", "final loss (mean of last 20)"]))
+            ["curriculum", "tokens", "steps", "stages (share of the budget)"]))
+
+# %% [markdown]
+# Tokens and steps follow from the data stream alone (numpy, seeded), so they are the same
+# on every machine. The losses below come out of training: their last digits depend on the
+# CPU's float kernels and the thread count (README, Determinism).
+
+# %%
+print(table([[c, f"{r.history['loss'][0]:.3f}", f"{np.mean(r.history['loss'][-20:]):.4f}"]
+             for c, r in runs.items()],
+            ["curriculum", "first loss", "final loss (mean of last 20)"]))
 
 # %%
 hists = {c: r.history for c, r in runs.items()}
@@ -125,7 +137,7 @@ plt.show()
 # %%
 final = {c: metrics.greedy_eval(r.model, eval_set, P.fmt) for c, r in runs.items()}
 
-# %% tags=["nbval-check-output"]
+# %%
 rows = []
 for b in P.buckets:
     rows.append([b, final[P.curricula[0]][b]["n"]]
@@ -147,7 +159,7 @@ plt.show()
 #
 # A few wrong answers per arm on the hardest in-distribution buckets, with the correct sum.
 
-# %% tags=["nbval-check-output"]
+# %%
 for c in P.curricula:
     for b in [x for x in ("low_sum", "general") if x in P.buckets]:
         a, bb = eval_set.problems[b]
@@ -166,7 +178,7 @@ for c in P.curricula:
 # (all but `ood_long`). The smoke profile is far too small to meet them; the check is
 # printed either way.
 
-# %% tags=["nbval-check-output"]
+# %%
 arm = "targeted" if "targeted" in P.curricula else P.curricula[-1]
 in_dist = [b for b in P.buckets if b != "ood_long"]
 parse_all = (sum(final[arm][b]["parse"] * final[arm][b]["n"] for b in in_dist)
@@ -208,15 +220,17 @@ fmt_final = {f: final[fmt_arm] if f == P.fmt else metrics.greedy_eval(r.model, e
              for f, r in fmt_runs.items()}
 
 # %% tags=["nbval-check-output"]
+print(table([[f, f"{fmt_runs[f].history['tokens'][-1]:,}", fmt_runs[f].history["step"][-1],
+              tasks.answer_text(47, 85, f)] for f in P.formats],
+            ["format", "tokens", "steps", "answer to 47+85"]))
+
+# %%
 print(f"{fmt_arm} curriculum, {P.total_tokens:,} tokens per format, seed {P.seed}: "
       f"greedy accuracy % [95% CI] (parse %)")
 print(table([[b, fmt_final[P.formats[0]][b]["n"]]
              + [f"{ci(fmt_final[f][b]['acc'], fmt_final[f][b]['acc_ci'])} ({pct(fmt_final[f][b]['parse'])})"
                 for f in P.formats] for b in P.buckets],
             ["bucket", "n", *P.formats]))
-print(table([[f, f"{fmt_runs[f].history['tokens'][-1]:,}", fmt_runs[f].history["step"][-1],
-              tasks.answer_text(47, 85, f)] for f in P.formats],
-            ["format", "tokens", "steps", "answer to 47+85"]))
 
 # %%
 fig = plots.bucket_bars({f: {b: (fmt_final[f][b]["acc"], *fmt_final[f][b]["acc_ci"]) for b in P.buckets}
@@ -251,12 +265,18 @@ summary["targets"] = {"arm": arm, "checks": {k: {"value": v, "target": t, "met":
 artifacts.write_json(out_dir / "metrics.json", summary)
 print("wrote", out_dir / "metrics.json")
 
-# %%
+# %% tags=["nbval-check-output"]
 toks = [r.history["tokens"][-1] for r in runs.values()]
-for f, r in fmt_runs.items():   # every format got the same budget, to within one batch
-    assert abs(r.history["tokens"][-1] - P.total_tokens) <= P.batch_size * tasks.block_size_for(P.max_digits, f)
-assert max(toks) - min(toks) <= P.batch_size * tasks.block_size_for(P.max_digits, P.fmt)
-for c, r in runs.items():
-    assert np.mean(r.history["loss"][-20:]) < r.history["loss"][0], c
-    for b in P.buckets:
-        assert 0 <= final[c][b]["acc"] <= final[c][b]["parse"] <= 1
+print(checks([
+    ("both curricula trained on the same budget, to within one batch",
+     max(toks) - min(toks) <= P.batch_size * tasks.block_size_for(P.max_digits, P.fmt)),
+    ("every format trained on the budget, to within one batch",
+     all(abs(r.history["tokens"][-1] - P.total_tokens) <= P.batch_size * tasks.block_size_for(P.max_digits, f)
+         for f, r in fmt_runs.items())),
+    ("every arm's loss fell (mean of the last 20 steps below the first)",
+     all(np.mean(r.history["loss"][-20:]) < r.history["loss"][0] for r in [*runs.values(), *fmt_runs.values()])),
+    ("accuracy <= parse rate <= 1 in every bucket of every model",
+     all(0 <= d[b]["acc"] <= d[b]["parse"] <= 1 for d in [*final.values(), *fmt_final.values()] for b in P.buckets)),
+    ("every bucket scored on its eval problems",
+     all(final[c][b]["n"] == len(eval_set.problems[b][0]) for c in P.curricula for b in P.buckets)),
+]))

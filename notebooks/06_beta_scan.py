@@ -75,7 +75,7 @@ import numpy as np
 
 from reasonlib import artifacts, metrics, plots, rl, sft, tasks
 from reasonlib.runtime import resolve_device
-from reasonlib.tables import ci, pct, table
+from reasonlib.tables import checks, ci, pct, table
 
 out_dir = artifacts.resolve(P.run_dir) / "06_beta_scan"
 out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +90,13 @@ sft_cfg = sft.config_from_params(P, arm)
 start = sft.get_or_train(sft_cfg, root, device=dev)
 runs = {beta: rl.get_or_train(rl.config_from_params(P, sft_cfg, beta), start.model, sft_cfg,
                               root, device=dev) for beta in P.betas}
+print(f"SFT start ({arm}): " + artifacts.describe_provenance(start.provenance))
+for beta, r in runs.items():
+    print(f"beta={beta:g}: {r.path}\n   " + artifacts.describe_provenance(r.provenance).replace("\n", "\n   "))
+
+# %% tags=["nbval-check-output"]
+print(table([[f"{beta:g}", len(r.history["step"]), P.rl_prompts, P.rl_group] for beta, r in runs.items()],
+            ["beta", "updates", "prompts per update", "samples each"]))
 
 # %%
 ev = {beta: metrics.full_eval(r.model, eval_set, P.fmt, P.n_samples, P.temperature, P.top_k,
@@ -105,7 +112,7 @@ kl = {beta: rl.measure_kl(r.model, start.model, eval_set, P.fmt, seed=P.seed)
 # `general` bucket, `n_passk` problems; brackets are Wilson 95% intervals over problems.
 # KL is nats per generated answer token, on the policy's own samples.
 
-# %% tags=["nbval-check-output"]
+# %%
 hb = "general" if "general" in P.buckets else P.buckets[-1]
 k8 = 8 if 8 in P.ks else max(P.ks)
 ref_beta = min(P.betas)
@@ -163,9 +170,12 @@ summary["start"] = {b: ev0[b] for b in P.buckets}
 artifacts.write_json(out_dir / "metrics.json", summary)
 print("wrote", out_dir / "metrics.json")
 
-# %%
-assert all(np.isfinite(v) and v >= -1e-6 for v in kl.values())
-for beta, r in runs.items():
-    assert len(r.history["reward"]) == P.rl_steps
-    if beta == 0:
-        assert all(np.isnan(r.history["kl"]))  # no reference forward was run during training
+# %% tags=["nbval-check-output"]
+print(checks([
+    ("the measured KL to the start is finite and >= 0 for every beta",
+     all(np.isfinite(v) and v >= -1e-6 for v in kl.values())),
+    ("every arm took rl_steps updates", all(len(r.history["reward"]) == P.rl_steps for r in runs.values())),
+    ("beta = 0 never ran the reference during training",
+     all(np.isnan(r.history["kl"]).all() for b, r in runs.items() if b == 0)),
+    ("every arm is a different artifact", len({r.path for r in runs.values()}) == len(runs)),
+]))

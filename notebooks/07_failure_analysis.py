@@ -83,7 +83,7 @@ import seaborn as sns
 
 from reasonlib import artifacts, explorer, failures, rl, sft, tasks
 from reasonlib.runtime import resolve_device
-from reasonlib.tables import table
+from reasonlib.tables import checks, table
 
 out_dir = artifacts.resolve(P.run_dir) / "07_failure_analysis"
 out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,9 +108,10 @@ models = {}
 for c in P.curricula:       # before and after the RL stage, for each SFT curriculum
     cfg = sft.config_from_params(P, c)
     r = sft.get_or_train(cfg, root, device=dev)
-    models[f"SFT {c}"] = r.model
-    models[f"SFT+RL {c}"] = rl.get_or_train(rl.config_from_params(P, cfg), r.model, cfg, root,
-                                            device=dev).model
+    q = rl.get_or_train(rl.config_from_params(P, cfg), r.model, cfg, root, device=dev)
+    models[f"SFT {c}"], models[f"SFT+RL {c}"] = r.model, q.model
+    for name, run in ((f"SFT {c}", r), (f"SFT+RL {c}", q)):
+        print(f"{name}: " + artifacts.describe_provenance(run.provenance).replace("\n", "\n   "))
 records = explorer.collect_records(models, eval_set, P.fmt, n_samples=P.fail_samples,
                                    temperature=P.temperature, seed=P.seed)
 print(len(records), "records")
@@ -120,7 +121,7 @@ print(len(records), "records")
 #
 # Counts of greedy answers in each failure class (`n_fail` problems per bucket).
 
-# %% tags=["nbval-check-output"]
+# %%
 counts, rows = explorer.count_table(records)
 print(table([[ck, b, sum(counts[(ck, b)].values())] + [counts[(ck, b)][c] for c in failures.CLASSES]
              for ck, b in rows], ["checkpoint", "bucket", "wrong", *failures.CLASSES]))
@@ -141,7 +142,7 @@ plt.show()
 # Up to two wrong answers per checkpoint and class, preferring the mixed-digit buckets
 # where the seed saw `12+3 -> 18` and `12+3 -> 123`.
 
-# %% tags=["nbval-check-output"]
+# %%
 order = {b: i for i, b in enumerate(["low_sum", "mixed", "general", "d2_carry", "d2_nocarry",
                                      "d1", "ood_long"])}
 ex_rows = []
@@ -175,9 +176,13 @@ summary = {"counts": {f"{ck}|{b}": counts[(ck, b)] for ck, b in rows},
 artifacts.write_json(out_dir / "metrics.json", summary)
 print("wrote", out_dir / "metrics.json")
 
-# %%
-assert all(r["class"] in failures.ALL for r in records)
-assert len(records) == len(models) * sum(len(v[0]) for v in eval_set.problems.values())
-for ck, b in rows:
-    n_wrong = sum(r["class"] != "correct" for r in records if r["checkpoint"] == ck and r["bucket"] == b)
-    assert sum(counts[(ck, b)].values()) == n_wrong
+# %% tags=["nbval-check-output"]
+print(checks([
+    ("every record has a known class", all(r["class"] in failures.ALL for r in records)),
+    ("one record per checkpoint and eval problem",
+     len(records) == len(models) * sum(len(v[0]) for v in eval_set.problems.values())),
+    ("the class counts add up to the wrong answers of each checkpoint and bucket",
+     all(sum(counts[(ck, b)].values()) == sum(r["class"] != "correct" for r in records
+                                              if r["checkpoint"] == ck and r["bucket"] == b)
+         for ck, b in rows)),
+]))

@@ -56,6 +56,7 @@ import numpy as np
 
 from reasonlib import artifacts, summary
 from reasonlib import plots  # noqa: F401  (the suite's figure style)
+from reasonlib.tables import checks
 
 root = artifacts.resolve(P.run_root)
 out_dir = root / "summary"
@@ -79,7 +80,7 @@ print(summary.format_missing(S))
 # study does not say whether its accuracies are greedy or sampled; we set them beside
 # greedy accuracy. `n` is the number of seeds that measured the row.
 
-# %% tags=["nbval-check-output"]
+# %%
 print(summary.format_headline(S))
 
 # %% [markdown]
@@ -88,7 +89,7 @@ print(summary.format_headline(S))
 # One line per finding: the verdict, the published numbers, and ours (the per-seed
 # quantity the verdict is computed from, its mean, its 95% t-interval and every seed's value).
 
-# %% tags=["nbval-check-output"]
+# %%
 print(summary.format_findings(S))
 
 # %% [markdown]
@@ -99,7 +100,7 @@ print(summary.format_findings(S))
 # is what this re-creation set out to reach beyond the direction of each finding, and
 # "beats the study" means our mean's interval lies above the published number.
 
-# %% tags=["nbval-check-output"]
+# %%
 print(summary.format_findings_table(S))
 
 # %% [markdown]
@@ -110,7 +111,7 @@ print(summary.format_findings_table(S))
 # (`mixed` + `low_sum`), where the study saw `12+3 -> 18` (digit substitution) and
 # `12+3 -> 123` (operand duplication); the first column counts every bucket.
 
-# %% tags=["nbval-check-output"]
+# %%
 print(summary.format_taxonomy(S))
 
 # %%
@@ -190,23 +191,26 @@ for f in S["findings"]:
 # The full list the headline table is cut from: every arm of notebook 05 before and after
 # RL, pass@8 and KL for every beta of 06, and every failure count of 07 used above.
 
-# %% tags=["nbval-check-output"]
+# %%
 print(summary.format_headline(S, only_headline=False))
 
 # %% tags=["nbval-ignore-output"]
 artifacts.write_json(out_dir / "metrics.json", S)
 print("wrote", out_dir / "metrics.json")
 
-# %%
-assert S["n_seeds"] == len(S["seeds"]) >= 1
-for f in S["findings"]:
-    assert f["verdict"] in summary.VERDICTS, f
-    assert f["n"] <= S["n_seeds"]
-    if f["n"] < 2:
-        assert f["verdict"] == "inconclusive" and f["lo"] is None
-    assert (out_dir / f"finding_{f['id']}.png").is_file()
-for k, m in S["metrics"].items():
-    assert m["n"] == len(m["per_seed"]) <= S["n_seeds"], k
-    if m["lo"] is not None:
-        assert m["lo"] - 1e-12 <= m["mean"] <= m["hi"] + 1e-12, k
-assert artifacts.read_json(out_dir / "metrics.json") == json.loads(json.dumps(S))
+# %% tags=["nbval-check-output"]
+print(checks([
+    ("at least one seed was read", S["n_seeds"] == len(S["seeds"]) >= 1),
+    ("every verdict is one of " + ", ".join(summary.VERDICTS),
+     all(f["verdict"] in summary.VERDICTS for f in S["findings"])),
+    ("no finding counts more seeds than were read", all(f["n"] <= S["n_seeds"] for f in S["findings"])),
+    ("a finding measured on fewer than 2 seeds is inconclusive, with no interval",
+     all(f["verdict"] == "inconclusive" and f["lo"] is None for f in S["findings"] if f["n"] < 2)),
+    ("every finding has its figure", all((out_dir / f"finding_{f['id']}.png").is_file() for f in S["findings"])),
+    ("every mean lies inside its interval", all(m["lo"] - 1e-12 <= m["mean"] <= m["hi"] + 1e-12
+                                                for m in S["metrics"].values() if m["lo"] is not None)),
+    ("every measure counts its seeds", all(m["n"] == len(m["per_seed"]) <= S["n_seeds"]
+                                           for m in S["metrics"].values())),
+    ("metrics.json holds the summary as printed",
+     artifacts.read_json(out_dir / "metrics.json") == json.loads(json.dumps(S))),
+]))

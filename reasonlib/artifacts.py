@@ -1,7 +1,11 @@
 """Run folders, config-hashed artifacts, atomic writes and safe checkpoint loading.
 
-* An artifact lives in ``<root>/<kind>-<hash>/`` where ``hash`` is a digest of the config
-  that produced it: a notebook builds what is missing and reuses what exists.
+* An artifact lives in ``<root>/<kind>-<hash>/`` where ``hash`` is a digest of its key: the
+  config that produced it and the source of every module whose code trains it (computed
+  from the import graph, never bumped by hand). A notebook builds what is missing and
+  reuses what exists; editing the training code gives new keys, so nothing stale is loaded.
+* Every checkpoint records its provenance (torch, CPU, vector path, threads, device): the
+  things besides the key that decide a trained model's float results.
 * Every write goes to a temporary file in the same folder and is renamed into place, so a
   reader never sees half a file.
 * Checkpoints are loaded with ``torch.load(weights_only=True)``: tensors and plain
@@ -9,13 +13,16 @@
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
+import platform
 import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -29,16 +36,111 @@ def config_hash(cfg: dict, n: int = 12) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
 
-# Bump when a change to the training code would make old artifacts of the same config
-# differ from what the code now produces (it is part of every artifact's hash).
-CODE_VERSION = 3
+# ---- keys that follow the code ------------------------------------------------------------
+PKG_DIR = Path(__file__).resolve().parent
 
 
-def artifact_dir(root, kind: str, cfg: dict, extra: dict | None = None) -> Path:
-    """``root/<kind>-<hash>``: the hash covers the config, ``extra`` (e.g. the curriculum
-    schedule the config expands to) and :data:`CODE_VERSION`."""
-    key = {"config": cfg, "extra": extra or {}, "code_version": CODE_VERSION}
-    return Path(root) / f"{kind}-{config_hash(key)}"
+def _sibling_imports(tree: ast.AST) -> set[str]:
+    """Names of the package modules a module imports (``from . import x``, ``from .x import y``)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                out.add(node.module.split(".")[0])
+            else:
+                out.update(a.name for a in node.names)
+    return out
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def code_digest(entries, pkg_dir=None) -> dict[str, str]:
+    """``{module: digest}`` for ``entries`` and every package module they import, directly or
+    not: the code that decides what an artifact built by ``entries`` holds.
+
+    Each digest covers the module's syntax tree without docstrings, so editing a comment or a
+    docstring keeps every key, and editing code (a default, a constant, a line of a loop)
+    changes the key of every artifact whose code reaches that module. Nothing is bumped by
+    hand: a module newly imported by a training module joins the key by itself."""
+    pkg_dir = Path(pkg_dir or PKG_DIR)
+    todo, out = list(entries), {}
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        path = pkg_dir / f"{name}.py"
+        if not path.is_file():  # a subpackage or a name imported from __init__
+            raise FileNotFoundError(f"module {name!r} of the artifact key not found in {pkg_dir}")
+        tree = ast.parse(path.read_text(), filename=str(path))
+        todo.extend(_sibling_imports(tree))
+        out[name] = hashlib.sha256(ast.dump(_strip_docstrings(tree)).encode()).hexdigest()[:16]
+    return dict(sorted(out.items()))
+
+
+def artifact_key(kind: str, cfg: dict, code_entries, extra: dict | None = None) -> dict:
+    """Everything an artifact's folder name is a digest of: its config, ``extra`` (e.g. the
+    curriculum schedule the config expands to) and :func:`code_digest` of the modules that
+    train it. Saved in the checkpoint and beside it (``key.json``), so a reader sees why two
+    artifacts differ."""
+    return {"kind": kind, "config": cfg, "extra": extra or {}, "code": code_digest(code_entries)}
+
+
+def artifact_dir(root, key: dict) -> Path:
+    """``root/<kind>-<hash of the key>``."""
+    return Path(root) / f"{key['kind']}-{config_hash(key)}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def provenance(device: str = "cpu") -> dict:
+    """Where and how an artifact was computed: what decides its float results besides its key
+    (torch build, CPU and its vector path, thread count, device). Trained numbers are
+    reproducible only when all of these match (README, Determinism)."""
+    cap = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+    d = {"torch": str(torch.__version__), "numpy": str(np.__version__),
+         "python": platform.python_version(), "cpu": _cpu_model(), "cpu_capability": cap,
+         "threads": torch.get_num_threads(), "device": str(device)}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        d["gpu"] = torch.cuda.get_device_name()
+    for var in ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS"):
+        if os.environ.get(var):
+            d[var] = os.environ[var]
+    return d
+
+
+def provenance_segments(earlier: list[dict], device: str = "cpu") -> list[dict]:
+    """The provenance list of a run starting or resuming now: the earlier processes' entries,
+    plus this process's when it differs from the last one."""
+    now = provenance(device)
+    return list(earlier) + ([now] if not earlier or earlier[-1] != now else [])
+
+
+def describe_provenance(segments: list[dict]) -> str:
+    """One line per process that trained part of an artifact (a resumed run has several)."""
+    lines = []
+    for i, p in enumerate(segments or []):
+        head = "trained" if i == 0 else "resumed"
+        extra = "".join(f", {k}={p[k]}" for k in ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+                        if k in p)
+        lines.append(f"{head} with torch {p.get('torch')}, {p.get('threads')} thread(s) on "
+                     f"{p.get('device')} ({p.get('cpu')}, {p.get('cpu_capability')}{extra})")
+    return "\n".join(lines) or "no provenance recorded"
 
 
 def _umask() -> int:

@@ -8,9 +8,6 @@ import numpy as np
 from . import sampling, tasks
 from .tokenizer import decode_answer
 
-KS = (1, 2, 4, 8, 16)
-
-
 def pass_at_k(n, c, k: int) -> np.ndarray:
     """Unbiased pass@k per problem (Chen et al. 2021): 1 - C(n-c, k) / C(n, k).
 
@@ -80,7 +77,7 @@ def greedy_eval(model, eval_set: tasks.EvalSet, fmt: str, batch_size: int = 2048
 
 
 def sampled_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, temperature: float,
-                 top_k: int = 0, seed: int = 0, ks=KS, batch_size: int = 4096) -> dict:
+                 top_k: int, seed: int, ks, batch_size: int = 4096) -> dict:
     """Per bucket: sampled accuracy, parse rate and pass@k (k <= n_samples) with intervals,
     and the per-problem correct counts ``c`` (n_samples samples per problem)."""
     out = {}
@@ -106,7 +103,7 @@ def sampled_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, tempe
 
 
 def full_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, temperature: float,
-              top_k: int = 0, seed: int = 0, ks=KS) -> dict:
+              top_k: int, seed: int, ks) -> dict:
     """Greedy and sampled evaluation merged per bucket (what 05-07 tabulate)."""
     g = greedy_eval(model, eval_set, fmt)
     s = sampled_eval(model, eval_set, fmt, n_samples, temperature, top_k, seed, ks)

@@ -30,10 +30,11 @@ from .tokenizer import VOCAB_SIZE
 
 @dataclass(frozen=True)
 class ModelConfig:
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 64
-    block_size: int = 32
+    # no defaults for the shape: it comes from the notebook parameters (reasonlib.params)
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
     vocab_size: int = VOCAB_SIZE
     mlp_ratio: int = 4
 

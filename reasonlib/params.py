@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from .curriculum import CURRICULA
-from .tasks import BUCKETS, FORMATS
+from .tasks import BUCKETS, FORMATS, capped_sizes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -47,6 +47,16 @@ def _unit(v):
     return 0 <= v < 1
 
 
+def _upto(hi, lo=1):
+    """An integer range check: the upper bounds keep every allowed value's cost proportional to
+    the work it asks for, within what one machine can hold (a larger value is refused)."""
+    return lambda v: lo <= v <= hi
+
+
+MAX_EVAL = 100_000      # problems per bucket for evaluation, pass@k and the failure analysis
+MAX_SAMPLES = 1_024     # samples per problem (and per RL prompt)
+
+
 SCHEMA: dict[str, Spec] = {
     "seed": Spec(0, "int", "an integer >= 0", _nonneg),
     "run_dir": Spec("runs/notebooks/seed-0", "str", "a non-empty path (relative to the repo root)"),
@@ -66,11 +76,12 @@ SCHEMA: dict[str, Spec] = {
     "buckets": Spec(list(BUCKETS), "list_choice",
                     "a non-empty list of distinct names from " + ", ".join(BUCKETS),
                     choices=BUCKETS),
-    "n_layer": Spec(2, "int", "an integer > 0", _pos),
-    "n_head": Spec(4, "int", "an integer > 0 that divides n_embd", _pos),
-    "n_embd": Spec(64, "int", "an integer > 0", _pos),
-    "total_tokens": Spec(150_000, "int", "an integer > 0 (training tokens per curriculum)", _pos),
-    "batch_size": Spec(128, "int", "an integer > 0", _pos),
+    "n_layer": Spec(2, "int", "an integer in 1..64", _upto(64)),
+    "n_head": Spec(4, "int", "an integer in 1..64 that divides n_embd", _upto(64)),
+    "n_embd": Spec(64, "int", "an integer in 1..4096", _upto(4096)),
+    "total_tokens": Spec(150_000, "int",
+                         "an integer in 1..10^11 (training tokens per curriculum)", _upto(10**11)),
+    "batch_size": Spec(128, "int", "an integer in 1..65536", _upto(65536)),
     "lr": Spec(0.002, "float", "a number > 0", _pos),
     "min_lr_frac": Spec(0.1, "float", "a number in [0, 1]", lambda v: 0 <= v <= 1),
     "warmup_frac": Spec(0.05, "float", "a number in [0, 1)", _unit),
@@ -79,18 +90,22 @@ SCHEMA: dict[str, Spec] = {
     "replay": Spec(0.2, "float", "a number in [0, 1)", _unit),
     "mixed_replay": Spec(0.15, "float", "a number in [0, 1)", _unit),
     "eval_every": Spec(50, "int", "an integer > 0 (steps between probes)", _pos),
-    "eval_n": Spec(30, "int", "an integer > 0 (probe problems per bucket)", _pos),
-    "n_eval": Spec(100, "int", "an integer > 0 (eval problems per bucket)", _pos),
+    "eval_n": Spec(30, "int", "an integer > 0 (probe problems per bucket), at most n_eval", _pos),
+    "n_eval": Spec(100, "int", f"an integer in 1..{MAX_EVAL:,} (eval problems per bucket)",
+                   _upto(MAX_EVAL)),
     "eval_seed": Spec(1234, "int", "an integer >= 0", _nonneg),
-    "n_samples": Spec(16, "int", "an integer > 0 (samples per problem)", _pos),
+    "n_samples": Spec(16, "int", f"an integer in 1..{MAX_SAMPLES} (samples per problem)",
+                      _upto(MAX_SAMPLES)),
     "ks": Spec([1, 2, 4, 8, 16], "list_int", "a non-empty list of distinct integers > 0", _pos),
-    "temperature": Spec(1.0, "float", "a number > 0", _pos),
+    "temperature": Spec(1.0, "float", "a number in [0.001, 100]", lambda v: 1e-3 <= v <= 100),
     "top_k": Spec(0, "int", "an integer >= 0 (0 = no top-k)", _nonneg),
-    "n_passk": Spec(50, "int", "an integer > 0 (problems per bucket for pass@k)", _pos),
+    "n_passk": Spec(50, "int", f"an integer in 1..{MAX_EVAL:,} (problems per bucket for pass@k)",
+                    _upto(MAX_EVAL)),
     # RL (05, 06)
-    "rl_steps": Spec(12, "int", "an integer > 0 (policy updates)", _pos),
-    "rl_prompts": Spec(16, "int", "an integer > 0 (prompts per update)", _pos),
-    "rl_group": Spec(4, "int", "an integer >= 2 (samples per prompt)", lambda v: v >= 2),
+    "rl_steps": Spec(12, "int", "an integer in 1..1000000 (policy updates)", _upto(10**6)),
+    "rl_prompts": Spec(16, "int", "an integer in 1..65536 (prompts per update)", _upto(65536)),
+    "rl_group": Spec(4, "int", f"an integer in 2..{MAX_SAMPLES} (samples per prompt)",
+                     _upto(MAX_SAMPLES, lo=2)),
     "rl_lr": Spec(0.0003, "float", "a number > 0", _pos),
     "beta": Spec(0.05, "float", "a number >= 0 (KL weight)", _nonneg),
     "betas": Spec([0.0, 0.02, 0.05, 0.1, 0.5], "list_float",
@@ -101,8 +116,9 @@ SCHEMA: dict[str, Spec] = {
                        choices=BUCKETS),
     "rl_eval_every": Spec(5, "int", "an integer > 0 (steps between probes)", _pos),
     # failure analysis (07)
-    "n_fail": Spec(40, "int", "an integer > 0 (problems per bucket)", _pos),
-    "fail_samples": Spec(4, "int", "an integer > 0 (samples per problem)", _pos),
+    "n_fail": Spec(40, "int", f"an integer in 1..{MAX_EVAL:,} (problems per bucket)", _upto(MAX_EVAL)),
+    "fail_samples": Spec(4, "int", f"an integer in 1..{MAX_SAMPLES} (samples per problem)",
+                         _upto(MAX_SAMPLES)),
 }
 DEFAULTS = {k: s.default for k, s in SCHEMA.items()}
 
@@ -169,6 +185,22 @@ def validate(values: dict) -> types.SimpleNamespace:
     return types.SimpleNamespace(**p)
 
 
+# per-bucket counts: a bucket that cannot supply the count gives what it can (one rule for
+# all of them, applied by tasks.make_eval_set); collect() prints a note naming each cap
+SIZE_KEYS = ("n_eval", "n_passk", "n_fail", "eval_n")
+
+
+def size_notes(P: types.SimpleNamespace) -> list[str]:
+    """One line per per-bucket count that some requested bucket cannot supply in full."""
+    out = []
+    for key in SIZE_KEYS:
+        caps = capped_sizes(getattr(P, key), P.max_digits, P.buckets)
+        if caps:
+            out.append(f"note: {key} = {getattr(P, key):,} per bucket; capped where a bucket "
+                       f"holds fewer eval problems: " + ", ".join(f"{b} {c:,}" for b, c in caps.items()))
+    return out
+
+
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -184,7 +216,10 @@ def collect(namespace: dict) -> types.SimpleNamespace:
         if k.startswith("_") or k in _IPYTHON_NAMES or isinstance(v, types.ModuleType) or callable(v):
             continue
         vals[k] = v
-    return validate(vals)
+    P = validate(vals)
+    for line in size_notes(P):
+        print(line)
+    return P
 
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "params"

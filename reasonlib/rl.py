@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, metrics, reward, sampling, tasks
+from . import artifacts, metrics, params, reward, sampling, sft, tasks
 from .model import GPT
 from .sft import check_finite, max_abs_weight
 from .tokenizer import EOS, PAD
@@ -123,22 +123,30 @@ def policy_loss(policy: GPT, ref: GPT | None, seq, seq_valid, gen_mask, adv_rows
 
 
 # ---- the loop ------------------------------------------------------------------------
+_D = params.DEFAULTS
+# RLConfig field -> the notebook parameter it comes from (and takes its default from)
+RL_PARAMS = {"seed": "seed", "steps": "rl_steps", "prompts_per_step": "rl_prompts",
+             "group_size": "rl_group", "lr": "rl_lr", "beta": "beta",
+             "std_normalize": "rl_std_normalize", "buckets": "rl_buckets",
+             "grad_clip": "grad_clip", "eval_every": "rl_eval_every", "eval_n": "eval_n"}
+
+
 @dataclass(frozen=True)
 class RLConfig:
-    init: str                    # config hash of the starting SFT model
-    seed: int = 0
-    steps: int = 20
-    prompts_per_step: int = 32
-    group_size: int = 8
-    lr: float = 1e-4
-    beta: float = 0.05
-    std_normalize: bool = False
-    buckets: tuple = ("general", "mixed", "low_sum")
-    grad_clip: float = 1.0
+    init: str                    # artifact key hash of the starting SFT model (sft.artifact_key)
+    seed: int = _D["seed"]
+    steps: int = _D["rl_steps"]
+    prompts_per_step: int = _D["rl_prompts"]
+    group_size: int = _D["rl_group"]
+    lr: float = _D["rl_lr"]
+    beta: float = _D["beta"]
+    std_normalize: bool = _D["rl_std_normalize"]
+    buckets: tuple = tuple(_D["rl_buckets"])
+    grad_clip: float = _D["grad_clip"]
     warmup_steps: int = 10       # linear learning-rate warmup (Adam's first steps are large)
     log_kl_at_zero_beta: bool = False  # beta = 0: run the reference anyway (no grad) to log KL
-    eval_every: int = 10
-    eval_n: int = 30
+    eval_every: int = _D["rl_eval_every"]
+    eval_n: int = _D["eval_n"]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -153,6 +161,7 @@ class RLResult:
     path: Path | None = None
     trained_now: bool = False
     timing: dict = field(default_factory=dict)
+    provenance: list = field(default_factory=list)  # one entry per process that trained it
 
 
 def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every: int = 0,
@@ -180,6 +189,8 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
             "zero_signal", "grad_norm", "pg")
     hist = {"step": [], **{k: [] for k in keys}, "eval": []}
     step = 0
+    prov = artifacts.provenance_segments([], device)
+    key = artifact_key(cfg)
     ckpt_path = Path(ckpt_path) if ckpt_path else None
     if ckpt_path and ckpt_path.exists():
         ck = artifacts.load_checkpoint(ckpt_path, expect_config=cfg.to_dict())
@@ -188,13 +199,15 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
         rng.bit_generator.state = json.loads(ck["rng_np"])
         torch.set_rng_state(ck["rng_torch"])
         step, hist = ck["step"], ck["history"]
+        prov = artifacts.provenance_segments(ck.get("provenance", []), device)
 
     def save(done):
         if ckpt_path:
             artifacts.save_checkpoint(ckpt_path, {
                 "config": cfg.to_dict(), "model": policy.state_dict(), "optim": opt.state_dict(),
                 "rng_np": json.dumps(rng.bit_generator.state), "rng_torch": torch.get_rng_state(),
-                "step": step, "history": hist, "done": done, "timing": _timing()})
+                "step": step, "history": hist, "done": done, "timing": _timing(),
+                "provenance": prov, "key": key})
 
     def _timing():  # this process's share of the run (a resumed run counts from the resume)
         return {"rollout_s": t_roll, "loop_s": t_all}
@@ -257,11 +270,17 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
     if bar is not None:
         bar.close()
     policy.eval()
-    return RLResult(policy, hist, ckpt_path, True, _timing())
+    return RLResult(policy, hist, ckpt_path, True, _timing(), prov)
+
+
+def artifact_key(cfg: RLConfig) -> dict:
+    """The config (whose ``init`` is the start's own key hash) and the source of every module
+    the RL loop imports, the SFT and model code included."""
+    return artifacts.artifact_key("rl", cfg.to_dict(), ["rl"])
 
 
 def artifact_dir_for(cfg: RLConfig, root) -> Path:
-    return artifacts.artifact_dir(root, "rl", cfg.to_dict())
+    return artifacts.artifact_dir(root, artifact_key(cfg))
 
 
 def get_or_train(cfg: RLConfig, sft_model: GPT, sft_cfg, root, device: str = "cpu",
@@ -274,18 +293,25 @@ def get_or_train(cfg: RLConfig, sft_model: GPT, sft_cfg, root, device: str = "cp
     if ck is not None:
         model = copy.deepcopy(sft_model)
         model.load_state_dict(ck["model"])
-        return RLResult(model.eval().to(device), ck["history"], path, False, ck.get("timing", {}))
-    artifacts.write_json(d / "config.json", cfg.to_dict())
+        return RLResult(model.eval().to(device), ck["history"], path, False, ck.get("timing", {}),
+                        ck.get("provenance", []))
+    artifacts.write_json(d / "key.json", artifact_key(cfg))
     return train_rl(cfg, sft_model, sft_cfg, path, ckpt_every, device, progress)
 
 
 def config_from_params(P, sft_cfg, beta: float | None = None) -> RLConfig:
     """The RL config for one arm, from validated notebook parameters and its SFT start."""
-    return RLConfig(init=artifacts.config_hash(sft_cfg.to_dict()), seed=P.seed,
-                    steps=P.rl_steps, prompts_per_step=P.rl_prompts, group_size=P.rl_group,
-                    lr=P.rl_lr, beta=P.beta if beta is None else float(beta),
-                    std_normalize=P.rl_std_normalize, buckets=tuple(P.rl_buckets),
-                    grad_clip=P.grad_clip, eval_every=P.rl_eval_every, eval_n=P.eval_n)
+    vals = {f: getattr(P, p) for f, p in RL_PARAMS.items()}
+    vals["buckets"] = tuple(vals["buckets"])
+    if beta is not None:
+        vals["beta"] = float(beta)
+    return RLConfig(init=init_key(sft_cfg), **vals)
+
+
+def init_key(sft_cfg) -> str:
+    """How an RL config names its start: the hash of the SFT model's artifact key, so a change
+    to the SFT code or config also gives the RL run a new key."""
+    return artifacts.config_hash(sft.artifact_key(sft_cfg))
 
 
 @torch.no_grad()

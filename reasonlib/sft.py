@@ -10,45 +10,50 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, metrics, tasks
+from . import artifacts, metrics, params, tasks
 from .curriculum import BatchMaker, check_curriculum, stages
 from .model import GPT, ModelConfig
 from .tokenizer import PAD
 
 
+_D = params.DEFAULTS  # the one home of every default (a test compares them all)
+
+
 @dataclass(frozen=True)
 class SFTConfig:
+    """One SFT arm. Every field but ``curriculum`` is the notebook parameter of the same name,
+    and takes its default from :data:`reasonlib.params.SCHEMA`."""
     curriculum: str = "targeted"
-    fmt: str = "plain"
-    max_digits: int = 3
-    seed: int = 0
+    fmt: str = _D["fmt"]
+    max_digits: int = _D["max_digits"]
+    seed: int = _D["seed"]
     # model
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 64
+    n_layer: int = _D["n_layer"]
+    n_head: int = _D["n_head"]
+    n_embd: int = _D["n_embd"]
     # optimisation
-    total_tokens: int = 200_000
-    batch_size: int = 128
-    lr: float = 3e-3
-    min_lr_frac: float = 0.1
-    warmup_frac: float = 0.05
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    total_tokens: int = _D["total_tokens"]
+    batch_size: int = _D["batch_size"]
+    lr: float = _D["lr"]
+    min_lr_frac: float = _D["min_lr_frac"]
+    warmup_frac: float = _D["warmup_frac"]
+    weight_decay: float = _D["weight_decay"]
+    grad_clip: float = _D["grad_clip"]
     # curriculum
-    replay: float = 0.2
-    mixed_replay: float = 0.15
+    replay: float = _D["replay"]
+    mixed_replay: float = _D["mixed_replay"]
     # probing
-    eval_every: int = 50
-    eval_n: int = 50
-    eval_seed: int = 1234
-    n_eval: int = 100  # size of the fixed eval set whose large buckets training excludes
+    eval_every: int = _D["eval_every"]
+    eval_n: int = _D["eval_n"]
+    eval_seed: int = _D["eval_seed"]
+    n_eval: int = _D["n_eval"]  # size of the fixed eval set whose large buckets training excludes
 
     def __post_init__(self):
         check_curriculum(self.curriculum)
@@ -69,6 +74,7 @@ class SFTResult:
     path: Path | None = None
     trained_now: bool = False
     timing: dict = field(default_factory=dict)
+    provenance: list = field(default_factory=list)  # one entry per process that trained it
 
 
 def lr_at(frac: float, base: float, warmup_frac: float, min_frac: float) -> float:
@@ -152,6 +158,8 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
     step, seen = 0, 0
     hist = {"step": [], "tokens": [], "loss": [], "lr": [], "grad_norm": [], "stage": [],
             "eval": []}
+    prov = artifacts.provenance_segments([], device)
+    key = artifact_key(cfg)
     ckpt_path = Path(ckpt_path) if ckpt_path else None
     if ckpt_path and ckpt_path.exists():
         ck = artifacts.load_checkpoint(ckpt_path, expect_config=cfg.to_dict())
@@ -160,6 +168,7 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
         _set_rng_state(data_rng, ck["rng_np"])
         torch.set_rng_state(ck["rng_torch"])
         step, seen, hist = ck["step"], ck["tokens"], ck["history"]
+        prov = artifacts.provenance_segments(ck.get("provenance", []), device)
 
     def save(done: bool):
         if ckpt_path:
@@ -167,7 +176,7 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
                 "config": cfg.to_dict(), "model": model.state_dict(), "optim": opt.state_dict(),
                 "rng_np": _rng_state(data_rng), "rng_torch": torch.get_rng_state(),
                 "step": step, "tokens": seen, "history": hist, "done": done,
-                "timing": _timing()})
+                "timing": _timing(), "provenance": prov, "key": key})
 
     def _timing():  # this process's share of the run (a resumed run counts from the resume)
         return {"data_s": t_data, "loop_s": t_loop,
@@ -230,7 +239,8 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
     if bar is not None:
         bar.close()
     model.eval()
-    return SFTResult(model, hist, ckpt_path, trained_now=True, timing=_timing())
+    return SFTResult(model, hist, ckpt_path, trained_now=True, timing=_timing(), provenance=prov)
+
 
 
 def load_model(path, expect_config: dict | None = None) -> tuple[GPT, dict]:
@@ -245,12 +255,18 @@ def _model_from(cfg: SFTConfig, ck: dict) -> GPT:
     return model.eval()
 
 
-def artifact_dir_for(cfg: SFTConfig, root) -> Path:
-    """Where the model of ``cfg`` lives: keyed by the config and by the stage schedule its
-    curriculum expands to, so editing a curriculum never reuses a stale model."""
+def artifact_key(cfg: SFTConfig) -> dict:
+    """What the model of ``cfg`` is keyed by: the config, the stage schedule its curriculum
+    expands to, and the source of every module the SFT loop imports (artifacts.code_digest)."""
     sched = [[st.name, st.start, st.end, [list(w) for w in st.weights]]
              for st in stages(cfg.curriculum, cfg.replay, cfg.mixed_replay)]
-    return artifacts.artifact_dir(root, "sft", cfg.to_dict(), extra={"schedule": sched})
+    return artifacts.artifact_key("sft", cfg.to_dict(), ["sft"], extra={"schedule": sched})
+
+
+def artifact_dir_for(cfg: SFTConfig, root) -> Path:
+    """Where the model of ``cfg`` lives: editing a curriculum or any training module gives a
+    new folder, so a stale model is never reused."""
+    return artifacts.artifact_dir(root, artifact_key(cfg))
 
 
 def get_or_train(cfg: SFTConfig, root, device: str = "cpu", progress: bool = True,
@@ -262,17 +278,14 @@ def get_or_train(cfg: SFTConfig, root, device: str = "cpu", progress: bool = Tru
     ck = artifacts.load_finished(path, cfg.to_dict())
     if ck is not None:
         return SFTResult(_model_from(cfg, ck).to(device), ck["history"], path,
-                         trained_now=False, timing=ck.get("timing", {}))
-    artifacts.write_json(d / "config.json", cfg.to_dict())
+                         trained_now=False, timing=ck.get("timing", {}),
+                         provenance=ck.get("provenance", []))
+    artifacts.write_json(d / "key.json", artifact_key(cfg))
     return train_sft(cfg, path, ckpt_every=ckpt_every, device=device, progress=progress)
 
 
 def config_from_params(P, curriculum: str) -> SFTConfig:
-    """The SFT config of one curriculum arm, from validated notebook parameters."""
-    return SFTConfig(curriculum=curriculum, fmt=P.fmt, max_digits=P.max_digits, seed=P.seed,
-                     n_layer=P.n_layer, n_head=P.n_head, n_embd=P.n_embd,
-                     total_tokens=P.total_tokens, batch_size=P.batch_size, lr=P.lr,
-                     min_lr_frac=P.min_lr_frac, warmup_frac=P.warmup_frac,
-                     weight_decay=P.weight_decay, grad_clip=P.grad_clip, replay=P.replay,
-                     mixed_replay=P.mixed_replay, eval_every=P.eval_every, eval_n=P.eval_n,
-                     eval_seed=P.eval_seed, n_eval=P.n_eval)
+    """The SFT config of one curriculum arm, from validated notebook parameters (every field
+    but ``curriculum`` is the parameter of the same name)."""
+    return SFTConfig(curriculum=curriculum,
+                     **{f.name: getattr(P, f.name) for f in fields(SFTConfig) if f.name != "curriculum"})

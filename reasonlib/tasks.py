@@ -170,36 +170,67 @@ class EvalSet:
                        self.max_digits, self.seed)
 
 
+LARGE_EVAL_SHARE = 10  # a large bucket lends at most 1/10 of its problems to evaluation
+
+
+def eval_capacity(bucket: str, max_digits: int) -> int:
+    """The most evaluation problems ``bucket`` can supply: all of a small bucket, a tenth of a
+    large one (training must redraw every eval problem it meets, so it keeps at least 90% of
+    the bucket and a draw costs at most 1.11 tries). A request above it is capped to it."""
+    size = bucket_size(bucket, max_digits)
+    return size if size <= LARGE_BUCKET else size // LARGE_EVAL_SHARE
+
+
+def _first_distinct(rng: np.random.Generator, lo: int, hi: int, n: int,
+                    chunk: int = 4096) -> np.ndarray:
+    """The first ``n`` distinct problem keys of a stream of (a, b) draws, ``chunk`` pairs at a
+    time, in the order they first appear (so the result for n is a prefix of the result for
+    any larger n). The stream is extended until it holds n distinct keys, then deduplicated
+    once: O(draws log draws). With n at most a tenth of the bucket, about 1.06 n draws."""
+    parts, distinct = [], np.zeros(0, dtype=np.int64)
+    want = n
+    while len(distinct) < n:
+        for _ in range(max(1, -(-int(want * 1.1) // chunk))):
+            a = rng.integers(lo, hi, size=chunk, dtype=np.int64)
+            b = rng.integers(lo, hi, size=chunk, dtype=np.int64)
+            parts.append(problem_key(a, b))
+        keys = np.concatenate(parts)
+        _, first = np.unique(keys, return_index=True)
+        distinct = keys[np.sort(first)]
+        want = n - len(distinct)
+    return distinct[:n]
+
+
 def make_eval_set(max_digits: int, n_per_bucket: int, seed: int,
                   buckets=BUCKETS) -> EvalSet:
-    """Up to ``n_per_bucket`` distinct problems per bucket: all of a bucket when it is smaller,
-    else a uniform sample without replacement. Independent of the training seed, and nested:
-    the set for n problems is the first n of the set for any larger n, so evaluating on more
-    problems than SFT excluded can only add problems, never swap them."""
+    """Up to ``n_per_bucket`` distinct problems per bucket: at most :func:`eval_capacity` of
+    it (all of a small bucket). Independent of the training seed, and nested: the set for n
+    problems is the first n of the set for any larger n, so evaluating on more problems than
+    SFT excluded can only add problems, never swap them."""
+    if not isinstance(n_per_bucket, (int, np.integer)) or n_per_bucket < 1:
+        raise ValueError(f"n_per_bucket={n_per_bucket!r}: must be an integer >= 1")
     out = {}
     for bucket in buckets:
         check_bucket(bucket)
         # seeded by the bucket's fixed index, so a bucket's problems do not depend on which
         # other buckets are requested (training excludes those of the full set)
         rng = np.random.default_rng([seed, BUCKETS.index(bucket)])
+        n = min(int(n_per_bucket), eval_capacity(bucket, max_digits))
         e = enumerated(bucket)
         if e is not None:
-            sel = rng.permutation(len(e[0]))[:n_per_bucket]
+            sel = rng.permutation(len(e[0]))[:n]
             out[bucket] = (e[0][sel], e[1][sel])
             continue
         lo, hi = _operand_range(bucket, max_digits)
-        n = min(n_per_bucket, bucket_size(bucket, max_digits))  # all of a smaller bucket
-        keys = np.zeros(0, dtype=np.int64)
-        while len(keys) < n:  # fixed-size draws: a smaller set is a prefix of a larger one
-            a = rng.integers(lo, hi, size=4096, dtype=np.int64)
-            b = rng.integers(lo, hi, size=4096, dtype=np.int64)
-            new = problem_key(a, b)
-            keys = np.concatenate([keys, new[~np.isin(new, keys)]])
-            _, first = np.unique(keys, return_index=True)
-            keys = keys[np.sort(first)]
-        keys = keys[:n]
+        keys = _first_distinct(rng, lo, hi, n)
         out[bucket] = (keys // 1_000_000_000, keys % 1_000_000_000)
     return EvalSet(out, max_digits, seed)
+
+
+def capped_sizes(n_per_bucket: int, max_digits: int, buckets=BUCKETS) -> dict[str, int]:
+    """``{bucket: what it supplies}`` for the buckets that cannot supply ``n_per_bucket``."""
+    caps = {b: eval_capacity(b, max_digits) for b in buckets}
+    return {b: c for b, c in caps.items() if c < n_per_bucket}
 
 
 # ---- rendering -----------------------------------------------------------------------

@@ -22,7 +22,7 @@ settings.load_profile("unit")
 # them the thread count the committed outputs were made with (reasonlib.runtime)
 from reasonlib.runtime import NOTEBOOK_THREADS  # noqa: E402
 
-os.environ["REASONLIB_THREADS"] = str(NOTEBOOK_THREADS)
+os.environ.setdefault("REASONLIB_THREADS", str(NOTEBOOK_THREADS))
 
 
 @pytest.fixture(autouse=True)

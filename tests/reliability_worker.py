@@ -23,7 +23,7 @@ SFT_CFG = sft.SFTConfig(curriculum="targeted", fmt="plain", max_digits=2, seed=0
 
 
 def rl_config() -> rl.RLConfig:
-    return rl.RLConfig(init=artifacts.config_hash(SFT_CFG.to_dict()), seed=0, steps=10,
+    return rl.RLConfig(init=rl.init_key(SFT_CFG), seed=0, steps=10,
                        prompts_per_step=8, group_size=4, lr=3e-3, beta=0.1, buckets=("d1", "d2_nocarry"),
                        eval_every=4, eval_n=3)
 

@@ -1,11 +1,12 @@
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from reasonlib import artifacts
+from reasonlib import artifacts, params
 from reasonlib.artifacts import CheckpointError
 
 CFG = {"curriculum": "targeted", "fmt": "plain", "max_digits": 3, "lr": 0.003, "seed": 0}
@@ -32,13 +33,104 @@ def test_config_hash_changes_with_added_key():
     assert artifacts.config_hash({**CFG, "extra": 0}) != artifacts.config_hash(CFG)
 
 
-def test_artifact_dir(tmp_path, monkeypatch):
-    d = artifacts.artifact_dir(tmp_path, "sft", CFG)
+def test_artifact_dir(tmp_path):
+    key = artifacts.artifact_key("sft", CFG, ["sft"])
+    d = artifacts.artifact_dir(tmp_path, key)
     assert d.parent == tmp_path and d.name.startswith("sft-")
-    assert artifacts.artifact_dir(tmp_path, "sft", CFG) == d                 # stable
-    assert artifacts.artifact_dir(tmp_path, "sft", CFG, extra={"s": 1}) != d  # extra counts
-    monkeypatch.setattr(artifacts, "CODE_VERSION", artifacts.CODE_VERSION + 1)
-    assert artifacts.artifact_dir(tmp_path, "sft", CFG) != d                 # so does the code
+    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("sft", CFG, ["sft"])) == d  # stable
+    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("sft", CFG, ["sft"], {"s": 1})) != d
+    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("sft", {**CFG, "seed": 1}, ["sft"])) != d
+    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("rl", CFG, ["sft"])).name.startswith("rl-")
+
+
+# ---- keys that follow the code ------------------------------------------------------------------
+@pytest.fixture
+def pkg_copy(tmp_path, monkeypatch):
+    """A copy of the reasonlib sources that the key functions read instead of the real ones."""
+    dst = tmp_path / "reasonlib"
+    shutil.copytree(artifacts.PKG_DIR, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(artifacts, "PKG_DIR", dst)
+    return dst
+
+
+def _edit(path, old, new):
+    text = path.read_text()
+    assert old in text, (path.name, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_code_digest_covers_the_import_closure():
+    sft_code = artifacts.code_digest(["sft"])
+    assert {"sft", "model", "tokenizer", "tasks", "curriculum", "metrics", "sampling",
+            "artifacts", "params"} <= set(sft_code)
+    assert "report" not in sft_code and "summary" not in sft_code and "runner" not in sft_code
+    rl_code = artifacts.code_digest(["rl"])
+    assert set(sft_code) < set(rl_code) and {"rl", "reward"} <= set(rl_code)
+    assert {k: rl_code[k] for k in sft_code} == sft_code
+
+
+@pytest.mark.parametrize("module,old,new", [
+    ("model.py", "mlp_ratio: int = 4", "mlp_ratio: int = 2"),             # a default
+    ("curriculum.py", "(0.05, 0.10, 0.15, 0.10, 0.60)", "(0.05, 0.10, 0.15, 0.20, 0.50)"),
+    ("sft.py", "betas=(0.9, 0.98)", "betas=(0.9, 0.95)"),                 # the optimizer
+    ("tokenizer.py", "def ", "def _unused():\n    return 0\n\n\ndef "),  # any code at all
+    ("sampling.py", "u * cdf[:, -1:]", "u * cdf[:, -1:] * 1.0"),
+])
+def test_editing_a_training_module_gives_a_new_key(pkg_copy, tmp_path, module, old, new):
+    from reasonlib import rl, sft
+    cfg = sft.SFTConfig()
+    rcfg = rl.config_from_params(params.validate({}), cfg)
+    sft_before, rl_before = sft.artifact_dir_for(cfg, tmp_path), rl.artifact_dir_for(rcfg, tmp_path)
+    _edit(pkg_copy / module, old, new)
+    assert sft.artifact_dir_for(cfg, tmp_path) != sft_before
+    assert rl.config_from_params(params.validate({}), cfg).init != rcfg.init  # RL follows its start
+    assert rl.artifact_dir_for(rcfg, tmp_path) != rl_before
+
+
+def test_editing_rl_code_keeps_sft_keys(pkg_copy, tmp_path):
+    from reasonlib import rl, sft
+    cfg = sft.SFTConfig()
+    rcfg = rl.config_from_params(params.validate({}), cfg)
+    sft_before, rl_before = sft.artifact_dir_for(cfg, tmp_path), rl.artifact_dir_for(rcfg, tmp_path)
+    _edit(pkg_copy / "reward.py", "def ", "def _unused():\n    return 0\n\n\ndef ")
+    assert rl.artifact_dir_for(rcfg, tmp_path) != rl_before
+    assert sft.artifact_dir_for(cfg, tmp_path) == sft_before
+
+
+def test_docstrings_comments_and_other_modules_keep_keys(pkg_copy, tmp_path):
+    from reasonlib import sft
+    cfg = sft.SFTConfig()
+    before = sft.artifact_dir_for(cfg, tmp_path)
+    _edit(pkg_copy / "model.py", '"""A small causal Transformer', '"""A tiny causal Transformer')
+    _edit(pkg_copy / "sft.py", "# model\n", "# the model's shape\n")
+    _edit(pkg_copy / "report.py", "def ", "def _unused():\n    return 0\n\n\ndef ")
+    assert sft.artifact_dir_for(cfg, tmp_path) == before
+
+
+def test_a_newly_imported_module_joins_the_key(pkg_copy, tmp_path):
+    from reasonlib import sft
+    cfg = sft.SFTConfig()
+    before = sft.artifact_dir_for(cfg, tmp_path)
+    (pkg_copy / "extra_helper.py").write_text("SCALE = 1\n")
+    _edit(pkg_copy / "sft.py", "from . import artifacts", "from . import extra_helper  # noqa\nfrom . import artifacts")
+    assert "extra_helper" in artifacts.code_digest(["sft"])
+    after = sft.artifact_dir_for(cfg, tmp_path)
+    assert after != before
+    (pkg_copy / "extra_helper.py").write_text("SCALE = 2\n")
+    assert sft.artifact_dir_for(cfg, tmp_path) != after
+
+
+def test_provenance_records_what_decides_float_results():
+    p = artifacts.provenance("cpu")
+    assert p["torch"] == torch.__version__ and p["threads"] == torch.get_num_threads()
+    assert p["device"] == "cpu" and p["cpu"] and p["cpu_capability"]
+    segs = artifacts.provenance_segments([], "cpu")
+    assert segs == [p]
+    assert artifacts.provenance_segments(segs, "cpu") == segs           # resumed alike: one entry
+    other = dict(p, threads=p["threads"] + 1)
+    assert artifacts.provenance_segments([other], "cpu") == [other, p]  # resumed elsewhere: two
+    text = artifacts.describe_provenance([other, p])
+    assert text.startswith("trained with torch") and "\nresumed with torch" in text
 
 
 # ---- atomic writes ---------------------------------------------------------------------------

@@ -121,7 +121,8 @@ def test_greedy_and_sampled_eval_structure(tiny_model):
         assert 0 <= r["acc"] <= r["parse"] <= 1  # a correct answer always parses
         lo, hi = r["acc_ci"]
         assert 0 <= lo <= r["acc"] <= hi <= 1
-    s = metrics.sampled_eval(tiny_model, ev, "plain", n_samples=4, temperature=1.0, seed=1)
+    s = metrics.sampled_eval(tiny_model, ev, "plain", n_samples=4, temperature=1.0, top_k=0, seed=1,
+                             ks=[1, 2, 4])
     for r in s.values():
         assert r["n_samples"] == 4 and len(r["c"]) == 6
         assert set(r["pass"]) == {1, 2, 4}  # ks above n_samples are skipped

@@ -136,14 +136,15 @@ def test_num_params_hand_count(L, H, C, mlp):
                                    "mlp_ratio"])
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "4"])
 def test_model_config_rejects_non_positive(field, bad):
+    shape = dict(n_layer=2, n_head=4, n_embd=64, block_size=32)
     with pytest.raises(ValueError) as e:
-        ModelConfig(**{field: bad})
+        ModelConfig(**{**shape, field: bad})
     assert f"{field}={bad!r}" in str(e.value)
 
 
 def test_model_config_rejects_indivisible_heads():
     with pytest.raises(ValueError) as e:
-        ModelConfig(n_embd=30, n_head=4)
+        ModelConfig(n_layer=2, n_embd=30, n_head=4, block_size=32)
     msg = str(e.value)
     assert "n_embd=30" in msg and "n_head=4" in msg and "divisible" in msg
 

@@ -33,6 +33,38 @@ def test_defaults_equal_smoke_profile():
     assert raw == DEFAULTS
 
 
+def test_every_default_has_one_home():
+    """Configs, schema and smoke profile agree on every default (the notebooks' parameter
+    cells are compared with the smoke profile in test_notebooks.py)."""
+    import dataclasses
+
+    from reasonlib import rl, sft
+    from reasonlib.model import ModelConfig
+
+    for f in dataclasses.fields(sft.SFTConfig):
+        if f.name != "curriculum":
+            assert f.name in SCHEMA, f"SFTConfig.{f.name} has no parameter"
+            assert f.default == DEFAULTS[f.name], f"SFTConfig.{f.name}"
+    config_only = {"init", "warmup_steps", "log_kl_at_zero_beta"}  # no parameter sets them
+    for f in dataclasses.fields(rl.RLConfig):
+        if f.name in config_only:
+            continue
+        key = rl.RL_PARAMS[f.name]
+        want = DEFAULTS[key]
+        assert (list(f.default) if isinstance(f.default, tuple) else f.default) == want, \
+            f"RLConfig.{f.name} vs parameter {key}"
+    assert set(rl.RL_PARAMS) | config_only == {f.name for f in dataclasses.fields(rl.RLConfig)}
+    for name in ("n_layer", "n_head", "n_embd", "block_size"):   # the shape has no default
+        f = {f.name: f for f in dataclasses.fields(ModelConfig)}[name]
+        assert f.default is dataclasses.MISSING, name
+    # configs built from the default parameters are the configs' own defaults
+    P = params.validate({})
+    scfg = sft.config_from_params(P, "targeted")
+    assert scfg == sft.SFTConfig()
+    assert rl.config_from_params(P, scfg) == rl.RLConfig(init=rl.init_key(scfg))
+    assert yaml.safe_load(SMOKE.read_text()) == DEFAULTS
+
+
 def test_defaults_validate():
     P = params.validate({})
     assert isinstance(P, types.SimpleNamespace)
@@ -108,6 +140,38 @@ def test_lists_empty_or_duplicate(key, bad):
                                      ("run_dir", ""), ("artifacts_dir", "   ")])
 def test_out_of_range(key, bad):
     _raises({key: bad}, repr(key), repr(bad), _rule_of(key))
+
+
+@pytest.mark.parametrize("key,bad", [("n_eval", 10**6), ("n_passk", 10**6), ("n_fail", 10**6),
+                                     ("n_samples", 10**6), ("fail_samples", 10**6),
+                                     ("rl_group", 10**6), ("rl_prompts", 10**6),
+                                     ("batch_size", 10**7), ("n_layer", 1000), ("n_embd", 10**5),
+                                     ("temperature", 1e-300), ("temperature", 1e6),
+                                     ("rl_steps", 10**9), ("total_tokens", 10**15)])
+def test_sizes_beyond_what_a_run_can_do_are_refused(key, bad):
+    """A size whose run would not finish in time proportional to it (or not fit in memory)
+    is refused before compute, naming the key, the value and the allowed range."""
+    import time
+    t0 = time.perf_counter()
+    _raises({key: bad}, repr(key), repr(bad), _rule_of(key))
+    assert time.perf_counter() - t0 < 1
+
+
+@pytest.mark.parametrize("key", params.SIZE_KEYS)
+def test_counts_a_bucket_cannot_supply_are_capped_with_a_note(key):
+    vals = {key: 1000, "n_eval": 1000} if key == "eval_n" else {key: 1000}
+    P = params.validate(vals)
+    notes = [n for n in params.size_notes(P) if n.startswith(f"note: {key} =")]
+    assert len(notes) == 1
+    assert "d1 100" in notes[0] and "low_sum 310" in notes[0] and "general" not in notes[0]
+    assert not params.size_notes(params.validate({}))  # the smoke sizes fit every bucket
+
+
+def test_collect_prints_the_cap_notes(capsys):
+    ns = {"n_eval": 5000, "max_digits": 2}
+    params.collect(ns)
+    out = capsys.readouterr().out
+    assert "note: n_eval = 5,000" in out and "d2_carry 6,120" not in out and "d1 100" in out
 
 
 @pytest.mark.parametrize("key,bad,allowed", [

@@ -110,7 +110,7 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
         assert json.dumps(got["optim"]["param_groups"]) == json.dumps(want["optim"]["param_groups"])
     # a kill inside a checkpoint write leaves at most a stray temp file, never a torn ckpt.pt
     for d in root.iterdir():
-        assert {p.name for p in d.iterdir() if not p.name.endswith(".tmp")} == {"ckpt.pt", "config.json"}
+        assert {p.name for p in d.iterdir() if not p.name.endswith(".tmp")} == {"ckpt.pt", "key.json"}
 
 
 # ---- 2. atomic writes, corrupted artifacts ----------------------------------------------
@@ -194,7 +194,7 @@ def finished_artifacts(tmp_path_factory):
         root = tmp_path_factory.mktemp("finished")
         scfg = tiny_sft_config(total_tokens=800)
         s = sft.get_or_train(scfg, root, progress=False)
-        rcfg = rl.RLConfig(init=artifacts.config_hash(scfg.to_dict()), steps=2,
+        rcfg = rl.RLConfig(init=rl.init_key(scfg), steps=2,
                            prompts_per_step=4, group_size=2, buckets=("d1",), eval_n=3)
         rl.get_or_train(rcfg, s.model, scfg, root, progress=False)
     finally:

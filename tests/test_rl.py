@@ -422,7 +422,10 @@ def test_get_or_train_trains_once(tmp_path, sft_start, monkeypatch):
     assert r1.trained_now
     d = rl.artifact_dir_for(cfg, tmp_path)
     assert r1.path == d / "ckpt.pt"
-    assert artifacts.read_json(d / "config.json") == cfg.to_dict()
+    key = artifacts.read_json(d / "key.json")
+    assert key == rl.artifact_key(cfg) and key["config"] == cfg.to_dict()
+    assert {"rl", "reward", "sft", "model"} <= set(key["code"])
+    assert artifacts.load_checkpoint(r1.path)["provenance"] == r1.provenance
 
     def boom(*a, **kw):
         raise AssertionError("train_rl must not run again")

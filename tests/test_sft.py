@@ -93,7 +93,11 @@ def test_get_or_train_trains_once(tmp_path, sft_config_factory, monkeypatch):
     assert r1.trained_now
     d = sft.artifact_dir_for(cfg, tmp_path)
     assert r1.path == d / "ckpt.pt"
-    assert artifacts.read_json(d / "config.json") == cfg.to_dict()
+    key = artifacts.read_json(d / "key.json")   # what the folder name is a digest of
+    assert key == sft.artifact_key(cfg) and key["config"] == cfg.to_dict()
+    assert {"sft", "model", "curriculum", "tasks"} <= set(key["code"])
+    assert artifacts.load_checkpoint(r1.path)["key"] == key
+    assert r1.provenance == [artifacts.provenance("cpu")]
 
     def boom(*a, **kw):
         raise AssertionError("train_sft must not run again")

@@ -142,6 +142,37 @@ def test_eval_set_smaller_sampled_bucket_returns_all_of_it():
     assert set(zip(a.tolist(), b.tolist())) == {(x, y) for x in range(10) for y in range(10)}
 
 
+@pytest.mark.parametrize("D", [1, 2, 3, 4, 6])
+def test_any_eval_size_ends_in_seconds_capped_to_the_bucket(D):
+    """n_eval = 10^6 used to run for over 10 minutes (coupon-collecting all of general at D=3).
+    Every bucket gives at most eval_capacity: all of a small one, a tenth of a large one."""
+    with time_limit(10):
+        ev = tasks.make_eval_set(D, 10**6, seed=0)
+    for b, (a, _) in ev.problems.items():
+        cap = tasks.eval_capacity(b, D)
+        assert len(a) == min(10**6, cap), b
+        size = tasks.bucket_size(b, D)
+        assert cap == (size if size <= tasks.LARGE_BUCKET else size // 10)
+    assert tasks.capped_sizes(10**6, D) == {b: tasks.eval_capacity(b, D) for b in tasks.BUCKETS
+                                            if tasks.eval_capacity(b, D) < 10**6}
+
+
+def test_training_draws_stay_cheap_at_the_largest_eval_set():
+    """With a large bucket's eval share at its cap, rejection still finds training problems."""
+    ev = tasks.make_eval_set(3, 10**6, seed=0, buckets=("general",))
+    excl = ev.train_exclusions()
+    assert len(excl) == 100_000
+    with time_limit(5):
+        a, b = tasks.sample_bucket("general", 50_000, np.random.default_rng(0), 3, excl)
+    assert not np.isin(tasks.problem_key(a, b), excl).any()
+
+
+def test_make_eval_set_refuses_a_bad_count():
+    for bad in (0, -5, 2.5, "10"):
+        with pytest.raises(ValueError, match="n_per_bucket"):
+            tasks.make_eval_set(3, bad, seed=0)
+
+
 def test_eval_set_deterministic_and_seeded():
     e1 = tasks.make_eval_set(3, 60, seed=11)
     np.random.seed(123)  # global numpy / torch state must not matter
