@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 TORCH := torch==2.13.0
 
-.PHONY: run test test-numerics bench notebooks paper results clean
+.PHONY: run test test-numerics bench notebooks paper results publish-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,15 +28,20 @@ test: $(STAMP)
 test-numerics: $(STAMP)
 	$(BIN)/python scripts/test_numerics.py
 
-## the published study: 5 seeds of the paper profile -> reports/paper/ (about 1 h on 2 cores),
-## its HTML report, and the README's results table
+## the published study: 5 seeds of the paper profile -> reports/paper/ (about 1 h on 2 cores)
+## and its HTML report
 paper: $(STAMP)
 	$(BIN)/python -m reasonlib run --profile paper --seeds 0 1 2 3 4 --workers 2 --out reports
 	$(BIN)/python -m reasonlib report reports/paper
+
+## rewrite the README's results section from reports/quick/summary/metrics.json
+results: $(STAMP)
 	$(BIN)/python scripts/results_table.py
 
-## rewrite the README's results table from reports/paper/summary/metrics.json
-results: $(STAMP)
+## publish the default job's summary (after make run): runs/quick/summary -> reports/quick/summary,
+## then the README's results section from it
+publish-quick: $(STAMP)
+	rm -rf reports/quick/summary && mkdir -p reports/quick && cp -r runs/quick/summary reports/quick/summary
 	$(BIN)/python scripts/results_table.py
 
 ## benchmark against Hugging Face transformers (benchmark-only extra)

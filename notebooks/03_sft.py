@@ -32,7 +32,7 @@ fmt = "reversed"
 formats = ["plain", "reversed", "scratchpad"]
 max_digits = 3
 curricula = ["control", "targeted"]
-buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "general", "ood_long"]
+buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "general", "ood_long"]
 n_layer = 2
 n_head = 4
 n_embd = 64
@@ -63,8 +63,9 @@ import dataclasses
 
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown
 
-from reasonlib import artifacts, metrics, plots, sft, tasks
+from reasonlib import artifacts, findings, metrics, plots, records, sft, tasks
 from reasonlib.runtime import resolve_device
 from reasonlib.curriculum import stages
 from reasonlib.tables import checks, ci, pct, table
@@ -73,7 +74,8 @@ out_dir = artifacts.resolve(P.run_dir) / "03_sft"
 out_dir.mkdir(parents=True, exist_ok=True)
 dev = resolve_device(P.device)
 cfgs = {c: sft.config_from_params(P, c) for c in P.curricula}
-eval_set = tasks.make_eval_set(P.max_digits, P.n_eval, P.eval_seed, buckets=P.buckets)
+eval_set = tasks.make_eval_set(P.max_digits, P.n_eval, P.eval_seed, buckets=P.buckets, seen=True)
+n_per = {b: len(v[0]) for b, v in eval_set.problems.items()}
 
 # %% [markdown]
 # ## Training
@@ -86,7 +88,7 @@ runs = {c: sft.get_or_train(cfg, artifacts.resolve(P.artifacts_dir), device=dev)
         for c, cfg in cfgs.items()}
 for c, r in runs.items():
     t = r.timing
-    print(f"{c}: {'trained now' if r.trained_now else 'loaded from cache'} -> {r.path}")
+    print(f"{c}: {'trained now' if r.trained_now else 'loaded from cache'} -> {artifacts.shown(r.path)}")
     print("   " + artifacts.describe_provenance(r.provenance).replace("\n", "\n   "))
     if t:
         print(f"   {r.history['step'][-1]} steps, {r.history['tokens'][-1]:,} tokens, "
@@ -129,13 +131,17 @@ fig.savefig(out_dir / "probe_accuracy.png", dpi=120)
 plt.show()
 
 # %% [markdown]
-# ## Final evaluation: greedy exact match per bucket
+# ## Final evaluation: greedy exact match per bucket, on held-out problems
 #
-# `n` problems per bucket (all problems of a bucket when it is smaller). Brackets are Wilson
-# 95% intervals over problems, for this seed only.
+# Every bucket is scored on problems no training path could draw (02): the held-out 30% of
+# a small bucket, the reserved eval problems of a large one; `d1` alone is trained and scored
+# in full. `n` problems per bucket (up to `n_eval`). Brackets are Wilson 95% intervals over
+# problems, for this seed only.
 
 # %%
 final = {c: metrics.greedy_eval(r.model, eval_set, P.fmt) for c, r in runs.items()}
+seen_set = tasks.EvalSet(eval_set.seen, P.max_digits, P.eval_seed)
+seen_final = {c: metrics.greedy_eval(r.model, seen_set, P.fmt) for c, r in runs.items()}
 
 # %%
 rows = []
@@ -150,9 +156,24 @@ print(table(rows, ["bucket", "n", *[f"acc {c}" for c in P.curricula],
 # %%
 fig = plots.bucket_bars({c: {b: (final[c][b]["acc"], *final[c][b]["acc_ci"]) for b in P.buckets}
                          for c in P.curricula},
-                        "greedy exact match", f"SFT, seed {P.seed}, n={P.n_eval}/bucket (Wilson 95%)")
+                        "greedy exact match", f"SFT on held-out problems, seed {P.seed} (Wilson 95%)",
+                        n=n_per)
 fig.savefig(out_dir / "final_accuracy.png", dpi=120)
 plt.show()
+
+# %% [markdown]
+# ## Skill or memory? Held-out against seen problems
+#
+# The same models on problems training could draw (a sample of each small bucket's other
+# 70%), beside the held-out ones. A model that memorised its training problems scores well
+# on *seen* and worse on *held-out*; a learned skill scores alike on both.
+
+# %%
+print(table([[b, c, f"{pct(final[c][b]['acc'])} (n={n_per[b]})",
+              f"{pct(seen_final[c][b]['acc'])} (n={len(eval_set.seen[b][0])})",
+              f"{100 * (seen_final[c][b]['acc'] - final[c][b]['acc']):+.1f}"]
+             for b in P.buckets if b in eval_set.seen for c in P.curricula],
+            ["bucket", "curriculum", "held-out %", "seen %", "seen - held-out (points)"]))
 
 # %% [markdown]
 # ## What the mistakes look like
@@ -215,7 +236,7 @@ for f in P.formats:
     fmt_runs[f] = sft.get_or_train(dataclasses.replace(cfgs[fmt_arm], fmt=f),
                                    artifacts.resolve(P.artifacts_dir), device=dev)
     print(f"{fmt_arm}, format {f}: {'trained now' if fmt_runs[f].trained_now else 'loaded from cache'}"
-          f" -> {fmt_runs[f].path}")
+          f" -> {artifacts.shown(fmt_runs[f].path)}")
 fmt_final = {f: final[fmt_arm] if f == P.fmt else metrics.greedy_eval(r.model, eval_set, f)
              for f, r in fmt_runs.items()}
 
@@ -236,7 +257,7 @@ print(table([[b, fmt_final[P.formats[0]][b]["n"]]
 fig = plots.bucket_bars({f: {b: (fmt_final[f][b]["acc"], *fmt_final[f][b]["acc_ci"]) for b in P.buckets}
                          for f in P.formats},
                         "greedy exact match", f"{fmt_arm} curriculum per answer format, same token "
-                        f"budget, seed {P.seed}, n={P.n_eval}/bucket (Wilson 95%)")
+                        f"budget, seed {P.seed} (Wilson 95%)", n=n_per)
 fig.savefig(out_dir / "formats.png", dpi=120)
 plt.show()
 
@@ -247,23 +268,32 @@ plt.show()
 # show whether longer operands break the format itself.
 
 # %% tags=["nbval-ignore-output"]
-summary = {
-    c: {"buckets": {b: {k: final[c][b][k] for k in ("n", "acc", "acc_ci", "parse", "parse_ci")}
-                    for b in P.buckets},
-        "tokens": runs[c].history["tokens"][-1], "steps": runs[c].history["step"][-1],
-        "final_loss": float(np.mean(runs[c].history["loss"][-20:])),
-        "timing": runs[c].timing, "checkpoint": str(runs[c].path)}
-    for c in P.curricula}
-summary["formats"] = {
-    f: {"arm": fmt_arm, "tokens": fmt_runs[f].history["tokens"][-1],
-        "steps": fmt_runs[f].history["step"][-1],
-        "buckets": {b: {k: fmt_final[f][b][k] for k in ("n", "acc", "acc_ci", "parse", "parse_ci")}
-                    for b in P.buckets}}
-    for f in P.formats}
-summary["targets"] = {"arm": arm, "checks": {k: {"value": v, "target": t, "met": v >= t}
-                                             for k, v, t in targets}}
-artifacts.write_json(out_dir / "metrics.json", summary)
-print("wrote", out_dir / "metrics.json")
+rec = {}
+for c in P.curricula:
+    for b in P.buckets:
+        records.mean_with_problems(f"sft/{c}/{b}/acc", final[c][b]["correct"], rec)
+        rec[f"sft/{c}/{b}/parse"] = final[c][b]["parse"]
+        rec[f"sft/{c}/{b}/n"] = final[c][b]["n"]
+        if b in seen_final[c]:
+            rec[f"sft/{c}/{b}/seen_acc"] = seen_final[c][b]["acc"]
+            rec[f"sft/{c}/{b}/seen_n"] = seen_final[c][b]["n"]
+    h = runs[c].history
+    rec.update({f"sft/{c}/tokens": h["tokens"][-1], f"sft/{c}/steps": h["step"][-1],
+                f"sft/{c}/final_loss": float(np.mean(h["loss"][-20:]))})
+for f in P.formats:
+    for b in P.buckets:
+        records.mean_with_problems(f"format/{f}/{b}/acc", fmt_final[f][b]["correct"], rec)
+        rec[f"format/{f}/{b}/parse"] = fmt_final[f][b]["parse"]
+    rec[f"format/{f}/tokens"] = fmt_runs[f].history["tokens"][-1]
+    rec[f"format/{f}/steps"] = fmt_runs[f].history["step"][-1]
+for k, v, t in targets:
+    rec[f"targets/{k}/met"] = bool(v >= t)
+metrics_03 = {"notebook": "03_sft", "seed": P.seed, "params": vars(P), "records": rec}
+records.write(out_dir / "metrics.json", "03_sft", P.seed, rec, vars(P),
+              timing={c: r.timing for c, r in runs.items()},
+              checkpoint={c: r.path.parent.name for c, r in {**runs, **{f"format {f}": r for f, r in fmt_runs.items()}}.items()},
+              provenance={c: r.provenance for c, r in runs.items()})
+print("wrote", artifacts.shown(out_dir / "metrics.json"))
 
 # %% tags=["nbval-check-output"]
 toks = [r.history["tokens"][-1] for r in runs.values()]
@@ -280,3 +310,13 @@ print(checks([
     ("every bucket scored on its eval problems",
      all(final[c][b]["n"] == len(eval_set.problems[b][0]) for c in P.curricula for b in P.buckets)),
 ]))
+
+# %% [markdown]
+# ## What this run shows
+#
+# Generated from this notebook's records by the same evaluator as the cross-seed summary (08),
+# for this seed only: each verdict comes from a 95% bootstrap interval over the held-out
+# problems (the two arms are scored on the same problems, so the difference is paired).
+
+# %%
+Markdown(findings.story_markdown(findings.this_run("03_sft", metrics_03)))

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -29,7 +31,7 @@ seed = 0
 fmt = "reversed"
 max_digits = 3
 curricula = ["control", "targeted"]
-buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "general", "ood_long"]
+buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "general", "ood_long"]
 n_layer = 2
 n_head = 4
 n_embd = 64
@@ -44,7 +46,6 @@ replay = 0.2
 mixed_replay = 0.15
 eval_every = 50
 eval_n = 30
-n_eval = 100
 eval_seed = 1234
 n_samples = 16
 ks = [1, 2, 4, 8, 16]
@@ -66,21 +67,23 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from reasonlib import artifacts, metrics, plots, sft, tasks
+from IPython.display import Markdown
+
+from reasonlib import artifacts, findings, metrics, plots, records, sft, tasks
 from reasonlib.runtime import resolve_device
 from reasonlib.tables import checks, ci, pct, table
 
 out_dir = artifacts.resolve(P.run_dir) / "04_pass_at_k"
 out_dir.mkdir(parents=True, exist_ok=True)
 dev = resolve_device(P.device)
-eval_set = tasks.make_eval_set(P.max_digits, max(P.n_eval, P.n_passk), P.eval_seed,
-                               buckets=P.buckets).subset(P.n_passk)
+eval_set = tasks.make_eval_set(P.max_digits, P.n_passk, P.eval_seed, buckets=P.buckets)
+n_per = {b: len(v[0]) for b, v in eval_set.problems.items()}
 
 # %% tags=["nbval-ignore-output"]
 runs = {c: sft.get_or_train(sft.config_from_params(P, c), artifacts.resolve(P.artifacts_dir),
                             device=dev) for c in P.curricula}
 for c, r in runs.items():
-    print(f"SFT {c}: {r.path}\n   " + artifacts.describe_provenance(r.provenance).replace("\n", "\n   "))
+    print(f"SFT {c}: {artifacts.shown(r.path)}\n   " + artifacts.describe_provenance(r.provenance).replace("\n", "\n   "))
 t0 = time.perf_counter()
 sampled = {c: metrics.sampled_eval(r.model, eval_set, P.fmt, P.n_samples, P.temperature,
                                    P.top_k, seed=P.seed, ks=P.ks) for c, r in runs.items()}
@@ -97,8 +100,8 @@ print(f"{n_draws:,} sampled answers in {dt:.1f} s ({n_draws / dt:,.0f} answers/s
 # %%
 curves = {c: {b: [(k, sampled[c][b]["pass"][k]["value"], *sampled[c][b]["pass"][k]["ci"])
                   for k in P.ks] for b in P.buckets} for c in P.curricula}
-fig = plots.passk_curves(curves, f"pass@k, T={P.temperature}, n={P.n_samples} samples, "
-                                 f"{P.n_passk} problems/bucket, seed {P.seed}")
+fig = plots.passk_curves(curves, f"pass@k on held-out problems, T={P.temperature}, {P.n_samples} "
+                                 f"samples per problem, seed {P.seed}", n=n_per)
 fig.savefig(out_dir / "pass_at_k.png", dpi=120)
 plt.show()
 
@@ -147,7 +150,7 @@ x = np.arange(len(P.buckets))
 for i, c in enumerate(P.curricula):
     axes[1].bar(x + (i - 0.5) * 0.4, [sampled[c][b]["parse"] for b in P.buckets], 0.4,
                 color=plots.PALETTE[c], label=c)
-axes[1].set_xticks(x, P.buckets, rotation=20)
+axes[1].set_xticks(x, plots.with_n(P.buckets, n_per), fontsize=7)
 axes[1].set(ylim=(0, 1.05), ylabel="parse rate of samples", title="format: do samples parse?")
 fig.tight_layout()
 fig.savefig(out_dir / "sampled_vs_greedy.png", dpi=120)
@@ -166,16 +169,21 @@ print(table([[b] + [ci(sampled[c][b]["pass"][k8]["value"], sampled[c][b]["pass"]
             ["bucket", *[f"pass@{k8} {c}" for c in P.curricula]]))
 
 # %% tags=["nbval-ignore-output"]
-summary = {c: {b: {"sampled_acc": sampled[c][b]["sampled_acc"],
-                   "sampled_acc_ci": sampled[c][b]["sampled_acc_ci"],
-                   "parse": sampled[c][b]["parse"], "greedy_acc": greedy[c][b]["acc"],
-                   "n": sampled[c][b]["n"], "n_samples": P.n_samples,
-                   "pass": {str(k): v for k, v in sampled[c][b]["pass"].items()}}
-               for b in P.buckets} for c in P.curricula}
-summary["sampling"] = {"temperature": P.temperature, "top_k": P.top_k, "seconds": dt,
-                       "answers": n_draws}
-artifacts.write_json(out_dir / "metrics.json", summary)
-print("wrote", out_dir / "metrics.json")
+rec = {}
+for c in P.curricula:
+    for b in P.buckets:
+        sm = sampled[c][b]
+        for k in P.ks:
+            rec[f"passk/{c}/{b}/pass@{k}"] = sm["pass"][k]["value"]
+        if 8 in P.ks:   # per problem, for the paired comparison of finding 2
+            rec[f"passk/{c}/{b}/pass@8@problems"] = records.floats(
+                metrics.pass_at_k(P.n_samples, np.array(sm["c"]), 8))
+        rec.update({f"passk/{c}/{b}/sampled_acc": sm["sampled_acc"], f"passk/{c}/{b}/parse": sm["parse"],
+                    f"passk/{c}/{b}/greedy_acc": greedy[c][b]["acc"], f"passk/{c}/{b}/n": sm["n"]})
+metrics_04 = {"notebook": "04_pass_at_k", "seed": P.seed, "params": vars(P), "records": rec}
+records.write(out_dir / "metrics.json", "04_pass_at_k", P.seed, rec, vars(P),
+              timing={"sampling": {"seconds": dt, "answers": n_draws}})
+print("wrote", artifacts.shown(out_dir / "metrics.json"))
 
 # %% tags=["nbval-check-output"]
 curves_k = [[sampled[c][b]["pass"][k]["value"] for k in sorted(P.ks)] for c in P.curricula for b in P.buckets]
@@ -189,3 +197,12 @@ print(checks([
      all(sampled[c][b]["n_samples"] == P.n_samples and len(sampled[c][b]["c"]) == sampled[c][b]["n"]
          for c in P.curricula for b in P.buckets)),
 ]))
+
+# %% [markdown]
+# ## What this run shows
+#
+# Generated from this notebook's records by the cross-seed summary's evaluator, for this
+# seed only (95% bootstrap over the held-out problems, paired between the two models).
+
+# %%
+Markdown(findings.story_markdown(findings.this_run("04_pass_at_k", metrics_04)))

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -36,7 +38,7 @@ seed = 0
 fmt = "reversed"
 max_digits = 3
 curricula = ["control", "targeted"]
-buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "general", "ood_long"]
+buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "general", "ood_long"]
 n_layer = 2
 n_head = 4
 n_embd = 64
@@ -51,7 +53,6 @@ replay = 0.2
 mixed_replay = 0.15
 eval_every = 50
 eval_n = 30
-n_eval = 100
 eval_seed = 1234
 n_samples = 16
 ks = [1, 2, 4, 8, 16]
@@ -79,7 +80,9 @@ P = params.collect(globals())
 import matplotlib.pyplot as plt
 import numpy as np
 
-from reasonlib import artifacts, metrics, plots, rl, sft, tasks
+from IPython.display import Markdown
+
+from reasonlib import artifacts, findings, metrics, plots, records, rl, sft, tasks
 from reasonlib.runtime import resolve_device
 from reasonlib.tables import checks, ci, pct, table
 
@@ -87,8 +90,10 @@ out_dir = artifacts.resolve(P.run_dir) / "05_kl_rl"
 out_dir.mkdir(parents=True, exist_ok=True)
 dev = resolve_device(P.device)
 root = artifacts.resolve(P.artifacts_dir)
-eval_set = tasks.make_eval_set(P.max_digits, max(P.n_eval, P.n_passk), P.eval_seed,
-                               buckets=P.buckets).subset(P.n_passk)
+eval_set = tasks.make_eval_set(P.max_digits, P.n_passk, P.eval_seed, buckets=P.buckets)
+n_per = {b: len(v[0]) for b, v in eval_set.problems.items()}
+# the buckets no RL prompt comes from: what RL can forget (d1 and d2_*, pooled)
+unpractised = [b for b in ("d1", "d2_nocarry", "d2_carry") if b in P.buckets and b not in P.rl_buckets]
 
 # %% [markdown]
 # ## RL from each SFT checkpoint
@@ -102,7 +107,7 @@ sfts = {c: sft.get_or_train(cfg, root, device=dev) for c, cfg in sft_cfgs.items(
 rls = {c: rl.get_or_train(rl.config_from_params(P, sft_cfgs[c]), sfts[c].model, sft_cfgs[c],
                           root, device=dev) for c in P.curricula}
 for c, r in rls.items():
-    print(f"{c}: RL {'trained now' if r.trained_now else 'loaded from cache'} -> {r.path}")
+    print(f"{c}: RL {'trained now' if r.trained_now else 'loaded from cache'} -> {artifacts.shown(r.path)}")
     for what, run in (("SFT start", sfts[c]), ("RL", r)):
         print(f"   {what}: " + artifacts.describe_provenance(run.provenance).replace("\n", "\n   "))
 
@@ -185,10 +190,10 @@ for ax, metric in zip(axes, [("sampled_acc", f"sampled accuracy, T={P.temperatur
         hi = np.array([ev[(c, stage)][b][metric[0] + "_ci"][1] for b in show])
         ax.bar(x + (i - 1.5) * 0.2, v, 0.2, yerr=np.vstack([v - lo, hi - v]), capsize=3,
                color=plots.PALETTE[c], alpha=0.5 if stage == "SFT" else 1.0, label=f"{c} {stage}")
-    ax.set_xticks(x, show)
-    ax.set(title=metric[1], ylim=(0, 1.05))
+    ax.set_xticks(x, plots.with_n(show, n_per))
+    ax.set(title=metric[1], ylim=(0, 1.08))
 axes[0].legend(fontsize=8)
-fig.suptitle(f"curriculum x RL, seed {P.seed}, n={P.n_passk}/bucket (Wilson 95%)")
+fig.suptitle(f"curriculum x RL on held-out problems, seed {P.seed} (Wilson 95%)")
 fig.tight_layout()
 fig.savefig(out_dir / "two_by_two.png", dpi=120)
 plt.show()
@@ -214,17 +219,47 @@ print(f"parse rate of samples after RL (in-distribution buckets): {pct(parse_aft
 print(f"exact KL to the SFT start at the last step: {h['kl'][-1]:.4f} nats/token "
       f"(k1 {h['kl_k1'][-1]:.4f}, k3 {h['kl_k3'][-1]:.4f})")
 
+# %% [markdown]
+# ## What RL did not practise
+#
+# RL's prompts come from `rl_buckets` only. Greedy accuracy on the buckets it never
+# practises (`d1`, `d2_*`, pooled), before and after RL: a drop is forgetting, the cost the
+# KL term is meant to guard against (06 measures it per beta).
+
+# %%
+unp = {}
+for (c, stage), d in ev.items():
+    flags = np.concatenate([d[b]["correct"] for b in unpractised]) if unpractised else np.zeros(0, bool)
+    unp[(c, stage)] = flags
+if unpractised:
+    print(table([[c, f"{pct(unp[(c, 'SFT')].mean())}", f"{pct(unp[(c, 'SFT+RL')].mean())}",
+                  f"{100 * (unp[(c, 'SFT+RL')].mean() - unp[(c, 'SFT')].mean()):+.1f}"] for c in P.curricula],
+                ["start", f"SFT % ({', '.join(unpractised)}, n={len(unp[(P.curricula[0], 'SFT')])})",
+                 "SFT+RL %", "change (points)"]))
+
 # %% tags=["nbval-ignore-output"]
-summary = {f"{c}/{s}": ev[(c, s)] for c, s in ev}
-summary["rl_history"] = {c: {k: r.history[k] for k in ("reward", "kl", "kl_k1", "kl_k3",
-                                                        "entropy", "zero_signal", "grad_norm")}
-                         for c, r in rls.items()}
-summary["headline"] = {"arm": arm, "bucket": hb, "sampled_before": b0["sampled_acc"],
-                       "sampled_after": b1["sampled_acc"], "greedy_before": b0["acc"],
-                       "greedy_after": b1["acc"], "parse_after": parse_after,
-                       "final_kl": h["kl"][-1], "beta": P.beta}
-artifacts.write_json(out_dir / "metrics.json", summary)
-print("wrote", out_dir / "metrics.json")
+rec = {}
+for (c, stage), d in ev.items():
+    st = "sft" if stage == "SFT" else "rl"
+    for b in P.buckets:
+        records.mean_with_problems(f"rl/{c}/{st}/{b}/acc", d[b]["correct"], rec)
+        rec.update({f"rl/{c}/{st}/{b}/sampled_acc": d[b]["sampled_acc"], f"rl/{c}/{st}/{b}/parse": d[b]["parse"],
+                    f"rl/{c}/{st}/{b}/sampled_parse": d[b]["sampled_parse"]})
+        if 8 in P.ks:
+            rec[f"rl/{c}/{st}/{b}/pass@8"] = d[b]["pass"][8]["value"]
+    if unpractised:
+        records.mean_with_problems(f"rl/{c}/{st}/unpractised/acc", unp[(c, stage)], rec)
+for c, r in rls.items():
+    rec[f"rl/{c}/final_kl"] = r.history["kl"][-1]
+    rec[f"rl/{c}/final_reward"] = r.history["reward"][-1]
+rec["rl/parse_after"] = parse_after
+metrics_05 = {"notebook": "05_kl_rl", "seed": P.seed, "params": vars(P), "records": rec}
+records.write(out_dir / "metrics.json", "05_kl_rl", P.seed, rec, vars(P),
+              history={c: {k: r.history[k] for k in ("reward", "kl", "kl_k1", "kl_k3", "entropy",
+                                                    "zero_signal", "grad_norm")} for c, r in rls.items()},
+              timing={c: r.timing for c, r in rls.items()},
+              checkpoint={c: r.path.parent.name for c, r in rls.items()})
+print("wrote", artifacts.shown(out_dir / "metrics.json"))
 
 # %% tags=["nbval-check-output"]
 kls = {c: np.array(r.history["kl"]) for c, r in rls.items()}
@@ -238,3 +273,12 @@ print(checks([
     ("accuracy <= parse rate <= 1 in every bucket of every model",
      all(0 <= d[b]["acc"] <= d[b]["parse"] <= 1 for d in ev.values() for b in P.buckets)),
 ]))
+
+# %% [markdown]
+# ## What this run shows
+#
+# Generated from this notebook's records by the cross-seed summary's evaluator, for this
+# seed only (95% bootstrap over the held-out problems; models compared on the same problems).
+
+# %%
+Markdown(findings.story_markdown(findings.this_run("05_kl_rl", metrics_05)))

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,16 +23,20 @@
 #
 # **Method.** From the same targeted SFT checkpoint, run the RL of 05 once per beta in
 # `betas` (beta = 0 included: no reference forward at all), with the same budget and the
-# same seed. For each arm we measure greedy and sampled accuracy, pass@8, and the exact KL
-# to the start on the policy's own samples. The KL term *binds* when it keeps the policy
-# measurably closer to the start than the unregularised (beta = 0) run does.
+# same seed. Every arm uses the same RL seed, so its prompts and sampling randomness come
+# from the same streams: the arms differ only in beta (common random numbers), which makes
+# the comparison paired. For each arm we measure greedy and sampled accuracy, pass@8, the
+# exact KL to the start on the policy's own samples, and accuracy on the buckets RL never
+# practises (forgetting). The KL term *binds* when, at a beta, the policy ends measurably
+# closer to its start than at beta = 0: the 95% interval of KL(beta = 0) - KL(beta) lies
+# above 0 (`reasonlib.findings.BINDS`, the same rule 08 applies across seeds).
 
 # %% tags=["parameters"]
 seed = 0
 fmt = "reversed"
 max_digits = 3
 curricula = ["control", "targeted"]
-buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "general", "ood_long"]
+buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "general", "ood_long"]
 n_layer = 2
 n_head = 4
 n_embd = 64
@@ -45,7 +51,6 @@ replay = 0.2
 mixed_replay = 0.15
 eval_every = 50
 eval_n = 30
-n_eval = 100
 eval_seed = 1234
 n_samples = 16
 ks = [1, 2, 4, 8, 16]
@@ -73,7 +78,11 @@ P = params.collect(globals())
 import matplotlib.pyplot as plt
 import numpy as np
 
-from reasonlib import artifacts, metrics, plots, rl, sft, tasks
+import dataclasses
+
+from IPython.display import Markdown
+
+from reasonlib import artifacts, findings, metrics, plots, records, rl, sft, tasks
 from reasonlib.runtime import resolve_device
 from reasonlib.tables import checks, ci, pct, table
 
@@ -81,8 +90,9 @@ out_dir = artifacts.resolve(P.run_dir) / "06_beta_scan"
 out_dir.mkdir(parents=True, exist_ok=True)
 dev = resolve_device(P.device)
 root = artifacts.resolve(P.artifacts_dir)
-eval_set = tasks.make_eval_set(P.max_digits, max(P.n_eval, P.n_passk), P.eval_seed,
-                               buckets=P.buckets).subset(P.n_passk)
+eval_set = tasks.make_eval_set(P.max_digits, P.n_passk, P.eval_seed, buckets=P.buckets)
+n_per = {b: len(v[0]) for b, v in eval_set.problems.items()}
+unpractised = [b for b in ("d1", "d2_nocarry", "d2_carry") if b in P.buckets and b not in P.rl_buckets]
 arm = "targeted" if "targeted" in P.curricula else P.curricula[-1]
 
 # %% tags=["nbval-ignore-output"]
@@ -92,7 +102,7 @@ runs = {beta: rl.get_or_train(rl.config_from_params(P, sft_cfg, beta), start.mod
                               root, device=dev) for beta in P.betas}
 print(f"SFT start ({arm}): " + artifacts.describe_provenance(start.provenance))
 for beta, r in runs.items():
-    print(f"beta={beta:g}: {r.path}\n   " + artifacts.describe_provenance(r.provenance).replace("\n", "\n   "))
+    print(f"beta={beta:g}: {artifacts.shown(r.path)}\n   " + artifacts.describe_provenance(r.provenance).replace("\n", "\n   "))
 
 # %% tags=["nbval-check-output"]
 print(table([[f"{beta:g}", len(r.history["step"]), P.rl_prompts, P.rl_group] for beta, r in runs.items()],
@@ -103,8 +113,34 @@ ev = {beta: metrics.full_eval(r.model, eval_set, P.fmt, P.n_samples, P.temperatu
                               P.seed, P.ks) for beta, r in runs.items()}
 ev0 = metrics.full_eval(start.model, eval_set, P.fmt, P.n_samples, P.temperature, P.top_k,
                         P.seed, P.ks)
-kl = {beta: rl.measure_kl(r.model, start.model, eval_set, P.fmt, seed=P.seed)
-      for beta, r in runs.items()}
+kl_pp = {beta: np.concatenate(list(rl.kl_per_problem(r.model, start.model, eval_set, P.fmt,
+                                                     seed=P.seed).values()))
+         for beta, r in runs.items()}   # per problem, same problems for every beta: paired
+kl = {beta: float(v.mean()) for beta, v in kl_pp.items()}
+forget = {key: np.concatenate([e[b]["correct"] for b in unpractised]) if unpractised else np.zeros(0, bool)
+          for key, e in [("start", ev0), *ev.items()]}
+
+# records: what 08 reads, and what the binding rule below is evaluated on
+rec = {}
+for key, e in [("start", ev0), *ev.items()]:
+    name = key if key == "start" else f"{key:g}"
+    for b in P.buckets:
+        records.mean_with_problems(f"beta/{name}/{b}/acc", e[b]["correct"], rec)
+        rec[f"beta/{name}/{b}/sampled_acc"] = e[b]["sampled_acc"]
+        if 8 in P.ks:
+            rec[f"beta/{name}/{b}/pass@8"] = e[b]["pass"][8]["value"]
+    if unpractised:
+        records.mean_with_problems(f"beta/{name}/unpractised/acc", forget[key], rec)
+for beta in P.betas:
+    rec[f"beta/{beta:g}/kl"] = kl[beta]
+    rec[f"beta/{beta:g}/kl@problems"] = records.floats(kl_pp[beta])
+metrics_06 = {"notebook": "06_beta_scan", "seed": P.seed, "params": vars(P), "records": rec}
+
+
+def binds(beta) -> dict:
+    """The one rule for "the KL term binds at beta" (findings.BINDS), on this seed's problems."""
+    f = dataclasses.replace(findings.BINDS, terms=(("beta/0/kl", 1.0), (f"beta/{beta:g}/kl", -1.0)))
+    return findings.evaluate(f, {f"seed-{P.seed}": metrics_06})
 
 # %% [markdown]
 # ## Accuracy, pass@8 and KL per beta
@@ -115,25 +151,27 @@ kl = {beta: rl.measure_kl(r.model, start.model, eval_set, P.fmt, seed=P.seed)
 # %%
 hb = "general" if "general" in P.buckets else P.buckets[-1]
 k8 = 8 if 8 in P.ks else max(P.ks)
-ref_beta = min(P.betas)
 rows = [["SFT start", ci(ev0[hb]["acc"], ev0[hb]["acc_ci"]),
          ci(ev0[hb]["sampled_acc"], ev0[hb]["sampled_acc_ci"]),
-         pct(ev0[hb]["pass"][k8]["value"]), "0", ""]]
+         pct(ev0[hb]["pass"][k8]["value"]), pct(forget["start"].mean()) if unpractised else "", "0", ""]]
 verdicts = {}
 for beta in P.betas:
     e = ev[beta][hb]
-    if beta == ref_beta:
-        verdicts[beta] = "reference arm" if beta == 0 else "smallest beta (reference arm)"
+    if beta == 0 or 0.0 not in P.betas:
+        verdicts[beta] = "reference arm" if beta == 0 else "n/a (no beta = 0 arm)"
     else:
-        ratio = kl[beta] / max(kl[ref_beta], 1e-12)
-        verdicts[beta] = ("binds" if ratio <= 0.5 else "binds weakly" if ratio <= 0.9
-                          else "does not bind") + f" (KL {ratio:.2f} x beta={ref_beta:g})"
+        r = binds(beta)
+        verdicts[beta] = ("binds" if r["verdict"] == "reproduced" else
+                          "does not bind" if r["verdict"] == "not reproduced" else "unclear") + \
+            f" ({findings.fmt_value(r['point'], 'nats', True)} {findings.fmt_interval(r['lo'], r['hi'], 'nats', True)})"
     rows.append([f"beta={beta:g}", ci(e["acc"], e["acc_ci"]),
                  ci(e["sampled_acc"], e["sampled_acc_ci"]), pct(e["pass"][k8]["value"]),
-                 f"{kl[beta]:.4f}", verdicts[beta]])
-print(f"{arm} SFT + RL, {hb}, seed {P.seed}")
+                 pct(forget[beta].mean()) if unpractised else "", f"{kl[beta]:.4f}", verdicts[beta]])
+print(f"{arm} SFT + RL, {hb} (n={n_per.get(hb)}), seed {P.seed}")
 print(table(rows, ["arm", "greedy %", f"sampled % (T={P.temperature})", f"pass@{k8} %",
-                   "KL to start", "does the KL term bind?"]))
+                   f"unpractised % ({', '.join(unpractised)})", "KL to start",
+                   "does the KL term bind? KL(0) - KL(beta) [95%]"]))
+print("binds: " + findings._rule_text(findings.BINDS))
 
 # %% [markdown]
 # ## Reward against KL: the frontier
@@ -147,9 +185,11 @@ xs = [kl[b] for b in P.betas]
 ys = [ev[b][hb]["sampled_acc"] for b in P.betas]
 lo = [ev[b][hb]["sampled_acc_ci"][0] for b in P.betas]
 hi = [ev[b][hb]["sampled_acc_ci"][1] for b in P.betas]
-axes[0].errorbar(xs, ys, yerr=[np.subtract(ys, lo), np.subtract(hi, ys)], fmt="o-", capsize=3)
-for b, x, y in zip(P.betas, xs, ys):
-    axes[0].annotate(f"beta={b:g}", (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+axes[0].errorbar(xs, ys, yerr=[np.subtract(ys, lo), np.subtract(hi, ys)], fmt="o", capsize=3)
+for i, (b, x, y) in enumerate(zip(P.betas, xs, ys)):   # alternate sides so labels never overprint
+    axes[0].annotate(f"beta={b:g}", (x, y), fontsize=8, xytext=(6, 10 if i % 2 else -14),
+                     textcoords="offset points", arrowprops=dict(arrowstyle="-", lw=0.5, color="grey"))
+axes[0].set_xscale("symlog", linthresh=1e-3)
 axes[0].axhline(ev0[hb]["sampled_acc"], color="grey", ls="--", lw=0.8, label="SFT start")
 axes[0].set(xlabel="KL to the SFT start (nats/token)", ylabel=f"sampled accuracy on {hb}",
             title="reward vs KL")
@@ -158,17 +198,40 @@ for beta, r in runs.items():
     axes[1].plot(r.history["step"], plots.smooth(r.history["reward"], 5), label=f"beta={beta:g}")
 axes[1].set(xlabel="RL step", ylabel="mean batch reward (5-step mean)", title="learning curves")
 axes[1].legend(fontsize=8)
-fig.suptitle(f"beta scan from the {arm} SFT model, seed {P.seed}, n={P.n_passk} problems")
+fig.suptitle(f"beta scan from the {arm} SFT model, seed {P.seed}, {hb}: n={n_per.get(hb)} held-out problems")
 fig.tight_layout()
 fig.savefig(out_dir / "beta_frontier.png", dpi=120)
 plt.show()
 
+# %% [markdown]
+# ## Forgetting per beta
+#
+# Greedy accuracy on the buckets RL never practises (pooled), against the KL each arm paid:
+# if the KL term guards against forgetting, larger beta should keep this near the start.
+
+# %%
+if unpractised:
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fx = [kl[b] for b in P.betas]
+    fy = [forget[b].mean() for b in P.betas]
+    ax.plot(fx, fy, "o")
+    for i, (b, x, y) in enumerate(zip(P.betas, fx, fy)):
+        ax.annotate(f"beta={b:g}", (x, y), fontsize=8, xytext=(6, 10 if i % 2 else -14), textcoords="offset points")
+    ax.axhline(forget["start"].mean(), color="grey", ls="--", lw=0.8, label="SFT start")
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set(xlabel="KL to the SFT start (nats/token)", ylim=(-0.03, 1.03),
+           ylabel=f"greedy accuracy, {'+'.join(unpractised)}",
+           title=f"forgetting per beta, seed {P.seed}, n={len(forget['start'])} problems")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "forgetting.png", dpi=120)
+    plt.show()
+
 # %% tags=["nbval-ignore-output"]
-summary = {f"{beta:g}": {"buckets": {b: ev[beta][b] for b in P.buckets},
-                         "kl": kl[beta], "verdict": verdicts[beta]} for beta in P.betas}
-summary["start"] = {b: ev0[b] for b in P.buckets}
-artifacts.write_json(out_dir / "metrics.json", summary)
-print("wrote", out_dir / "metrics.json")
+records.write(out_dir / "metrics.json", "06_beta_scan", P.seed, rec, vars(P),
+              verdicts={f"{b:g}": v for b, v in verdicts.items()},
+              checkpoint={f"{b:g}": r.path.parent.name for b, r in runs.items()})
+print("wrote", artifacts.shown(out_dir / "metrics.json"))
 
 # %% tags=["nbval-check-output"]
 print(checks([
@@ -179,3 +242,12 @@ print(checks([
      all(np.isnan(r.history["kl"]).all() for b, r in runs.items() if b == 0)),
     ("every arm is a different artifact", len({r.path for r in runs.values()}) == len(runs)),
 ]))
+
+# %% [markdown]
+# ## What this run shows
+#
+# Generated from this notebook's records by the cross-seed summary's evaluator, for this
+# seed only (95% bootstrap over the held-out problems, paired between the arms).
+
+# %%
+Markdown(findings.story_markdown(findings.this_run("06_beta_scan", metrics_06)))

@@ -35,7 +35,7 @@ seed = 0
 fmt = "reversed"
 max_digits = 3
 curricula = ["control", "targeted"]
-buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "general", "ood_long"]
+buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "general", "ood_long"]
 n_layer = 2
 n_head = 4
 n_embd = 64
@@ -50,7 +50,6 @@ replay = 0.2
 mixed_replay = 0.15
 eval_every = 50
 eval_n = 30
-n_eval = 100
 eval_seed = 1234
 n_samples = 16
 ks = [1, 2, 4, 8, 16]
@@ -81,7 +80,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from reasonlib import artifacts, explorer, failures, rl, sft, tasks
+from IPython.display import Markdown
+
+from reasonlib import artifacts, explorer, failures, findings, rl, sft, summary, tasks
+from reasonlib import records as metric_records   # `records` below are the explorer's
 from reasonlib.runtime import resolve_device
 from reasonlib.tables import checks, table
 
@@ -89,8 +91,8 @@ out_dir = artifacts.resolve(P.run_dir) / "07_failure_analysis"
 out_dir.mkdir(parents=True, exist_ok=True)
 dev = resolve_device(P.device)
 root = artifacts.resolve(P.artifacts_dir)
-eval_set = tasks.make_eval_set(P.max_digits, max(P.n_eval, P.n_fail), P.eval_seed,
-                               buckets=P.buckets).subset(P.n_fail)
+eval_set = tasks.make_eval_set(P.max_digits, P.n_fail, P.eval_seed, buckets=P.buckets)
+n_per = {b: len(v[0]) for b, v in eval_set.problems.items()}
 
 # %% [markdown]
 # ## The taxonomy
@@ -130,8 +132,9 @@ print(table([[ck, b, sum(counts[(ck, b)].values())] + [counts[(ck, b)][c] for c 
 mat = np.array([[counts[k][c] for c in failures.CLASSES] for k in rows])
 fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.5))
 sns.heatmap(mat, annot=True, fmt="d", cmap="rocket_r", cbar=False, ax=ax,
-            xticklabels=failures.CLASSES, yticklabels=[f"{ck} · {b}" for ck, b in rows])
-ax.set_title(f"wrong greedy answers by class, seed {P.seed}, n={P.n_fail}/bucket")
+            xticklabels=failures.CLASSES, yticklabels=[f"{ck} · {b} (n={n_per[b]})" for ck, b in rows])
+ax.set_title(f"wrong greedy answers by class on held-out problems, seed {P.seed} "
+             f"(up to {P.n_fail} per bucket)")
 fig.tight_layout()
 fig.savefig(out_dir / "failure_heatmap.png", dpi=120)
 plt.show()
@@ -171,10 +174,29 @@ ex = explorer.Explorer(records, models)
 ex.widget
 
 # %% tags=["nbval-ignore-output"]
-summary = {"counts": {f"{ck}|{b}": counts[(ck, b)] for ck, b in rows},
-           "n_per_bucket": P.n_fail, "checkpoints": list(models)}
-artifacts.write_json(out_dir / "metrics.json", summary)
-print("wrote", out_dir / "metrics.json")
+slug = {"SFT control": "sft-control", "SFT+RL control": "rl-control", "SFT targeted": "sft-targeted",
+        "SFT+RL targeted": "rl-targeted"}
+rec = {}
+study_buckets = [b for b in summary.TAXONOMY_BUCKETS if b in P.buckets]
+for ck, name in slug.items():
+    if ck not in models:
+        continue
+    for (c_, b), row in counts.items():
+        if c_ != ck:
+            continue
+        for cls, k in row.items():
+            rec[f"fail/{name}/{b}/{cls}"] = k
+        rec[f"fail/{name}/{b}/wrong"] = sum(row.values())
+        rec[f"fail/{name}/{b}/n"] = n_per[b]
+    mine = [r for r in records if r["checkpoint"] == ck]
+    metric_records.mean_with_problems(f"fail/{name}/study_errors",
+                               [r["class"] in ("digit_sub", "operand_dup") for r in mine
+                                if r["bucket"] in study_buckets], rec)
+    metric_records.mean_with_problems(f"fail/{name}/format", [r["class"] == "format" for r in mine], rec)
+metrics_07 = {"notebook": "07_failure_analysis", "seed": P.seed, "params": vars(P), "records": rec}
+metric_records.write(out_dir / "metrics.json", "07_failure_analysis", P.seed, rec, vars(P),
+              checkpoints=list(models))
+print("wrote", artifacts.shown(out_dir / "metrics.json"))
 
 # %% tags=["nbval-check-output"]
 print(checks([
@@ -186,3 +208,12 @@ print(checks([
                                               if r["checkpoint"] == ck and r["bucket"] == b)
          for ck, b in rows)),
 ]))
+
+# %% [markdown]
+# ## What this run shows
+#
+# Generated from this notebook's records by the cross-seed summary's evaluator, for this
+# seed only (95% bootstrap over the held-out problems).
+
+# %%
+Markdown(findings.story_markdown(findings.this_run("07_failure_analysis", metrics_07)))

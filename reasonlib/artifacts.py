@@ -240,6 +240,14 @@ def repo_root() -> Path:
     return here
 
 
+def shown(path) -> str:
+    """A path as a notebook prints it: relative to the repository when inside it, so an
+    executed notebook carries no machine's folders."""
+    p = Path(path).resolve()
+    root = repo_root().resolve()
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+
+
 def resolve(path) -> Path:
     """Relative paths are taken from the repository root, so notebooks run from any cwd."""
     p = Path(path)

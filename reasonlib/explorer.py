@@ -24,6 +24,7 @@ def collect_records(models: dict, eval_set: tasks.EvalSet, fmt: str, n_samples: 
     max_new = tasks.max_answer_tokens(D, fmt)
     for ci, (name, model) in enumerate(models.items()):
         for bi, (bucket, (a, b)) in enumerate(eval_set.problems.items()):
+            held = eval_set.held_out(bucket)
             p, v = tasks.render_prompts(a, b)
             g = sampling.generate(model, p, v, max_new)
             s = sampling.generate(model, p, v, max_new, temperature=temperature,
@@ -36,6 +37,7 @@ def collect_records(models: dict, eval_set: tasks.EvalSet, fmt: str, n_samples: 
                 samples = st[i * n_samples:(i + 1) * n_samples]
                 recs.append({
                     "checkpoint": name, "bucket": bucket, "a": x, "b": y, "greedy": gt,
+                    "held_out": bool(held[i]),   # False: a problem training could draw (d1)
                     # the generated ids: the text drops bytes that are not valid UTF-8
                     "greedy_ids": row[:stop],
                     "class": failures.classify(x, y, tasks.parse_answer(gt, fmt)),

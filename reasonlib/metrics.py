@@ -61,7 +61,8 @@ def _answers(model, a, b, fmt, max_digits, **kw):
 
 
 def greedy_eval(model, eval_set: tasks.EvalSet, fmt: str, batch_size: int = 2048) -> dict:
-    """Per bucket: n, greedy accuracy and parse rate with Wilson intervals, plus the answers."""
+    """Per bucket: n, greedy accuracy and parse rate with Wilson intervals, plus the answers
+    and the per-problem ``correct`` flags (what paired comparisons over problems need)."""
     out = {}
     for bucket, (a, b) in eval_set.problems.items():
         texts, _ = _answers(model, a, b, fmt, eval_set.max_digits, batch_size=batch_size)
@@ -71,7 +72,7 @@ def greedy_eval(model, eval_set: tasks.EvalSet, fmt: str, batch_size: int = 2048
             "n": n,
             "acc": float(correct.mean()), "acc_ci": wilson(correct.sum(), n),
             "parse": float(parsed.mean()), "parse_ci": wilson(parsed.sum(), n),
-            "answers": texts,
+            "answers": texts, "correct": correct,
         }
     return out
 
@@ -110,5 +111,6 @@ def full_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, temperat
     return {b: {"n": g[b]["n"], "acc": g[b]["acc"], "acc_ci": g[b]["acc_ci"],
                 "parse": g[b]["parse"], "parse_ci": g[b]["parse_ci"],
                 "sampled_acc": s[b]["sampled_acc"], "sampled_acc_ci": s[b]["sampled_acc_ci"],
-                "sampled_parse": s[b]["parse"], "pass": s[b]["pass"]}
+                "sampled_parse": s[b]["parse"], "pass": s[b]["pass"],
+                "correct": g[b]["correct"], "c": s[b]["c"]}
             for b in g}

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from .curriculum import CURRICULA
-from .tasks import BUCKETS, FORMATS, capped_sizes
+from .tasks import BUCKETS, FORMATS, MAX_RESERVED, bucket_size, capped_sizes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -53,7 +53,8 @@ def _upto(hi, lo=1):
     return lambda v: lo <= v <= hi
 
 
-MAX_EVAL = 100_000      # problems per bucket for evaluation, pass@k and the failure analysis
+MAX_EVAL = MAX_RESERVED  # problems per bucket for evaluation, pass@k and the failure analysis:
+                         # every eval set fits in the problems training never draws
 MAX_SAMPLES = 1_024     # samples per problem (and per RL prompt)
 
 
@@ -90,7 +91,8 @@ SCHEMA: dict[str, Spec] = {
     "replay": Spec(0.2, "float", "a number in [0, 1)", _unit),
     "mixed_replay": Spec(0.15, "float", "a number in [0, 1)", _unit),
     "eval_every": Spec(50, "int", "an integer > 0 (steps between probes)", _pos),
-    "eval_n": Spec(30, "int", "an integer > 0 (probe problems per bucket), at most n_eval", _pos),
+    "eval_n": Spec(30, "int", f"an integer in 1..{MAX_EVAL:,} (probe problems per bucket during "
+                              f"training)", _upto(MAX_EVAL)),
     "n_eval": Spec(100, "int", f"an integer in 1..{MAX_EVAL:,} (eval problems per bucket)",
                    _upto(MAX_EVAL)),
     "eval_seed": Spec(1234, "int", "an integer >= 0", _nonneg),
@@ -178,8 +180,10 @@ def validate(values: dict) -> types.SimpleNamespace:
         _fail("n_head", p["n_head"], f"a divisor of n_embd={p['n_embd']}")
     if max(p["ks"]) > p["n_samples"]:
         _fail("ks", p["ks"], f"values <= n_samples={p['n_samples']}")
-    if p["eval_n"] > p["n_eval"]:
-        _fail("eval_n", p["eval_n"], f"<= n_eval={p['n_eval']}")
+    empty = [b for b in p["buckets"] if bucket_size(b, p["max_digits"]) == 0]
+    if empty:
+        _fail("buckets", p["buckets"], f"buckets that hold problems at max_digits={p['max_digits']} "
+                                       f"({', '.join(empty)} has none there: remove it)")
     if p["replay"] + p["mixed_replay"] >= 1:
         _fail("mixed_replay", p["mixed_replay"], f"< 1 - replay = {1 - p['replay']}")
     return types.SimpleNamespace(**p)
@@ -194,7 +198,7 @@ def size_notes(P: types.SimpleNamespace) -> list[str]:
     """One line per per-bucket count that some requested bucket cannot supply in full."""
     out = []
     for key in SIZE_KEYS:
-        caps = capped_sizes(getattr(P, key), P.max_digits, P.buckets)
+        caps = capped_sizes(getattr(P, key), P.max_digits, P.buckets, P.eval_seed)
         if caps:
             out.append(f"note: {key} = {getattr(P, key):,} per bucket; capped where a bucket "
                        f"holds fewer eval problems: " + ", ".join(f"{b} {c:,}" for b, c in caps.items()))

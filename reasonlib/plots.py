@@ -9,7 +9,13 @@ from .curriculum import Stage
 
 sns.set_theme(style="whitegrid", context="notebook")
 PALETTE = dict(zip(["control", "targeted", "d1", "d2_nocarry", "d2_carry", "mixed", "low_sum",
-                    "general", "ood_long"], sns.color_palette("tab10", 9)))
+                    "general", "ood_long", "mixed3"], sns.color_palette("tab10", 10)))
+PALETTE.update(zip(["plain", "reversed", "scratchpad"], sns.color_palette("Set2", 3)))
+
+
+def with_n(buckets, n: dict) -> list[str]:
+    """Tick labels naming each bucket's number of problems: every figure states its n."""
+    return [f"{b}\nn={n[b]:,}" if b in n else b for b in buckets]
 
 
 def stage_schedule(scheds: dict[str, list[Stage]]):
@@ -76,7 +82,8 @@ def probe_curves(hists: dict[str, dict], buckets, n_probe: int):
         tok = np.array([e["tokens"] for e in h["eval"]]) / 1e6
         for b in buckets:
             ax.plot(tok, [e[b] for e in h["eval"]], marker=".", label=b, color=PALETTE.get(b))
-        ax.set_title(f"{name}: greedy accuracy during SFT (n={n_probe}/bucket)")
+        ax.set_title(f"{name}: greedy accuracy during SFT (probe: up to {n_probe} problems "
+                     f"per bucket)", fontsize=10)
         ax.set_xlabel("training tokens (millions)")
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].set_ylabel("greedy exact match")
@@ -85,8 +92,10 @@ def probe_curves(hists: dict[str, dict], buckets, n_probe: int):
     return fig
 
 
-def bucket_bars(table: dict[str, dict[str, tuple[float, float, float]]], ylabel: str, title: str):
-    """table[arm][bucket] = (value, lo, hi): grouped bars with interval whiskers."""
+def bucket_bars(table: dict[str, dict[str, tuple[float, float, float]]], ylabel: str, title: str,
+                n: dict | None = None):
+    """table[arm][bucket] = (value, lo, hi): grouped bars with interval whiskers; ``n`` (bucket
+    -> problems) goes under each bucket's name."""
     arms = list(table)
     buckets = list(next(iter(table.values())))
     x = np.arange(len(buckets))
@@ -98,7 +107,7 @@ def bucket_bars(table: dict[str, dict[str, tuple[float, float, float]]], ylabel:
         hi = np.array([table[arm][b][2] for b in buckets])
         ax.bar(x + (i - (len(arms) - 1) / 2) * w, v, w, color=PALETTE.get(arm), label=arm,
                yerr=np.vstack([v - lo, hi - v]), capsize=3)
-    ax.set_xticks(x, buckets, rotation=20)
+    ax.set_xticks(x, with_n(buckets, n or {}), fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -107,8 +116,10 @@ def bucket_bars(table: dict[str, dict[str, tuple[float, float, float]]], ylabel:
     return fig
 
 
-def passk_curves(curves: dict[str, dict[str, list[tuple[int, float, float, float]]]], title: str):
-    """curves[arm][bucket] = [(k, value, lo, hi), ...]; one panel per bucket."""
+def passk_curves(curves: dict[str, dict[str, list[tuple[int, float, float, float]]]], title: str,
+                 n: dict | None = None):
+    """curves[arm][bucket] = [(k, value, lo, hi), ...]; one panel per bucket (titled with its
+    ``n`` problems when given)."""
     buckets = list(next(iter(curves.values())))
     cols = min(4, len(buckets))
     rows = int(np.ceil(len(buckets) / cols))
@@ -120,7 +131,7 @@ def passk_curves(curves: dict[str, dict[str, list[tuple[int, float, float, float
             ax.plot(k, v, marker="o", color=PALETTE.get(arm), label=arm)
             ax.fill_between(k, lo, hi, color=PALETTE.get(arm), alpha=0.2)
         ax.set_xscale("log", base=2)
-        ax.set_title(b)
+        ax.set_title(b if not n or b not in n else f"{b} (n={n[b]:,})")
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("k")
     for ax in axes.flat[len(buckets):]:

@@ -2,13 +2,17 @@
 
 ``build(profile_root)`` renders every executed notebook of ``runs/<profile>/``
 (``seed-*/NN_name.ipynb`` and the cross-seed ``NN_name.ipynb`` beside the seed folders,
-e.g. ``08_summary.ipynb``) with nbconvert, and writes ``index.html`` with the verdicts and
-the headline table across seeds (from notebook 08's ``summary/metrics.json``, or computed
-with :mod:`reasonlib.summary` when it is absent) and a link to every page.
+e.g. ``08_summary.ipynb``) with nbconvert, and writes ``index.html``, which tells the story
+first: the question, the setup (model, budgets, seeds, what was held out), then per finding
+the study's claim, our number, the verdict with its rule and generated sentences on what it
+means, with notebook 08's figure (referenced, stored once beside the summary); then the
+tables and a link to every page. The numbers come from notebook 08's
+``summary/metrics.json``, or are computed with :mod:`reasonlib.summary` when it is absent.
 
 Offline by construction:
 
-* figures are the notebooks' own PNG outputs, embedded as base64 ``data:`` URIs;
+* a notebook page's figures are its own PNG outputs, embedded as ``data:`` URIs; the
+  index references notebook 08's PNG files by relative path;
 * nbconvert's ``lab`` template loads require.js, MathJax, mermaid and the widget manager
   from CDNs: a small template extending it empties those blocks (formulas then show as
   their TeX source);
@@ -20,11 +24,11 @@ Offline by construction:
 """
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import html
 import json
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -193,25 +197,32 @@ def render_notebook(path: Path, title: str, index_href: str, exporter=None) -> s
 
 # ---- index ------------------------------------------------------------------------------------------
 _INDEX_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1200px;
-     padding:0 1em;color:#1d1d1f;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
+     padding:0 1em;color:#1d1d1f;line-height:1.5}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
+h3{font-size:1.05em;margin:1.2em 0 .3em 0}
+p.lede{font-size:1.08em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #d0d0d0;padding:3px 8px;vertical-align:top}
 th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.verdict{font-weight:600;white-space:nowrap;padding:2px 6px;border-radius:4px}
+.verdict{font-weight:600;white-space:nowrap;padding:2px 6px;border-radius:4px;font-size:.85em}
 .v-reproduced{background:#d8f0d8;color:#1b5e20} .v-not-reproduced{background:#f9d6d5;color:#8e1c14}
-.v-inconclusive{background:#eee;color:#444}
-.muted{color:#666;font-size:.9em} .figs{display:flex;flex-wrap:wrap;gap:8px}
-.figs img{max-width:100%;width:580px;border:1px solid #eee}
+.v-inconclusive,.v-not-measured{background:#eee;color:#444}
+.finding{border-left:3px solid #ddd;padding:.1em 0 .3em 1em;margin:1em 0}
+.rule{color:#555;font-size:.85em;font-style:italic}
+.muted{color:#666;font-size:.9em}
+.finding img{max-width:100%;width:640px;border:1px solid #eee;margin-top:.4em}
 code{background:#f5f5f5;padding:0 3px}
 """
+
+QUESTION = ("When does reinforcement learning after curriculum SFT really help a small Transformer "
+            "add, and when does the curriculum, the answer format or the data do the work?")
 
 
 def _load_summary(profile_root: Path) -> tuple[dict, str, bool]:
     """The cross-seed summary, where it came from, and whether it is notebook 08's own
-    (then its figures match it). A summary written before the seed folders changed is
-    recomputed instead."""
+    (then its figures match it). A summary written before the seed folders changed, or by
+    an older reasonlib, is recomputed instead."""
     f = profile_root / "summary" / "metrics.json"
     seeds = [p.name for p in summary_mod.find_seeds(profile_root)]
     note = ""
@@ -220,41 +231,62 @@ def _load_summary(profile_root: Path) -> tuple[dict, str, bool]:
             s = json.loads(f.read_text())
         except ValueError:
             s, note = None, f" ({f.relative_to(profile_root)} is not valid JSON)"
-        if isinstance(s, dict) and "metrics" in s and "findings" in s:
+        if isinstance(s, dict) and "measures" in s and "findings" in s:
             if s.get("seeds") == seeds:
                 return s, f"{f.relative_to(profile_root)} (written by notebook 08)", True
             note = (f" ({f.relative_to(profile_root)} covers seeds {', '.join(s.get('seeds') or [])}: "
                     f"out of date, rerun notebook 08 for its figures)")
     return (summary_mod.summarize(profile_root),
-            "computed now from the seeds' metrics.json files" + note, False)
+            "computed now from the seeds' records" + note, False)
 
 
-def _findings_html(s: dict) -> str:
-    rows = []
-    for f in s["findings"]:
-        v = f["verdict"]
-        ours = html.escape(f.get("ours") or "")
-        rows.append(f"<tr><td>{html.escape(str(f.get('number', '')))}</td>"
-                    f'<td><span class="verdict v-{v.replace(" ", "-")}">{html.escape(v)}</span></td>'
-                    f"<td>{html.escape(f['claim'])}</td><td>{html.escape(str(f['published']))}</td>"
-                    f"<td>{ours}{'<br>' if ours else ''}<span class=muted>{html.escape(f['why'])}</span></td>"
-                    f"<td>{html.escape(summary_mod.goal_text(f))}</td></tr>")
-    return ("<table><tr><th>#</th><th>verdict</th><th>finding</th><th>published</th>"
-            "<th>ours: means [95% t-interval]; below, the per-seed quantity the verdict uses</th>"
-            "<th>goal</th></tr>" + "".join(rows) + "</table>")
+def _esc(x) -> str:
+    return html.escape(str(x))
 
 
-def _taxonomy_html(s: dict) -> str:
-    if not any(k.startswith("fail/") for k in s.get("metrics", {})):
-        return ""
-    return ("<h2>Failure taxonomy before and after RL</h2><p class=muted>Wrong greedy answers "
-            "(07), mean over seeds; the class columns count the mixed-digit buckets "
-            "(mixed + low_sum), where the study saw 12+3 &rarr; 18 and 12+3 &rarr; 123.</p>"
-            + _table_html(summary_mod.TAXONOMY_HEADERS, summary_mod.taxonomy_rows(s)))
+def _setup_html(s: dict) -> str:
+    st = s.get("setup") or {}
+    if not st:
+        return "<p class=muted>No setup recorded (notebook 03 has not run).</p>"
+    m = st["model"]
+    rl = st.get("rl") or {}
+    items = [
+        f"<li><b>Model.</b> A causal Transformer built from scratch: {m['n_layer']} layers, "
+        f"{m['n_head']} heads, width {m['n_embd']}, byte-level tokens; answers in the "
+        f"<code>{_esc(st['fmt'])}</code> format, operands up to {st['max_digits']} digits.</li>",
+        f"<li><b>SFT.</b> {st['total_tokens']:,} training tokens per arm, for each curriculum "
+        f"({_esc(', '.join(st.get('curricula') or []))}) and, for the format comparison, the "
+        f"targeted curriculum in {_esc(', '.join(st.get('formats') or []))}.</li>",
+    ]
+    if rl.get("rl_steps"):
+        items.append(f"<li><b>RL.</b> {rl['rl_steps']} updates of {rl['rl_prompts']} prompts x "
+                     f"{rl['rl_group']} samples from each SFT model (beta = {rl['beta']:g}, prompts from "
+                     f"{_esc(', '.join(rl.get('rl_buckets') or []))}); the beta scan repeats it for beta in "
+                     f"{{{_esc(', '.join(f'{b:g}' for b in st.get('betas') or []))}}}.</li>")
+    items.append(f"<li><b>Seeds.</b> {s['n_seeds']} ({_esc(', '.join(s['seeds']))}); intervals: "
+                 f"{_esc(summary_mod.interval_word(s['n_seeds']))}.</li>")
+    rows = [[v["bucket"], f"{v['problems']:,}" if v.get("problems") else "",
+             f"{v['held_out']:,}" if v.get("held_out") is not None else "",
+             f"{v['eval']:,}" if v.get("eval") else ""] for v in st["buckets"]]
+    split = _table_html(["bucket", "problems", "never trained (held out or reserved)", "eval problems"], rows)
+    items.append("<li><b>Held out.</b> 30% of every bucket with at most 10,000 problems but d1, and "
+                 "the eval problems of the larger ones, are never drawn by any training path (SFT "
+                 "stages, replay, format arms, RL prompts); every metric is measured on them. d1 "
+                 "(100 problems) is trained and evaluated in full." + split + "</li>")
+    return "<ul>" + "".join(items) + "</ul>"
 
 
-def _headline_html(s: dict) -> str:
-    return _table_html(summary_mod.HEADLINE_HEADERS, summary_mod.headline_rows(s))
+def _finding_html(r: dict, figs: dict) -> str:
+    v = r["verdict"] if r["measured"] else "not measured"
+    fig = figs.get(r["id"])
+    img = f'<br><img alt="finding {_esc(r["id"])}" src="{_esc(fig)}">' if fig else ""
+    return (f'<section class="finding" id="finding-{_esc(r["id"])}"><h3>{_esc(r["id"])}. '
+            f'{_esc(r["title"])} <span class="verdict v-{v.replace(" ", "-")}">{_esc(v)}</span></h3>'
+            f"<p><b>Claim.</b> {_esc(r['claim'])}. <b>The study:</b> {_esc(r['study'])}. "
+            f"<b>Ours:</b> {_esc(r['what'])}: {_esc(summary_mod.ours_text(r))}.</p>"
+            f"<p>{_esc(' '.join(r.get('sentences') or []))}</p>"
+            + (f'<p class="rule">Verdict rule: {_esc(r["rule"])}.</p>' if r["measured"] else "")
+            + img + "</section>")
 
 
 def _table_html(headers: list[str], rows: list[list[str]]) -> str:
@@ -266,19 +298,19 @@ def _table_html(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _figures_html(profile_root: Path, s: dict) -> str:
-    """Notebook 08's figures, in the order of the findings, embedded as data: URIs."""
-    figs = sorted((profile_root / "summary").glob("finding_*.png"))
-    rank = {f"finding_{f['id']}": i for i, f in enumerate(s.get("findings", []))}
-    imgs = []
-    for p in sorted(figs, key=lambda p: (rank.get(p.stem, len(rank)), p.name)):
-        b64 = base64.b64encode(p.read_bytes()).decode()
-        imgs.append(f'<img alt="{html.escape(p.stem)}" src="data:image/png;base64,{b64}">')
-    return '<div class="figs">' + "".join(imgs) + "</div>" if imgs else ""
+def _figures(profile_root: Path, out: Path, s: dict) -> dict[str, str]:
+    """{finding id: path of notebook 08's figure relative to the report folder}: the PNG is
+    stored once, beside the summary, and referenced."""
+    figs = {}
+    for r in s.get("findings", []):
+        p = profile_root / "summary" / f"finding_{r['id']}.png"
+        if p.is_file():
+            figs[r["id"]] = Path(os.path.relpath(p, out)).as_posix()
+    return figs
 
 
-def _index_html(profile_root: Path, s: dict, source: str, pages: list[tuple[Path, Path | None, str]],
-                figures: bool = True) -> str:
+def _index_html(profile_root: Path, out: Path, s: dict, source: str,
+                pages: list[tuple[Path, Path | None, str]], figures: bool = True) -> str:
     name = profile_root.name
     top = [(nb, page, err) for nb, page, err in pages if len(nb.parts) == 1]
     by_seed: dict[str, list] = {}
@@ -301,36 +333,44 @@ def _index_html(profile_root: Path, s: dict, source: str, pages: list[tuple[Path
             + "</td></tr>" for seed, items in by_seed.items()) + "</table>")
     if not pages:
         nav.append('<p class="muted">no executed notebooks found (only metrics.json files)</p>')
-    missing = []
-    for seed, nbs in s.get("missing", {}).items():
-        missing.append(f"<li>{html.escape(seed)}: no metrics from {html.escape(', '.join(nbs))}</li>")
-    for seed, keys in s.get("missing_values", {}).items():
-        missing.append(f"<li>{html.escape(seed)}: metrics without {html.escape(', '.join(keys))}</li>")
-    seeds = s.get("seeds", [])
-    figs = _figures_html(profile_root, s) if figures else ""
+    missing = [f"<li>{html.escape(seed)}: no metrics from {html.escape(', '.join(nbs))}</li>"
+               for seed, nbs in s.get("missing", {}).items()]
+    figs = _figures(profile_root, out, s) if figures else {}
+    verdicts = [r["verdict"] if r["measured"] else "not measured" for r in s["findings"]]
+    tally = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
+    one = s["n_seeds"] == 1
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>reasonlib report: {html.escape(name)}</title><style>{_INDEX_CSS}</style></head>
 <body>
-<h1>reasonlib report: <code>{html.escape(name)}</code> profile</h1>
-<p class="muted">{len(seeds)} seed{'s' * (len(seeds) != 1)} ({html.escape(', '.join(seeds))}).
-Numbers across seeds: {html.escape(source)}. Intervals are 95% Student-t over seeds
-(<i>n/a</i> with fewer than 2 seeds); published numbers are the study's
-(<code>{html.escape(s.get('published_source', summary_mod.PUBLISHED_SOURCE))}</code>).
-This site loads nothing from the network; formulas show as TeX source.</p>
+<h1>{html.escape(QUESTION)}</h1>
+<p class="lede">A small Transformer learns addition by supervised fine-tuning on a curriculum,
+then by RL against an answer checker. This report re-creates a published study (<i>Cultivating
+Reasoning Capabilities in Small Models</i>; its text is <code>{html.escape(s.get('published_source', summary_mod.PUBLISHED_SOURCE))}</code>
+in the project, not part of this site) on the <code>{html.escape(name)}</code> profile, checks each of
+its claims on problems no training path ever saw, and adds findings of its own.
+{len(s['findings'])} findings: {html.escape(tally)}.{' With a single seed every verdict is for <b>this seed only</b>: it says how sure we are about these models, not how the result moves with another seed.' if one else ''}</p>
+<h2>Setup</h2>
+{_setup_html(s)}
 <h2>Findings</h2>
-<p class="muted">reproduced: the 95% t-interval of the per-seed quantity lies on the finding's side;
-not reproduced: on the other side (or, with &ge; 3 seeds, the mean points the other way);
-inconclusive: otherwise, and always with fewer than 2 seeds.</p>
-{_findings_html(s)}
-{_taxonomy_html(s)}
-<h2>Headline numbers</h2>
-{_headline_html(s)}
-{"<h2>Figures</h2>" + figs if figs else ""}
+{"".join(_finding_html(r, figs) for r in s["findings"])}
+<h2>Findings at a glance</h2>
+{_table_html(summary_mod.FINDING_HEADERS, summary_mod.finding_rows(s))}
+<h2>Headline measures</h2>
+<p class="muted">Greedy exact match on held-out problems unless the row says otherwise; intervals:
+{html.escape(summary_mod.interval_word(s['n_seeds']))}; every seed's value is listed.
+Numbers: {html.escape(source)}.</p>
+{_table_html(summary_mod.MEASURE_HEADERS, summary_mod.measure_rows(s))}
+<h2>Failure taxonomy before and after RL</h2>
+<p class="muted">Wrong greedy answers (07) on the held-out mixed, low_sum, mixed3 and general
+problems, mean over seeds; the study saw 12+3 &rarr; 18 (digit substitution) and 12+3 &rarr; 123
+(operand duplication).</p>
+{_table_html(summary_mod.TAXONOMY_HEADERS, summary_mod.taxonomy_rows(s))}
 <h2>Notebooks</h2>
 {"".join(nav)}
 {"<h2>Missing inputs</h2><ul>" + "".join(missing) + "</ul>" if missing else ""}
+<p class="muted">This site loads nothing from the network; formulas show as TeX source.</p>
 </body></html>
 """
 
@@ -391,7 +431,7 @@ def build(profile_root: Path, out: Path | None = None) -> Path:
         if f"{STATIC}/{old.name}" not in used:
             old.unlink()
     s, source, own = _load_summary(profile_root)
-    index = _index_html(profile_root, s, source, pages, figures=own)
+    index = _index_html(profile_root, out, s, source, pages, figures=own)
     _check_offline(index, out / "index.html")
     return write_bytes(out / "index.html", index.encode())
 

@@ -21,17 +21,21 @@ def _cell(text) -> str:
 
 
 def markdown(s: dict, source: str) -> str:
-    """The findings table and the failure-taxonomy table of summary ``s`` as Markdown."""
+    """The findings of summary ``s`` as Markdown: a table, then what each one says (the
+    generated sentences and the verdict rule), then the failure taxonomy."""
     seeds = ", ".join(x.removeprefix("seed-") for x in s["seeds"])
-    lines = [f"Seeds {seeds} (n = {s['n_seeds']}); means with 95% Student-t intervals over "
-             f"seeds. Source: `{source}`.", "",
+    lines = [f"Seeds {seeds} (n = {s['n_seeds']}); intervals: {S.interval_word(s['n_seeds'])}. "
+             f"Every bucket is measured on held-out problems. Source: `{source}`.", "",
              "| # | finding | study | ours | verdict | goal |", "|---|---|---|---|---|---|"]
-    for r in S.findings_rows(s):
-        num, title, study, ours, n, verdict, goal = r
-        lines.append(f"| {num} | {_cell(title)} | {_cell(study)} | {_cell(ours)} (n={n}) | "
+    for num, title, study, ours, verdict, goal in S.finding_rows(s):
+        lines.append(f"| {num} | {_cell(title)} | {_cell(study)} | {_cell(ours)} | "
                      f"**{verdict}** | {_cell(goal)} |")
-    lines += ["", "Failure taxonomy (07), wrong greedy answers, mean over seeds; class columns "
-              "count `mixed` + `low_sum`:", "",
+    lines += ["", "What the seeds say (generated from the same records):", ""]
+    for r in s["findings"]:
+        v = r["verdict"] if r["measured"] else "not measured"
+        lines.append(f"* **{r['id']}, {v}.** " + " ".join(r.get("sentences") or []))
+    lines += ["", "Failure taxonomy (07), wrong greedy answers on the held-out mixed, low_sum, "
+              "mixed3 and general problems, mean over seeds:", "",
               "| " + " | ".join(S.TAXONOMY_HEADERS) + " |",
               "|" + "---|" * len(S.TAXONOMY_HEADERS)]
     for r in S.taxonomy_rows(s):
@@ -45,8 +49,9 @@ def load(summary_json) -> dict:
         s = json.loads(p.read_text())
     except (OSError, ValueError) as e:
         raise ResultsError(f"cannot read the summary {p}: {e}") from None
-    if not isinstance(s, dict) or "findings" not in s or "metrics" not in s:
-        raise ResultsError(f"{p} is not a summary written by notebook 08 (no findings/metrics)")
+    if not isinstance(s, dict) or "findings" not in s or "measures" not in s:
+        raise ResultsError(f"{p} is not a summary written by notebook 08 of this reasonlib "
+                           f"(no findings/measures)")
     return s
 
 

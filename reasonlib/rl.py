@@ -122,6 +122,16 @@ def policy_loss(policy: GPT, ref: GPT | None, seq, seq_valid, gen_mask, adv_rows
     return loss, stats
 
 
+def draw_prompts(buckets, n: int, rng: np.random.Generator, max_digits: int,
+                 exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """n RL prompts, the buckets in equal expected shares, never a problem in ``exclude``
+    (held-out and reserved eval problems: :func:`reasonlib.tasks.train_exclusions`)."""
+    counts = rng.multinomial(n, np.full(len(buckets), 1 / len(buckets)))
+    parts = [tasks.sample_bucket(b, int(k), rng, max_digits, exclude)
+             for b, k in zip(buckets, counts) if k]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 # ---- the loop ------------------------------------------------------------------------
 _D = params.DEFAULTS
 # RLConfig field -> the notebook parameter it comes from (and takes its default from)
@@ -181,9 +191,8 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
     rng = np.random.default_rng([cfg.seed, 11])
     fmt, D = sft_cfg.fmt, sft_cfg.max_digits
-    eval_set = tasks.make_eval_set(D, sft_cfg.n_eval, sft_cfg.eval_seed)
-    exclude = eval_set.train_exclusions()
-    probe = eval_set.subset(cfg.eval_n)
+    exclude = tasks.train_exclusions(D, sft_cfg.eval_seed)   # what no training path draws
+    probe = tasks.make_eval_set(D, cfg.eval_n, sft_cfg.eval_seed)
     max_new = tasks.max_answer_tokens(D, fmt)
     keys = ("reward", "sampled_acc", "parse", "ended", "kl", "kl_k1", "kl_k3", "entropy",
             "zero_signal", "grad_norm", "pg")
@@ -219,11 +228,7 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
     t_roll = t_all = 0.0
     while step < cfg.steps:
         t0 = time.perf_counter()
-        counts = rng.multinomial(cfg.prompts_per_step, np.full(len(cfg.buckets), 1 / len(cfg.buckets)))
-        parts = [tasks.sample_bucket(b, int(n), rng, D, exclude)
-                 for b, n in zip(cfg.buckets, counts) if n]
-        a = np.concatenate([p[0] for p in parts])
-        bb = np.concatenate([p[1] for p in parts])
+        a, bb = draw_prompts(cfg.buckets, cfg.prompts_per_step, rng, D, exclude)
         prompts, valid = tasks.render_prompts(a, bb)
         # per-rollout randomness derived from integers: (seed, step) -> sampler seed
         g = sampling.generate(policy, prompts, valid, max_new, temperature=1.0,
@@ -315,19 +320,32 @@ def init_key(sft_cfg) -> str:
 
 
 @torch.no_grad()
-def measure_kl(policy: GPT, ref: GPT, eval_set: tasks.EvalSet, fmt: str, n_samples: int = 4,
-               seed: int = 0) -> float:
-    """Exact KL(policy || ref) per generated token, on the policy's own samples (T = 1) for
-    every problem of ``eval_set``: the same quantity RL logs, measured after training."""
-    total, count = 0.0, 0
+def kl_per_problem(policy: GPT, ref: GPT, eval_set: tasks.EvalSet, fmt: str, n_samples: int = 4,
+                   seed: int = 0) -> dict[str, np.ndarray]:
+    """Exact KL(policy || ref) per generated token on the policy's own samples (T = 1), as
+    one value per eval problem: the mean over the tokens of its ``n_samples`` answers. The
+    same quantity RL logs, measured after training; per problem, so two policies can be
+    compared on the same problems (paired). ``{bucket: (n_problems,) array}``."""
+    out = {}
     max_new = tasks.max_answer_tokens(eval_set.max_digits, fmt)
-    for i, (a, b) in enumerate(eval_set.problems.values()):
+    for i, (bucket, (a, b)) in enumerate(eval_set.problems.items()):
         p, v = tasks.render_prompts(a, b)
         g = sampling.generate(policy, p, v, max_new, temperature=1.0, n_samples=n_samples,
                               seed=seed * 1000 + i)
         seq, sv, gm = rollout_batch(p, v, g.tokens)
-        _, st = policy_loss(policy, ref, seq, sv, gm, torch.zeros(len(seq)), beta=1.0)
-        n = int(gm[:, 1:].sum())
-        total += st["kl"] * n
-        count += n
-    return total / max(count, 1)
+        x, m = seq[:, :-1], gm[:, 1:]
+        logp = F.log_softmax(policy(x, select=m).float(), dim=-1)
+        logq = F.log_softmax(ref(x, select=m).float(), dim=-1)
+        tok_kl = exact_kl(logp, logq).numpy()               # (N tokens,)
+        problem = np.nonzero(m.numpy())[0] // n_samples     # the problem each token answers
+        tot = np.bincount(problem, weights=tok_kl, minlength=len(a))
+        cnt = np.bincount(problem, minlength=len(a))
+        out[bucket] = tot / np.maximum(cnt, 1)
+    return out
+
+
+def measure_kl(policy: GPT, ref: GPT, eval_set: tasks.EvalSet, fmt: str, n_samples: int = 4,
+               seed: int = 0) -> float:
+    """The mean over every eval problem of :func:`kl_per_problem`."""
+    return float(np.concatenate(list(kl_per_problem(policy, ref, eval_set, fmt, n_samples,
+                                                    seed).values())).mean())

@@ -214,10 +214,19 @@ def plan(args) -> Sweep:
                    cwd=str(nb_dir), params=jp, marker=str(run_dir / ".done" / f"{src.stem}.json"),
                    hash=_digest(parts), parts=parts)
 
+    def shown(path: Path) -> str:
+        """The path a notebook's parameter cell gets: relative to the repository when the run
+        is local and inside it (published notebooks then carry no machine's folders), absolute
+        for a cluster, whose workers need one path they all see."""
+        repo = NOTEBOOKS_DIR.parent.resolve()
+        if scheduler is None and path.is_relative_to(repo):
+            return path.relative_to(repo).as_posix()
+        return str(path)
+
     chains = {}
     for s in seeds:
         run_dir = root / f"seed-{s}"
-        p = dict(prof, seed=s, run_dir=str(run_dir), artifacts_dir=str(arts))
+        p = dict(prof, seed=s, run_dir=shown(run_dir), artifacts_dir=shown(arts))
         params.validate(p)
         chain, reusable = [], not force
         for n in wanted:
@@ -228,9 +237,9 @@ def plan(args) -> Sweep:
             j.reused = reusable
             chain.append(j)
         chains[s] = chain
-    summary = job(None, SUMMARY, root, {"run_root": str(root)}) if SUMMARY in wanted else None
+    summary = job(None, SUMMARY, root, {"run_root": shown(root)}) if SUMMARY in wanted else None
     if summary is not None:
-        summary.params = {"run_root": str(root)}  # always: the notebook's only input
+        summary.params = {"run_root": shown(root)}  # always: the notebook's only input
     return Sweep(profile=name, root=root, seeds=seeds, chains=chains, summary=summary,
                  workers=workers, scheduler=scheduler, force=force, artifacts=arts,
                  nb_dir=nb_dir, code_hash=code, threads=threads)

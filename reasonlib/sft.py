@@ -52,8 +52,7 @@ class SFTConfig:
     # probing
     eval_every: int = _D["eval_every"]
     eval_n: int = _D["eval_n"]
-    eval_seed: int = _D["eval_seed"]
-    n_eval: int = _D["n_eval"]  # size of the fixed eval set whose large buckets training excludes
+    eval_seed: int = _D["eval_seed"]  # fixes the eval problems, so what training never draws
 
     def __post_init__(self):
         check_curriculum(self.curriculum)
@@ -150,11 +149,11 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
     model = GPT(cfg.model_config()).to(device)
     opt = make_optimizer(model, cfg)
     data_rng = np.random.default_rng([cfg.seed, 7])
-    eval_set = tasks.make_eval_set(cfg.max_digits, cfg.n_eval, cfg.eval_seed)
-    probe = eval_set.subset(cfg.eval_n)
+    probe = tasks.make_eval_set(cfg.max_digits, cfg.eval_n, cfg.eval_seed)
+    # held-out and reserved eval problems: never drawn, whatever eval sizes a notebook uses
     maker = BatchMaker(cfg.curriculum, cfg.fmt, cfg.max_digits, cfg.batch_size, data_rng,
-                       exclude=eval_set.train_exclusions(), replay=cfg.replay,
-                       mixed_replay=cfg.mixed_replay)
+                       exclude=tasks.train_exclusions(cfg.max_digits, cfg.eval_seed),
+                       replay=cfg.replay, mixed_replay=cfg.mixed_replay)
     step, seen = 0, 0
     hist = {"step": [], "tokens": [], "loss": [], "lr": [], "grad_norm": [], "stage": [],
             "eval": []}

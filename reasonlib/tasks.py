@@ -8,9 +8,17 @@ d2_nocarry    both operands 10-99, no column produces a carry
 d2_carry      both operands 10-99, at least one column carries
 mixed         one operand 0-9, the other 10-99, either order
 low_sum       ``mixed`` problems whose sum is below 30
+mixed3        operands of different lengths, the longer with D digits (``12+477``, ``5+803``)
 general       both operands uniform in [0, 10^D)
 ood_long      both operands with exactly D+1 digits (never trained on)
 ============  =========================================================================
+
+Train and test (DESIGN.md §3): a bucket with at most 10,000 problems is *small* and
+enumerated; a fixed, seeded 30% of every small bucket but ``d1`` is **held out**: no
+training path draws it, and every metric on the bucket is computed on it. A *large* bucket
+is sampled; its eval problems (up to 20,000, all an eval set may use) are reserved and never
+drawn for training either. :func:`train_exclusions` is the union, the one set every training
+draw (:func:`sample_bucket`) avoids. ``d1`` (100 problems) is trained and evaluated in full.
 
 Formats of the answer that follows ``a+b=``:
 
@@ -25,16 +33,24 @@ holes are squeezed out with one stable argsort, so no Python loop runs per sampl
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .tokenizer import BOS, EOS, PAD
 
-BUCKETS = ("d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "general", "ood_long")
-TRAIN_BUCKETS = ("d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "general")
+BUCKETS = ("d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "general", "ood_long")
+# each bucket's eval problems are drawn from its own seed [eval_seed, this index], so adding a
+# bucket leaves the others' problems as they were
+_SEED_INDEX = {"d1": 0, "d2_nocarry": 1, "d2_carry": 2, "mixed": 3, "low_sum": 4, "general": 5,
+               "ood_long": 6, "mixed3": 7}
 FORMATS = ("plain", "reversed", "scratchpad")
-LARGE_BUCKET = 10_000  # buckets with more problems than this keep eval out of training
+LARGE_BUCKET = 10_000  # a bucket with more problems is sampled; with at most this many, enumerated
+HOLDOUT_SHARE = 0.3    # of every small bucket but d1: never drawn for training, evaluated on
+# the strata the held-out share is drawn from, each separately, so low_sum (inside mixed) gets
+# exactly its 30% too; every small bucket is a union of d1 and these
+HOLDOUT_STRATA = ("d2_nocarry", "d2_carry", "low_sum", "mixed_high")
+MAX_RESERVED = 20_000  # eval problems reserved (never trained) per large bucket: params.MAX_EVAL
 _HOLE = -1
 _ZERO = ord("0")
 
@@ -51,42 +67,48 @@ def _carries(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return carry
 
 
-def _enumerate(bucket: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """All problems of a small bucket (None for the large ones, sampled instead)."""
-    one = np.arange(10)
-    two = np.arange(10, 100)
-    if bucket == "d1":
-        a, b = np.meshgrid(one, one, indexing="ij")
-    elif bucket in ("d2_nocarry", "d2_carry"):
-        a, b = np.meshgrid(two, two, indexing="ij")
-    elif bucket in ("mixed", "low_sum"):
-        x, y = np.meshgrid(one, two, indexing="ij")
-        a = np.concatenate([x.ravel(), y.ravel()])
-        b = np.concatenate([y.ravel(), x.ravel()])
-    else:
-        return None
+def _grid(x: np.ndarray, y: np.ndarray, both_orders: bool = False):
+    a, b = np.meshgrid(x, y, indexing="ij")
     a, b = a.ravel().astype(np.int64), b.ravel().astype(np.int64)
-    if bucket == "d2_nocarry":
-        keep = ~_carries(a, b)
-    elif bucket == "d2_carry":
-        keep = _carries(a, b)
-    elif bucket == "low_sum":
-        keep = (a + b) < 30
-    else:
-        keep = np.ones(a.shape, dtype=bool)
-    return a[keep], b[keep]
+    return (np.concatenate([a, b]), np.concatenate([b, a])) if both_orders else (a, b)
 
 
-_ENUM_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+def _enumerate(bucket: str, max_digits: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """All problems of a small bucket (None for a large one, which is sampled instead)."""
+    if bucket_size(bucket, max_digits) > LARGE_BUCKET:
+        return None
+    one, two = np.arange(10), np.arange(10, 100)
+    if bucket == "d1":
+        return _grid(one, one)
+    if bucket in ("d2_nocarry", "d2_carry"):
+        a, b = _grid(two, two)
+        keep = _carries(a, b) == (bucket == "d2_carry")
+        return a[keep], b[keep]
+    if bucket in ("mixed", "low_sum", "mixed_high"):
+        a, b = _grid(one, two, both_orders=True)
+        keep = {"mixed": a >= 0, "low_sum": a + b < 30, "mixed_high": a + b >= 30}[bucket]
+        return a[keep], b[keep]
+    lo, hi = _operand_range(bucket, max_digits)
+    if bucket == "mixed3":
+        if max_digits == 1:   # no operand is shorter than one digit
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return _grid(np.arange(10 ** (max_digits - 1), 10 ** max_digits),
+                     np.arange(0, 10 ** (max_digits - 1)), both_orders=True)
+    return _grid(np.arange(lo, hi), np.arange(lo, hi))
 
 
-def enumerated(bucket: str) -> tuple[np.ndarray, np.ndarray] | None:
-    if bucket not in _ENUM_CACHE:
-        e = _enumerate(bucket)
+_ENUM_CACHE: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def enumerated(bucket: str, max_digits: int = 3) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every problem of ``bucket`` when it is small (at most LARGE_BUCKET), else None."""
+    key = (bucket, max_digits if bucket in ("general", "ood_long", "mixed3") else 0)
+    if key not in _ENUM_CACHE:
+        e = _enumerate(bucket, max_digits)
         if e is None:
             return None
-        _ENUM_CACHE[bucket] = e
-    return _ENUM_CACHE[bucket]
+        _ENUM_CACHE[key] = e
+    return _ENUM_CACHE[key]
 
 
 def _operand_range(bucket: str, max_digits: int) -> tuple[int, int]:
@@ -94,17 +116,29 @@ def _operand_range(bucket: str, max_digits: int) -> tuple[int, int]:
         return 0, 10 ** max_digits
     if bucket == "ood_long":
         return 10 ** max_digits, 10 ** (max_digits + 1)
+    if bucket == "mixed3":   # the longer operand's range; the shorter is below 10^(D-1)
+        return 10 ** (max_digits - 1), 10 ** max_digits
     raise ValueError(f"bucket {bucket!r} is not a sampled bucket")
 
 
+_FIXED_SIZES = {"d1": 100, "d2_nocarry": 1980, "d2_carry": 6120, "mixed": 1800, "low_sum": 310,
+                "mixed_high": 1490}
+
+
 def bucket_size(bucket: str, max_digits: int) -> int:
-    """Number of distinct problems in a bucket."""
+    """Number of distinct problems in a bucket (0 for ``mixed3`` at max_digits = 1)."""
+    if bucket in _FIXED_SIZES:
+        return _FIXED_SIZES[bucket]
     check_bucket(bucket)
-    e = enumerated(bucket)
-    if e is not None:
-        return len(e[0])
     lo, hi = _operand_range(bucket, max_digits)
+    if bucket == "mixed3":
+        return 2 * (hi - lo) * lo if max_digits > 1 else 0
     return (hi - lo) ** 2
+
+
+def buckets_for(max_digits: int, buckets=BUCKETS) -> list[str]:
+    """The buckets that hold problems at ``max_digits`` (``mixed3`` needs at least 2)."""
+    return [b for b in buckets if bucket_size(b, max_digits) > 0]
 
 
 def problem_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -112,26 +146,111 @@ def problem_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.int64) * 1_000_000_000 + np.asarray(b, dtype=np.int64)
 
 
+def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """``np.isin(keys, sorted_keys)`` for an already sorted, unique second array:
+    a binary search per key, so a batch costs O(batch log |sorted_keys|)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    if len(sorted_keys) == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    i = np.searchsorted(sorted_keys, keys).clip(max=len(sorted_keys) - 1)
+    return sorted_keys[i] == keys
+
+
+def _draw(bucket: str, n: int, rng: np.random.Generator, max_digits: int):
+    """n problems uniform over a large bucket (with replacement)."""
+    lo, hi = _operand_range(bucket, max_digits)
+    if bucket == "mixed3":   # (longer, shorter) then a coin for the order: uniform over the set
+        x = rng.integers(lo, hi, size=n, dtype=np.int64)
+        y = rng.integers(0, lo, size=n, dtype=np.int64)
+        swap = rng.integers(0, 2, size=n).astype(bool)
+        return np.where(swap, y, x), np.where(swap, x, y)
+    return (rng.integers(lo, hi, size=n, dtype=np.int64), rng.integers(lo, hi, size=n, dtype=np.int64))
+
+
+_POOL_CACHE: dict = {}
+
+
+def _allowed(bucket: str, max_digits: int, exclude: np.ndarray):
+    """A small bucket's problems outside ``exclude`` (cached per bucket and exclusion set)."""
+    key = (bucket, max_digits, len(exclude), hash(exclude.tobytes()))
+    if key not in _POOL_CACHE:
+        if len(_POOL_CACHE) > 64:
+            _POOL_CACHE.clear()
+        a, b = enumerated(bucket, max_digits)
+        ok = ~in_sorted(problem_key(a, b), exclude)
+        _POOL_CACHE[key] = (a[ok], b[ok])
+    return _POOL_CACHE[key]
+
+
 def sample_bucket(bucket: str, n: int, rng: np.random.Generator, max_digits: int,
                   exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """n problems drawn uniformly (with replacement) from a bucket; problems whose
-    :func:`problem_key` is in ``exclude`` are redrawn (vectorized rejection)."""
+    """n problems drawn uniformly (with replacement) from a bucket, never one whose
+    :func:`problem_key` is in ``exclude`` (a sorted key array, e.g.
+    :func:`train_exclusions`): a small bucket is drawn from its allowed problems, a large
+    one by vectorized rejection (its exclusion is a small share, so a draw costs few tries)."""
     check_bucket(bucket)
-    e = enumerated(bucket)
+    exclude = np.zeros(0, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
+    if len(exclude) > 1 and not (exclude[1:] > exclude[:-1]).all():
+        exclude = np.unique(exclude)   # the binary search needs sorted, unique keys
+    e = enumerated(bucket, max_digits)
     if e is not None:
-        idx = rng.integers(0, len(e[0]), size=n)
-        return e[0][idx], e[1][idx]
-    lo, hi = _operand_range(bucket, max_digits)
-    a = rng.integers(lo, hi, size=n, dtype=np.int64)
-    b = rng.integers(lo, hi, size=n, dtype=np.int64)
-    if exclude is not None and len(exclude):
-        bad = np.isin(problem_key(a, b), exclude)
-        while bad.any():
-            k = int(bad.sum())
-            a[bad] = rng.integers(lo, hi, size=k, dtype=np.int64)
-            b[bad] = rng.integers(lo, hi, size=k, dtype=np.int64)
-            bad = np.isin(problem_key(a, b), exclude)
+        a, b = _allowed(bucket, max_digits, exclude) if len(exclude) else e
+        if len(a) == 0:
+            raise ValueError(f"bucket {bucket!r} has no problem left to train on at "
+                             f"max_digits={max_digits}")
+        idx = rng.integers(0, len(a), size=n)
+        return a[idx], b[idx]
+    a, b = _draw(bucket, n, rng, max_digits)
+    bad = in_sorted(problem_key(a, b), exclude)
+    while bad.any():
+        x, y = _draw(bucket, int(bad.sum()), rng, max_digits)
+        a[bad], b[bad] = x, y
+        bad = in_sorted(problem_key(a, b), exclude)
     return a, b
+
+
+# ---- held-out problems and reserved eval problems --------------------------------------
+_SPLIT_CACHE: dict[int, np.ndarray] = {}
+
+
+def heldout_keys(seed: int) -> np.ndarray:
+    """The held-out problems (sorted keys): a fixed 30% of each stratum of the small buckets
+    but d1, drawn from ``seed`` (the eval seed). No training path ever draws one; every
+    metric on a small bucket is computed on its held-out part. ``low_sum``'s held-out part is
+    exactly the held-out ``mixed`` problems with a sum below 30."""
+    if seed not in _SPLIT_CACHE:
+        parts = []
+        for i, st in enumerate(HOLDOUT_STRATA):
+            keys = problem_key(*enumerated(st))
+            rng = np.random.default_rng([seed, 7919, i])
+            parts.append(keys[rng.permutation(len(keys))[:round(HOLDOUT_SHARE * len(keys))]])
+        _SPLIT_CACHE[seed] = np.sort(np.concatenate(parts))
+    return _SPLIT_CACHE[seed]
+
+
+def reserved_keys(max_digits: int, seed: int) -> np.ndarray:
+    """The eval problems of every large bucket (sorted keys), up to MAX_RESERVED each (what
+    the largest allowed eval set can use), d1 problems left out (d1 is trained in full)."""
+    parts = []
+    for b in BUCKETS:
+        if bucket_size(b, max_digits) > LARGE_BUCKET:
+            a, c = _eval_problems(b, max_digits, min(eval_capacity(b, max_digits), MAX_RESERVED), seed)
+            parts.append(problem_key(a, c)[(a >= 10) | (c >= 10)])
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+
+_EXCL_CACHE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def train_exclusions(max_digits: int, seed: int) -> np.ndarray:
+    """Everything training must never draw, as sorted keys: the held-out share of the small
+    buckets and the reserved eval problems of the large ones. It depends on nothing but
+    ``max_digits`` and the eval seed, so every arm, format, curriculum and RL run of a study
+    excludes the same problems, whatever its eval sizes."""
+    k = (max_digits, seed)
+    if k not in _EXCL_CACHE:
+        _EXCL_CACHE[k] = np.union1d(heldout_keys(seed), reserved_keys(max_digits, seed))
+    return _EXCL_CACHE[k]
 
 
 def check_bucket(bucket: str) -> None:
@@ -146,19 +265,27 @@ def check_format(fmt: str) -> None:
 
 @dataclass
 class EvalSet:
-    """Fixed evaluation problems per bucket, drawn from their own seed."""
+    """Fixed evaluation problems per bucket, drawn from their own seed.
+
+    ``problems`` is what every metric is computed on: a small bucket's held-out part (all of
+    ``d1``, which is trained and evaluated in full), a sample of a large bucket (never trained
+    either). ``seen`` holds, for the small buckets with a held-out part, problems that
+    training may draw, for a comparison labelled as such (empty unless asked for)."""
     problems: dict[str, tuple[np.ndarray, np.ndarray]]
     max_digits: int
     seed: int
+    seen: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def keys(self, bucket: str) -> np.ndarray:
         return problem_key(*self.problems[bucket])
 
     def train_exclusions(self) -> np.ndarray:
-        """Keys that training must never draw: eval problems of the large buckets."""
-        ks = [self.keys(b) for b in self.problems
-              if bucket_size(b, self.max_digits) > LARGE_BUCKET]
-        return np.unique(np.concatenate(ks)) if ks else np.zeros(0, dtype=np.int64)
+        """Keys that training must never draw (:func:`train_exclusions`)."""
+        return train_exclusions(self.max_digits, self.seed)
+
+    def held_out(self, bucket: str) -> np.ndarray:
+        """Per eval problem of ``bucket``: True when no training path can draw it."""
+        return in_sorted(self.keys(bucket), self.train_exclusions())
 
     @property
     def buckets(self) -> list[str]:
@@ -167,33 +294,48 @@ class EvalSet:
     def subset(self, n: int) -> "EvalSet":
         """The first n problems of every bucket (a cheap, fixed probe set)."""
         return EvalSet({b: (x[:n], y[:n]) for b, (x, y) in self.problems.items()},
-                       self.max_digits, self.seed)
+                       self.max_digits, self.seed,
+                       {b: (x[:n], y[:n]) for b, (x, y) in self.seen.items()})
 
 
 LARGE_EVAL_SHARE = 10  # a large bucket lends at most 1/10 of its problems to evaluation
 
 
-def eval_capacity(bucket: str, max_digits: int) -> int:
-    """The most evaluation problems ``bucket`` can supply: all of a small bucket, a tenth of a
-    large one (training must redraw every eval problem it meets, so it keeps at least 90% of
-    the bucket and a draw costs at most 1.11 tries). A request above it is capped to it."""
+def _split(bucket: str, max_digits: int, seed: int):
+    """(held-out, seen) problems of a small bucket, each in its fixed seeded order; a bucket
+    made of d1 problems only has no held-out part and is evaluated in full."""
+    a, b = enumerated(bucket, max_digits)
+    held = in_sorted(problem_key(a, b), heldout_keys(seed))
+    if not held.any():
+        held = np.ones(len(a), dtype=bool)
+    rng = np.random.default_rng([seed, _SEED_INDEX[bucket]])
+    order = rng.permutation(len(a))
+    h, s = order[held[order]], order[~held[order]]
+    return (a[h], b[h]), (a[s], b[s])
+
+
+def eval_capacity(bucket: str, max_digits: int, seed: int = 1234) -> int:
+    """The most evaluation problems ``bucket`` can supply: its held-out part when small (all
+    of d1), a tenth of it when large (training redraws every reserved problem it meets, so it
+    keeps at least 90% of the bucket). A request above it is capped to it."""
     size = bucket_size(bucket, max_digits)
-    return size if size <= LARGE_BUCKET else size // LARGE_EVAL_SHARE
+    if size > LARGE_BUCKET:
+        return size // LARGE_EVAL_SHARE
+    return len(_split(bucket, max_digits, seed)[0][0])
 
 
-def _first_distinct(rng: np.random.Generator, lo: int, hi: int, n: int,
+def _first_distinct(bucket: str, max_digits: int, rng: np.random.Generator, n: int,
                     chunk: int = 4096) -> np.ndarray:
-    """The first ``n`` distinct problem keys of a stream of (a, b) draws, ``chunk`` pairs at a
-    time, in the order they first appear (so the result for n is a prefix of the result for
-    any larger n). The stream is extended until it holds n distinct keys, then deduplicated
-    once: O(draws log draws). With n at most a tenth of the bucket, about 1.06 n draws."""
+    """The first ``n`` distinct problem keys of a stream of draws from a large bucket,
+    ``chunk`` at a time, in the order they first appear (so the result for n is a prefix of
+    the result for any larger n). The stream is extended until it holds n distinct keys, then
+    deduplicated once: O(draws log draws). With n at most a tenth of the bucket, about
+    1.06 n draws."""
     parts, distinct = [], np.zeros(0, dtype=np.int64)
     want = n
     while len(distinct) < n:
         for _ in range(max(1, -(-int(want * 1.1) // chunk))):
-            a = rng.integers(lo, hi, size=chunk, dtype=np.int64)
-            b = rng.integers(lo, hi, size=chunk, dtype=np.int64)
-            parts.append(problem_key(a, b))
+            parts.append(problem_key(*_draw(bucket, chunk, rng, max_digits)))
         keys = np.concatenate(parts)
         _, first = np.unique(keys, return_index=True)
         distinct = keys[np.sort(first)]
@@ -201,35 +343,44 @@ def _first_distinct(rng: np.random.Generator, lo: int, hi: int, n: int,
     return distinct[:n]
 
 
-def make_eval_set(max_digits: int, n_per_bucket: int, seed: int,
-                  buckets=BUCKETS) -> EvalSet:
-    """Up to ``n_per_bucket`` distinct problems per bucket: at most :func:`eval_capacity` of
-    it (all of a small bucket). Independent of the training seed, and nested: the set for n
-    problems is the first n of the set for any larger n, so evaluating on more problems than
-    SFT excluded can only add problems, never swap them."""
-    if not isinstance(n_per_bucket, (int, np.integer)) or n_per_bucket < 1:
+def _eval_problems(bucket: str, max_digits: int, n: int, seed: int):
+    if bucket_size(bucket, max_digits) <= LARGE_BUCKET:
+        (a, b), _ = _split(bucket, max_digits, seed)
+        return a[:n], b[:n]
+    rng = np.random.default_rng([seed, _SEED_INDEX[bucket]])
+    keys = _first_distinct(bucket, max_digits, rng, n)
+    return keys // 1_000_000_000, keys % 1_000_000_000
+
+
+def make_eval_set(max_digits: int, n_per_bucket: int, seed: int, buckets=None,
+                  seen: bool = False) -> EvalSet:
+    """Up to ``n_per_bucket`` distinct problems per bucket, at most :func:`eval_capacity` of
+    it: the held-out part of a small bucket, a sample of a large one (default buckets: every
+    one that has problems at ``max_digits``). Independent of the training seed, and nested:
+    the set for n problems is the first n of the set for any larger n. ``seen`` adds up to
+    ``n_per_bucket`` trainable problems of each small bucket that has a held-out part."""
+    if isinstance(n_per_bucket, bool) or not isinstance(n_per_bucket, (int, np.integer)) \
+            or n_per_bucket < 1:
         raise ValueError(f"n_per_bucket={n_per_bucket!r}: must be an integer >= 1")
-    out = {}
+    buckets = buckets_for(max_digits) if buckets is None else list(buckets)
+    out, extra = {}, {}
     for bucket in buckets:
         check_bucket(bucket)
-        # seeded by the bucket's fixed index, so a bucket's problems do not depend on which
-        # other buckets are requested (training excludes those of the full set)
-        rng = np.random.default_rng([seed, BUCKETS.index(bucket)])
-        n = min(int(n_per_bucket), eval_capacity(bucket, max_digits))
-        e = enumerated(bucket)
-        if e is not None:
-            sel = rng.permutation(len(e[0]))[:n]
-            out[bucket] = (e[0][sel], e[1][sel])
-            continue
-        lo, hi = _operand_range(bucket, max_digits)
-        keys = _first_distinct(rng, lo, hi, n)
-        out[bucket] = (keys // 1_000_000_000, keys % 1_000_000_000)
-    return EvalSet(out, max_digits, seed)
+        if bucket_size(bucket, max_digits) == 0:
+            raise ValueError(f"bucket {bucket!r} has no problems at max_digits={max_digits}")
+        n = min(int(n_per_bucket), eval_capacity(bucket, max_digits, seed))
+        out[bucket] = _eval_problems(bucket, max_digits, n, seed)
+        if seen and bucket_size(bucket, max_digits) <= LARGE_BUCKET:
+            _, (a, b) = _split(bucket, max_digits, seed)
+            if len(a):
+                extra[bucket] = (a[:n_per_bucket], b[:n_per_bucket])
+    return EvalSet(out, max_digits, seed, extra)
 
 
-def capped_sizes(n_per_bucket: int, max_digits: int, buckets=BUCKETS) -> dict[str, int]:
+def capped_sizes(n_per_bucket: int, max_digits: int, buckets=None, seed: int = 1234) -> dict[str, int]:
     """``{bucket: what it supplies}`` for the buckets that cannot supply ``n_per_bucket``."""
-    caps = {b: eval_capacity(b, max_digits) for b in buckets}
+    buckets = buckets_for(max_digits) if buckets is None else buckets
+    caps = {b: eval_capacity(b, max_digits, seed) for b in buckets if bucket_size(b, max_digits)}
     return {b: c for b, c in caps.items() if c < n_per_bucket}
 
 

@@ -1,6 +1,6 @@
 """Write (or check) the README's results table from a summary's metrics.
 
-    python scripts/results_table.py                     # reports/paper/summary/metrics.json -> README.md
+    python scripts/results_table.py                     # reports/quick/summary/metrics.json -> README.md
     python scripts/results_table.py --check             # exit 1 if README.md is out of date
     python scripts/results_table.py --summary runs/quick/summary/metrics.json --readme /tmp/R.md
 """
@@ -18,7 +18,7 @@ from reasonlib.results_md import ResultsError, load, markdown, replace_block  # 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--summary", default="reports/paper/summary/metrics.json")
+    ap.add_argument("--summary", default="reports/quick/summary/metrics.json")
     ap.add_argument("--readme", default="README.md")
     ap.add_argument("--check", action="store_true", help="only check; exit 1 when out of date")
     a = ap.parse_args(argv)

@@ -77,7 +77,7 @@ def peaked_model():
 def tiny_sft_config(**kw) -> SFTConfig:
     base = dict(curriculum="targeted", fmt="plain", max_digits=2, seed=0,
                 n_layer=1, n_head=2, n_embd=32, total_tokens=3000, batch_size=16,
-                lr=3e-3, warmup_frac=0.05, eval_every=10**6, eval_n=3, n_eval=20,
+                lr=3e-3, warmup_frac=0.05, eval_every=10**6, eval_n=3,
                 eval_seed=1234)
     base.update(kw)
     return SFTConfig(**base)

@@ -19,7 +19,7 @@ from reasonlib import artifacts, rl, sft  # noqa: E402
 
 SFT_CFG = sft.SFTConfig(curriculum="targeted", fmt="plain", max_digits=2, seed=0, n_layer=1,
                         n_head=2, n_embd=32, total_tokens=3000, batch_size=16, lr=3e-3,
-                        eval_every=7, eval_n=3, n_eval=20)
+                        eval_every=7, eval_n=3)
 
 
 def rl_config() -> rl.RLConfig:

@@ -159,19 +159,22 @@ def test_sizes_beyond_what_a_run_can_do_are_refused(key, bad):
 
 @pytest.mark.parametrize("key", params.SIZE_KEYS)
 def test_counts_a_bucket_cannot_supply_are_capped_with_a_note(key):
-    vals = {key: 1000, "n_eval": 1000} if key == "eval_n" else {key: 1000}
+    vals = {key: 1000}
     P = params.validate(vals)
     notes = [n for n in params.size_notes(P) if n.startswith(f"note: {key} =")]
     assert len(notes) == 1
-    assert "d1 100" in notes[0] and "low_sum 310" in notes[0] and "general" not in notes[0]
-    assert not params.size_notes(params.validate({}))  # the smoke sizes fit every bucket
+    # d1 is evaluated in full; the small buckets give their held-out 30%
+    assert "d1 100" in notes[0] and "low_sum 93" in notes[0] and "general" not in notes[0]
+    # the smoke sizes fit every bucket but low_sum, whose held-out part has 93 problems
+    assert params.size_notes(params.validate({})) == [
+        "note: n_eval = 100 per bucket; capped where a bucket holds fewer eval problems: low_sum 93"]
 
 
 def test_collect_prints_the_cap_notes(capsys):
     ns = {"n_eval": 5000, "max_digits": 2}
     params.collect(ns)
     out = capsys.readouterr().out
-    assert "note: n_eval = 5,000" in out and "d2_carry 6,120" not in out and "d1 100" in out
+    assert "note: n_eval = 5,000" in out and "d2_carry 1,836" in out and "d1 100" in out
 
 
 @pytest.mark.parametrize("key,bad,allowed", [
@@ -203,8 +206,9 @@ def test_n_head_must_divide_n_embd():
     params.validate({"n_embd": 48, "n_head": 6})
 
 
-def test_eval_n_at_most_n_eval():
-    _raises({"eval_n": 101, "n_eval": 100}, "'eval_n'", "101", "n_eval=100")
+def test_mixed3_needs_two_digits():
+    _raises({"max_digits": 1}, "'buckets'", "mixed3 has none there")
+    assert params.validate({"max_digits": 1, "buckets": ["d1", "general"]}).max_digits == 1
 
 
 def test_replay_sum_below_one():

@@ -386,4 +386,4 @@ def test_smoke_notebook_twice_gives_identical_metrics(tmp_path):
         shutil.rmtree(p["run_dir"])
         shutil.rmtree(p["artifacts_dir"])
     assert _drop_timing(got[0]) == _drop_timing(got[1])
-    assert got[0]["control"]["final_loss"] == got[1]["control"]["final_loss"]  # exact floats
+    assert got[0]["records"]["sft/control/final_loss"] == got[1]["records"]["sft/control/final_loss"]  # exact

@@ -168,14 +168,22 @@ def test_notebook_pages_embed_images_and_show_widget_text(profile):
     assert "mathjax" not in page.lower() and "require.js" not in page.lower()
 
 
-def test_index_has_verdicts_and_headline_table(profile):
+def test_index_tells_the_story_first(profile):
     text = report.build(profile).read_text()
     assert "computed now from the seeds" in text          # no summary/metrics.json yet
     assert "seed-0, seed-1" in text
-    for claim in ("targeted curriculum beats control on low_sum", "pass@8", "beta"):
+    # the question, then the setup, then the findings with their rules, then the tables
+    order = [text.index(x) for x in (report.QUESTION[:40], "<h2>Setup</h2>", "Held out.",
+                                     "<h2>Findings</h2>", "Verdict rule:", "<h2>Findings at a glance",
+                                     "<h2>Headline measures", "<h2>Notebooks")]
+    assert order == sorted(order)
+    for claim in ("the targeted curriculum beats the control curriculum on held-out low_sum",
+                  "pass@8", "beta"):
         assert claim in text
-    assert "SFT targeted: greedy acc, low_sum" in text and "85.4" in text
+    assert "SFT targeted: low_sum (held-out)" in text and "85.4" in text
     assert re.search(r'class="verdict v-(reproduced|not-reproduced|inconclusive)"', text)
+    assert "Over 2 seeds" in text                       # generated sentences
+    assert 'href="../' not in text.split("<h2>Notebooks")[0]   # nothing outside the site linked
 
 
 def test_index_prefers_the_summary_notebook_metrics(profile, tmp_path):
@@ -184,15 +192,17 @@ def test_index_prefers_the_summary_notebook_metrics(profile, tmp_path):
     s["findings"][0]["claim"] = "A CLAIM ONLY THE SAVED SUMMARY HAS"
     (profile / "summary").mkdir()
     (profile / "summary" / "metrics.json").write_text(json.dumps(s, sort_keys=True))
-    (profile / "summary" / "finding_low_sum.png").write_bytes(_png(5, 4))
+    (profile / "summary" / "finding_1a.png").write_bytes(_png(5, 4))
     out = tmp_path / "site"
     index = report.build(profile, out)
     assert index == out / "index.html"
     text = index.read_text()
     assert "A CLAIM ONLY THE SAVED SUMMARY HAS" in text and "written by notebook 08" in text
-    assert base64.b64encode(_png(5, 4)).decode() in text  # summary figures embedded
+    srcs = re.findall(r'<img alt="finding 1a" src="([^"]+)"', text)   # stored once, referenced
+    assert len(srcs) == 1 and (out / srcs[0]).resolve() == (profile / "summary" / "finding_1a.png").resolve()
+    assert base64.b64encode(_png(5, 4)).decode() not in text
     # sorted keys on disk, the table keeps the summary's own order
-    assert text.index("SFT control: greedy acc, low_sum") < text.index("beta=0.02: greedy acc")
+    assert text.index("SFT control: low_sum (held-out)") < text.index("beta = 0.02: general")
     assert_offline(text, "index")
     assert not (profile / "report").exists()
     # a seed added after notebook 08 ran: the saved summary is out of date, recomputed
@@ -200,7 +210,7 @@ def test_index_prefers_the_summary_notebook_metrics(profile, tmp_path):
     text = report.build(profile, out).read_text()
     assert "A CLAIM ONLY THE SAVED SUMMARY HAS" not in text and "out of date" in text
     assert "seed-0, seed-1, seed-7" in text
-    assert base64.b64encode(_png(5, 4)).decode() not in text  # its figures are stale too
+    assert "finding_1a.png" not in text                  # its figures are stale too
 
 
 def test_metrics_only_profile_and_broken_notebook(tmp_path):

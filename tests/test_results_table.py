@@ -1,5 +1,6 @@
-"""The README's results table: generated from notebook 08's summary by scripts/results_table.py;
-the committed README must match the committed reports/paper summary."""
+"""The README's results section: generated from notebook 08's summary by
+scripts/results_table.py; the committed README must match the committed summary of the
+default job (reports/quick, on the held-out protocol)."""
 from __future__ import annotations
 
 import json
@@ -15,27 +16,28 @@ from reasonlib import summary as S
 from test_summary import write_seed
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPER = ROOT / "reports" / "paper" / "summary" / "metrics.json"
+PUBLISHED = ROOT / "reports" / "quick" / "summary" / "metrics.json"
 SCRIPT = ROOT / "scripts" / "results_table.py"
 
 
-def test_committed_readme_matches_committed_paper_summary():
-    assert PAPER.is_file(), "reports/paper/summary/metrics.json is committed with the paper run"
+def test_committed_readme_matches_committed_summary():
+    assert PUBLISHED.is_file(), "reports/quick/summary/metrics.json is committed with the default job"
     readme = (ROOT / "README.md").read_text()
-    s = R.load(PAPER)
-    assert s["seeds"] == [f"seed-{i}" for i in range(5)]
-    assert R.replace_block(readme, R.markdown(s, "reports/paper/summary/metrics.json")) == readme
-    # every finding's verdict appears in the README as it is in the metrics
+    s = R.load(PUBLISHED)
+    assert R.replace_block(readme, R.markdown(s, "reports/quick/summary/metrics.json")) == readme
+    # every finding's verdict and every generated sentence appears in the README as in the summary
     block = readme.split(R.START)[1].split(R.END)[0]
     for f in s["findings"]:
-        assert f"**{f['verdict']}**" in block
+        assert f"**{f['verdict'] if f['measured'] else 'not measured'}**" in block
+        assert " ".join(f["sentences"]) in block
     r = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
 def _summary(tmp_path) -> Path:
     for i in range(3):
-        write_seed(tmp_path / "run" / f"seed-{i}", low_sum=(0.5, 0.8 + i / 100))
+        write_seed(tmp_path / "run" / f"seed-{i}", {"sft/control/low_sum/acc": 0.5,
+                                                    "sft/targeted/low_sum/acc": 0.8 + i / 100})
     p = tmp_path / "summary.json"
     p.write_text(json.dumps(S.summarize(tmp_path / "run")))
     return p
@@ -45,10 +47,11 @@ def test_markdown_has_every_finding_and_the_taxonomy(tmp_path):
     s = R.load(_summary(tmp_path))
     md = R.markdown(s, "x.json")
     rows = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(rows) == 1 + len(s["findings"]) + 1 + len(S.FAILURE_CHECKPOINTS)
-    assert "| 1 | low_sum: targeted vs control SFT | 64.8% -> 85.4% (+20.6 points) |" in md
-    assert "**reproduced**" in md and "Seeds 0, 1, 2 (n = 3)" in md
-    assert "| SFT targeted | 108.0 | 8.0 |" in md   # 5 digit_sub + 3 operand_dup; all buckets adds d1's 100
+    assert len(rows) == 1 + len(s["findings"]) + 1 + len(S.CHECKPOINTS)
+    assert "| 1a | low_sum: targeted vs control SFT | 64.8% -> 85.4% (control -> targeted) |" in md
+    assert "**reproduced**" in md and "Seeds 0, 1, 2 (n = 3)" in md and "bootstrap over seeds" in md
+    assert "* **1a, reproduced.** Over 3 seeds" in md
+    assert "| SFT targeted | 8.0 | 0.0 | 0.0 | 0.0 | 0.0 | 8.0 | 0.0 |" in md   # 2 per bucket, 4 buckets
 
 
 def test_script_writes_then_checks_then_detects_drift(tmp_path):

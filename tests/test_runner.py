@@ -113,7 +113,9 @@ def test_real_notebooks_two_seeds_on_two_workers(tmp_path):
     assert not list(root.glob(f"seed-*/{have[runner.SUMMARY].name}")), "08 must not run per seed"
     summary = json.loads((root / "summary" / "metrics.json").read_text())
     assert summary["seeds"] == ["seed-0", "seed-1"] and summary["n_seeds"] == 2
-    assert all(len(m["per_seed"]) == 2 for m in summary["metrics"].values() if m["headline"])
+    assert all(len(m["per_seed"]) == 2 for m in summary["measures"] if m["n"])
+    assert all(f["n"] == 2 and "bootstrap over 2 seeds" in f["interval"]
+               for f in summary["findings"] if f["kind"] != "share")
     assert not (root / ".lock").exists()
     assert "2 local workers" in err and "100%" in err  # the progress bar finished
     assert not list(root.rglob(".*.partial.ipynb")), "a partial executed notebook was left"

@@ -1,189 +1,287 @@
-"""reasonlib.summary: t quantiles, mean and t-interval, verdict rules, and the cross-seed
-summary of a hand-made run folder (metrics.json files shaped like notebooks 03-07 write)."""
+"""reasonlib.stats, reasonlib.findings and reasonlib.summary: bounded intervals, the verdict
+rule, findings as data with one evaluator, and the cross-seed summary of a hand-made run
+folder (records shaped like notebooks 02-07 write them)."""
 from __future__ import annotations
 
-import json
+import dataclasses
+import itertools
 import math
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from reasonlib import findings as F
+from reasonlib import records as R
+from reasonlib import stats
 from reasonlib import summary as S
+from reasonlib.records import RecordError
 
 SEED_TEXT = Path(__file__).resolve().parent.parent.parent / "shared" / "seed" / "000_dec7c5113c451fd3.txt"
 
 
 # ---- statistics ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("df,q", [(1, 12.7062047), (2, 4.3026527), (3, 3.1824463), (4, 2.7764451),
-                                  (9, 2.2621572), (30, 2.0422725), (200, 1.9718962)])
-def test_t_quantile_975_matches_tables(df, q):
-    assert S.t_quantile(0.975, df) == pytest.approx(q, abs=2e-6)
+@pytest.mark.parametrize("k,n,lo,hi", [(5, 5, 0.4782, 1.0), (0, 5, 0.0, 0.5218), (3, 10, 0.0667, 0.6525),
+                                       (19, 20, 0.7513, 0.9987), (1, 1, 0.025, 1.0)])
+def test_clopper_pearson_matches_tables(k, n, lo, hi):
+    got = stats.clopper_pearson(k, n)
+    assert got == (pytest.approx(lo, abs=1e-4), pytest.approx(hi, abs=1e-4))
 
 
-def test_t_quantile_other_levels_and_bad_input():
-    assert S.t_quantile(0.95, 5) == pytest.approx(2.0150484, abs=2e-6)
-    assert S.t_quantile(0.5, 3) == pytest.approx(0.0, abs=1e-9)
-    # df = 1 is the Cauchy distribution: quantile tan(pi (p - 1/2))
-    assert S.t_quantile(0.9, 1) == pytest.approx(math.tan(math.pi * 0.4), abs=1e-6)
-    for p, df in [(0.4, 3), (1.0, 3), (0.975, 0)]:
+def test_clopper_pearson_refuses_bad_counts():
+    for k, n in [(3, 2), (-1, 4), (0, 0)]:
         with pytest.raises(ValueError):
-            S.t_quantile(p, df)
+            stats.clopper_pearson(k, n)
 
 
-def test_mean_ci_by_hand():
-    s = S.mean_ci([1.0, 2.0, 3.0])
-    half = 4.3026527 * 1.0 / math.sqrt(3)            # t(0.975, 2) * sd / sqrt(n), sd = 1
-    assert s["n"] == 3 and s["mean"] == pytest.approx(2.0) and s["sd"] == pytest.approx(1.0)
-    assert (s["lo"], s["hi"]) == (pytest.approx(2 - half, abs=1e-6), pytest.approx(2 + half, abs=1e-6))
-    s = S.mean_ci([0.5, 0.5, 0.5, 0.5])
-    assert s["lo"] == s["hi"] == s["mean"] == 0.5
+def test_bootstrap_enumerates_small_samples_exactly():
+    """With 3 units every one of the 27 resamples is used: the interval is a fixed function of
+    the data (no random draws), the quantiles of the 27 resampled means."""
+    v = np.array([0.1, 0.5, 0.9])
+    means = [np.mean(v[list(i)]) for i in itertools.product(range(3), repeat=3)]
+    point, lo, hi = stats.mean_interval(v)
+    assert point == pytest.approx(0.5)
+    assert (lo, hi) == (pytest.approx(np.quantile(means, 0.025)), pytest.approx(np.quantile(means, 0.975)))
 
 
-def test_mean_ci_small_n_and_missing_values():
-    assert S.mean_ci([]) == {"n": 0, "mean": None, "sd": None, "lo": None, "hi": None}
-    assert S.mean_ci([0.7]) == {"n": 1, "mean": 0.7, "sd": None, "lo": None, "hi": None}
-    # None, NaN, inf and non-numbers are left out
-    s = S.mean_ci([0.2, None, float("nan"), float("inf"), "x", True, 0.4])
-    assert s["n"] == 2 and s["mean"] == pytest.approx(0.3)
+@pytest.mark.parametrize("values", [[0.145, 0.892, 0.927, 0.996, 0.969], [0.0, 0.0, 1.0], [1.0] * 4,
+                                    list(np.linspace(0, 1, 9)), [0.3]])
+def test_bootstrap_interval_never_leaves_the_data(values):
+    """The t-interval of the paper run's targeted general accuracy was [33.8, 123.3]%; the
+    percentile bootstrap lies between the smallest and largest value, so inside [0, 1]."""
+    point, lo, hi = stats.mean_interval(values)
+    assert min(values) - 1e-12 <= lo <= point <= hi <= max(values) + 1e-12
 
 
-@pytest.mark.parametrize("diffs,verdict", [
-    ([0.10, 0.20, 0.15], "reproduced"),
-    ([0.10, 0.10], "reproduced"),                 # sd 0: the interval is the point 0.1
-    ([-0.10, -0.20, -0.15], "not reproduced"),    # interval below 0
-    ([-0.05, 0.10, -0.10], "not reproduced"),     # n >= 3, interval spans 0, mean < 0
-    ([-0.05, 0.04], "inconclusive"),              # n = 2, mean < 0 but interval spans 0
-    ([0.30, -0.20, 0.10], "inconclusive"),        # mean > 0, interval spans 0
-    ([0.0, 0.0, 0.0], "inconclusive"),            # no effect either way
-    ([0.5], "inconclusive"),                      # n < 2: no interval
-    ([], "inconclusive"),
-    ([0.20, None, 0.21, 0.22], "reproduced"),     # missing seeds are skipped
-])
-def test_verdict_greater(diffs, verdict):
-    assert S.verdict_greater(diffs) == verdict
+def test_bootstrap_of_many_problems_is_seeded_and_close_to_the_normal_interval():
+    x = (np.random.default_rng(1).random(2000) < 0.3).astype(float)
+    a, b = stats.mean_interval(x), stats.mean_interval(x)
+    assert a == b   # deterministic
+    half = 1.96 * math.sqrt(0.3 * 0.7 / 2000)
+    assert a[2] - a[1] == pytest.approx(2 * half, rel=0.15)
 
 
-@pytest.mark.parametrize("spreads,verdict", [
-    ([0.01, 0.02, 0.015], "reproduced"),
-    ([0.20, 0.25, 0.30], "not reproduced"),
-    ([0.04, 0.07, 0.06], "not reproduced"),       # n >= 3, mean 0.057 > tol, interval spans it
-    ([0.01, 0.09], "inconclusive"),
-    ([0.0], "inconclusive"),
-])
-def test_verdict_within(spreads, verdict):
-    assert S.verdict_within(spreads, tol=0.05) == verdict
+def test_bootstrap_keeps_columns_paired():
+    """Two models right on the same problems: the paired difference is exactly 0 on every
+    resample, however noisy each accuracy is."""
+    flags = (np.random.default_rng(0).random(500) < 0.5).astype(float)
+    point, lo, hi = stats.bootstrap(np.column_stack([flags, flags]), lambda m: m[:, 0] - m[:, 1])
+    assert point == lo == hi == 0.0
 
 
-def test_presence_and_verdict_present():
-    assert S.presence([3, 4, 5]) == "present"
-    assert S.presence([0, 0, 0]) == "absent"
-    assert S.presence([0, 0]) == "unclear"        # too few seeds to call it absent
-    assert S.presence([5, 0, 0]) == "unclear"
-    assert S.presence([7]) == "unclear"
-    assert S.verdict_present({"a": [3, 4, 5], "b": [2, 3, 2]}) == "reproduced"
-    assert S.verdict_present({"a": [3, 4, 5], "b": [0, 0, 0]}) == "not reproduced"
-    assert S.verdict_present({"a": [3, 4, 5], "b": [0, 1, 0]}) == "inconclusive"
+# ---- the rule ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,t,lo,hi,want", [
+    ("above", 0.0, 0.01, 0.2, "reproduced"), ("above", 0.0, -0.2, -0.01, "not reproduced"),
+    ("above", 0.0, -0.1, 0.1, "inconclusive"), ("above", 0.0, 0.0, 0.0, "inconclusive"),
+    ("at_most", 0.02, 0.0, 0.015, "reproduced"), ("at_most", 0.02, 0.03, 0.05, "not reproduced"),
+    ("at_most", 0.02, 0.01, 0.03, "inconclusive")])
+def test_rule_verdicts(kind, t, lo, hi, want):
+    assert F.Rule(kind, t).verdict(lo, hi) == want
+
+
+def test_every_finding_prints_its_rule_and_is_well_formed():
+    ids = [f.id for f in F.FINDINGS]
+    assert len(ids) == len(set(ids))
+    for f in F.FINDINGS:
+        text = F._rule_text(f)
+        assert "reproduced if" in text and "inconclusive" in text, f.id
+        assert f.notebook in S.NOTEBOOKS and f.kind in ("linear", "spread", "share"), f.id
+        assert f.terms and all(isinstance(n, str) and isinstance(w, float) for n, w in f.terms), f.id
 
 
 def test_published_numbers_match_the_seed_text():
     if not SEED_TEXT.is_file():
         pytest.skip("../shared/seed not present")
     text = SEED_TEXT.read_text()
-    P = S.PUBLISHED
-    for v in (P["low_sum"]["control"], P["low_sum"]["targeted"], P["rl_general"]["before"],
-              P["rl_general"]["after"], *P["beta_general"]):
-        assert f"{100 * v:.1f}%" in text, v
-    for v in (P["pass8"]["control"], P["pass8"]["targeted"], *P["beta_pass8"]):
-        assert f"{100 * v:.0f}%" in text, v
+    studied = [f for f in F.FINDINGS if not f.study.startswith(("not in", "not reported", "qualitative"))]
+    assert studied
+    for f in studied:
+        for num in re.findall(r"\d+(?:\.\d+)?%", f.study):
+            assert num in text, (f.id, num)
+    for _, _, _, pub in S.HEADLINE:
+        for v in ([] if pub is None else pub if isinstance(pub, tuple) else [pub]):
+            assert f"{100 * v:.1f}%" in text or f"{100 * v:.0f}%" in text, v
     assert "0.02/0.05/0.10" in text and "12+3" in text
 
 
-# ---- a hand-made run folder -------------------------------------------------------------------------
-def _ev(acc, sampled=None, pass8=None):
-    """One bucket as metrics.full_eval writes it (05, 06)."""
-    e = {"n": 50, "acc": acc, "acc_ci": [0, 1], "parse": 1.0, "parse_ci": [0.9, 1.0],
-         "sampled_acc": acc if sampled is None else sampled, "sampled_acc_ci": [0, 1],
-         "sampled_parse": 1.0, "pass": {}}
-    if pass8 is not None:
-        e["pass"] = {"1": {"value": e["sampled_acc"], "ci": [0, 1]}, "8": {"value": pass8, "ci": [0, 1]}}
-    return e
+# ---- a hand-made run -----------------------------------------------------------------------------
+N_PROBLEMS = 200
 
 
-TWO_BY_TWO = {("control", "SFT"): 0.50, ("control", "SFT+RL"): 0.55,
-              ("targeted", "SFT"): 0.95, ("targeted", "SFT+RL"): 0.96}
-FORMAT_ACC = {"plain": (0.50, 0.0), "reversed": (0.90, 0.10), "scratchpad": (0.80, 0.05)}
+def _flags(p: float, n: int = N_PROBLEMS, offset: int = 0) -> np.ndarray:
+    """n 0/1 flags with mean p (k ones, rotated by offset so two models differ on problems)."""
+    k = round(p * n)
+    return np.roll(np.arange(n) < k, offset)
 
 
-def write_seed(seed_dir: Path, low_sum=(0.6, 0.8), pass8=(0.8, 0.95), rl=(0.8, 0.9),
-               control_rl=0.7, betas=None, fails=(5, 3, 2, 0), ks_has_8=True,
-               skip=(), two_by_two=None, formats=None, parse_after=1.0) -> Path:
-    """metrics.json files of notebooks 01-07 for one seed, with the given headline numbers.
-
-    ``fails`` = (targeted digit_sub, targeted operand_dup, control format, targeted format),
-    counted in the named buckets of 07. ``two_by_two[(arm, stage)]`` is 05's greedy accuracy
-    on low_sum and mixed; ``formats[fmt]`` = (general, ood_long) accuracy of 03's format arms."""
-    betas = betas or {"0": 0.85, "0.02": 0.90, "0.05": 0.91, "0.1": 0.905, "0.5": 0.88}
-    two_by_two = two_by_two or TWO_BY_TWO
-    formats = formats or FORMAT_ACC
-    buckets = ("low_sum", "mixed", "general")
-    m = {
-        "01_tokenizer_model": {"n_params": 1000},
-        "02_data_curricula": {"tokens": {"control": 100, "targeted": 101}},
-        "03_sft": {c: {"buckets": {b: {"n": 100, "acc": acc, "acc_ci": [0, 1], "parse": 1.0,
-                                        "parse_ci": [0.9, 1]} for b in buckets},
-                       "tokens": 100, "steps": 3, "final_loss": 1.0}
-                   for c, acc in zip(("control", "targeted"), low_sum)},
-        "04_pass_at_k": {c: {"general": {"greedy_acc": 0.5, "sampled_acc": 0.4, "n": 50,
-                                         "pass": ({"8": {"value": p, "ci": [0, 1]}} if ks_has_8
-                                                  else {"4": {"value": p, "ci": [0, 1]}})}}
-                         for c, p in zip(("control", "targeted"), pass8)},
-        "05_kl_rl": {"targeted/SFT": {"general": _ev(rl[0], pass8=0.9)},
-                     "targeted/SFT+RL": {"general": _ev(rl[1], pass8=0.95)},
-                     "control/SFT": {"general": _ev(0.6, pass8=0.8)},
-                     "control/SFT+RL": {"general": _ev(control_rl, pass8=0.85)},
-                     "headline": {"arm": "targeted", "bucket": "general", "parse_after": parse_after,
-                                  "final_kl": 0.01, "sampled_before": rl[0], "sampled_after": rl[1],
-                                  "greedy_before": rl[0], "greedy_after": rl[1], "beta": 0.05}},
-        "06_beta_scan": {**{b: {"buckets": {"general": _ev(a, pass8=0.97)}, "kl": 0.01 / (1 + float(b)),
-                                "verdict": "x"} for b, a in betas.items()},
-                         "start": {"general": _ev(0.8)}},
-        "07_failure_analysis": {"counts": {}, "n_per_bucket": 40, "checkpoints": []},
-    }
-    for (c, stage), acc in two_by_two.items():
-        m["05_kl_rl"][f"{c}/{stage}"].update(low_sum=_ev(acc), mixed=_ev(acc - 0.05))
-    m["03_sft"]["formats"] = {f: {"arm": "targeted", "tokens": 100, "steps": 3, "buckets": {
-        "general": {"n": 100, "acc": g, "acc_ci": [0, 1], "parse": 1.0, "parse_ci": [0.9, 1]},
-        "ood_long": {"n": 100, "acc": o, "acc_ci": [0, 1], "parse": 0.9, "parse_ci": [0.8, 1]}}}
-        for f, (g, o) in formats.items()}
-    zero = {c: 0 for c in ("format", "operand_dup", "carry", "digit_count", "digit_sub", "other")}
-    ds, od, cf, tf = fails
-    for ck in S.FAILURE_CHECKPOINTS:
-        for b in ("d1", "mixed", "low_sum", "general"):
-            m["07_failure_analysis"]["counts"][f"{ck}|{b}"] = dict(zero)
-    c = m["07_failure_analysis"]["counts"]
-    c["SFT targeted|mixed"].update(digit_sub=ds - ds // 2, operand_dup=od)
-    c["SFT targeted|low_sum"].update(digit_sub=ds // 2)
-    c["SFT targeted|d1"].update(digit_sub=100, format=tf)    # d1 is not a mixed-digit bucket
-    c["SFT control|general"].update(format=cf)
-    for nb, d in m.items():
-        if nb in skip:
-            continue
-        (seed_dir / nb).mkdir(parents=True, exist_ok=True)
-        (seed_dir / nb / "metrics.json").write_text(json.dumps(d))
-    return seed_dir
+def _put(rec: dict, name: str, p: float, offset: int = 0) -> None:
+    R.mean_with_problems(name, _flags(p, offset=offset), rec)
+    rec[name] = round(p * N_PROBLEMS) / N_PROBLEMS
 
 
+BETAS = [0.0, 0.02, 0.05, 0.1, 0.5]
+PARAMS = {"curricula": ["control", "targeted"], "formats": ["plain", "reversed", "scratchpad"],
+          "buckets": ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "general", "ood_long"],
+          "ks": [1, 2, 4, 8, 16], "betas": BETAS, "n_layer": 2, "n_head": 4, "n_embd": 64,
+          "fmt": "reversed", "max_digits": 3, "total_tokens": 1000, "n_eval": 200,
+          "rl_steps": 3, "rl_prompts": 4, "rl_group": 2, "beta": 0.05, "rl_buckets": ["general"]}
+
+
+def seed_files(v: dict | None = None) -> dict[str, dict]:
+    """{notebook: metrics} of one seed with every record the findings and the headline read;
+    ``v`` overrides values by name (accuracies as fractions)."""
+    v = v or {}
+    acc = {"sft/control/low_sum/acc": 0.3, "sft/targeted/low_sum/acc": 0.9,
+           "sft/control/mixed/acc": 0.35, "sft/targeted/mixed/acc": 0.85,
+           "sft/control/mixed3/acc": 0.5, "sft/targeted/mixed3/acc": 0.6,
+           "sft/control/general/acc": 0.8, "sft/targeted/general/acc": 0.95,
+           "format/plain/general/acc": 0.6, "format/reversed/general/acc": 0.95,
+           "format/scratchpad/general/acc": 0.9, "format/reversed/ood_long/acc": 0.0,
+           "passk/control/general/pass@8": 0.85, "passk/targeted/general/pass@8": 0.98,
+           "rl/targeted/sft/general/acc": 0.80, "rl/targeted/rl/general/acc": 0.90,
+           "rl/targeted/rl/general/sampled_parse": 1.0,
+           "rl/control/sft/unpractised/acc": 0.95, "rl/control/rl/unpractised/acc": 0.70,
+           "rl/targeted/sft/low_sum/acc": 0.9, "rl/control/rl/low_sum/acc": 0.5,
+           "rl/targeted/sft/mixed/acc": 0.85, "rl/control/rl/mixed/acc": 0.5,
+           "beta/0.02/general/acc": 0.90, "beta/0.05/general/acc": 0.905, "beta/0.1/general/acc": 0.91,
+           "fail/sft-targeted/study_errors": 0.05, "fail/sft-control/format": 0.05,
+           "fail/sft-targeted/format": 0.0}
+    acc.update({k: x for k, x in v.items() if not k.endswith("/kl")})
+    files = {nb: {"notebook": nb, "seed": 0, "params": dict(PARAMS), "records": {}} for nb in S.NOTEBOOKS}
+    nb_of = {"sft": "03_sft", "format": "03_sft", "passk": "04_pass_at_k", "rl": "05_kl_rl",
+             "beta": "06_beta_scan", "fail": "07_failure_analysis"}
+    for i, (name, p) in enumerate(acc.items()):
+        _put(files[nb_of[name.split("/")[0]]]["records"], name, p, offset=7 * i)
+    kl = {b: v.get(f"beta/{b:g}/kl", 0.05 / (1 + 20 * b)) for b in BETAS}
+    rec6 = files["06_beta_scan"]["records"]
+    for b, k in kl.items():
+        rec6[f"beta/{b:g}/kl"] = k
+        rec6[f"beta/{b:g}/kl@problems"] = [k] * N_PROBLEMS
+    rec7 = files["07_failure_analysis"]["records"]
+    for ck in S.CHECKPOINTS:
+        for b in S.TAXONOMY_BUCKETS:
+            for cls in ("wrong",) + S.FAILURE_CLASSES:
+                rec7[f"fail/{ck}/{b}/{cls}"] = 2 if cls in ("wrong", "digit_sub") else 0
+    files["02_data_curricula"]["records"] = {f"split/{b}/{k}": 10 for b in PARAMS["buckets"]
+                                             for k in ("problems", "held_out", "eval")}
+    return files
+
+
+def write_run(root: Path, per_seed: dict[int, dict]) -> Path:
+    for seed, v in per_seed.items():
+        for nb, m in seed_files(v).items():
+            R.write(root / f"seed-{seed}" / nb / "metrics.json", nb, seed, m["records"], m["params"])
+    return root
+
+
+def _finding(id_):
+    return next(f for f in F.FINDINGS if f.id == id_)
+
+
+def _seeds(values_per_seed: list[dict]) -> dict[str, dict]:
+    return {f"seed-{i}": seed_files(v) for i, v in enumerate(values_per_seed)}
+
+
+def _eval(id_, values_per_seed):
+    f = _finding(id_)
+    return F.evaluate(f, {s: nbs[f.notebook] for s, nbs in _seeds(values_per_seed).items()})
+
+
+def test_a_finding_flips_when_one_seed_crosses_the_threshold():
+    """Findings are data with one evaluator: moving one seed's value across the rule's
+    threshold moves the interval across it, and the verdict follows."""
+    base = [{"sft/targeted/low_sum/acc": t, "sft/control/low_sum/acc": 0.3} for t in (0.8, 0.85, 0.9)]
+    r = _eval("1a", base)
+    assert r["verdict"] == "reproduced" and r["lo"] > 0 and r["n"] == 3
+    assert r["per_seed"] == pytest.approx({"seed-0": 0.5, "seed-1": 0.55, "seed-2": 0.6})
+    flipped = base[:2] + [{"sft/targeted/low_sum/acc": 0.0, "sft/control/low_sum/acc": 0.3}]
+    r2 = _eval("1a", flipped)
+    assert r2["verdict"] == "inconclusive" and r2["lo"] < 0 < r2["hi"]
+    below = [{"sft/targeted/low_sum/acc": 0.1, "sft/control/low_sum/acc": 0.3} for _ in range(3)]
+    assert _eval("1a", below)["verdict"] == "not reproduced"
+    assert "reproduced if the 95% interval of targeted - control" in r["rule"]
+
+
+def test_a_hand_built_finding_is_evaluated_by_the_same_function():
+    f = F.Finding("x", "9", "toy", "a beats b", "not in the study", "03_sft",
+                  (("sft/targeted/mixed/acc", 1.0), ("sft/control/mixed/acc", -1.0)), "a - b",
+                  F.Rule("above", 0.1))
+    seeds = _seeds([{"sft/targeted/mixed/acc": a, "sft/control/mixed/acc": 0.5} for a in (0.7, 0.72, 0.75)])
+    r = F.evaluate(f, {s: nbs["03_sft"] for s, nbs in seeds.items()})
+    assert r["verdict"] == "reproduced"
+    seeds = _seeds([{"sft/targeted/mixed/acc": a, "sft/control/mixed/acc": 0.5} for a in (0.7, 0.72, 0.55)])
+    assert F.evaluate(f, {s: nbs["03_sft"] for s, nbs in seeds.items()})["verdict"] == "inconclusive"
+
+
+def test_one_seed_gets_a_verdict_from_its_problems():
+    r = _eval("1a", [{}])
+    assert r["n"] == 1 and r["verdict"] == "reproduced"
+    assert r["interval"].startswith("this seed only") and r["n_problems"] == N_PROBLEMS
+    assert r["point"] == pytest.approx(0.6) and r["lo"] <= r["point"] <= r["hi"]
+    assert any(s.startswith("On this seed") for s in r["sentences"])
+    tie = _eval("1a", [{"sft/targeted/low_sum/acc": 0.3}])   # same accuracy, other problems right
+    assert tie["verdict"] == "inconclusive" and tie["lo"] < 0 < tie["hi"]
+
+
+def test_share_of_seeds_uses_the_exact_binomial_interval():
+    vals = [{"sft/targeted/general/acc": a} for a in (0.145, 0.95, 0.97, 0.99, 0.96)]
+    r = _eval("8", vals)
+    assert r["k"] == 4 and r["n"] == 5 and r["point"] == pytest.approx(0.8)
+    assert (r["lo"], r["hi"]) == pytest.approx(stats.clopper_pearson(4, 5))
+    assert r["verdict"] == "inconclusive"   # [0.28, 0.99] contains 50%
+    assert r["sentences"][0].startswith("4 of 5 seeds")
+    assert "seed-0" in r["sentences"][0]    # the seed that missed is named
+
+
+def test_stability_guard_and_spread():
+    flat_but_useless = [{f"beta/{b:g}/general/acc": 0.01 for b in F.STUDY_BETAS}] * 3
+    r = _eval("4a", flat_but_useless)
+    assert r["verdict"] == "inconclusive" and "trivially stable" in r["why"]
+    stable = [{"beta/0.02/general/acc": 0.90, "beta/0.05/general/acc": 0.905, "beta/0.1/general/acc": 0.91}] * 3
+    assert _eval("4a", stable)["verdict"] == "reproduced"
+    wide = [{"beta/0.02/general/acc": 0.80, "beta/0.05/general/acc": 0.9, "beta/0.1/general/acc": 0.95}] * 3
+    assert _eval("4a", wide)["verdict"] == "not reproduced"
+
+
+def test_binds_reads_the_largest_beta_and_is_the_06_rule():
+    r = _eval("4b", [{}, {}])
+    assert r["verdict"] == "reproduced" and "beta/0.5/kl" in r["parts"]
+    assert F.BINDS.id == "4b" and r["unit"] == "nats"
+    drifts = _eval("4b", [{"beta/0/kl": 0.01, "beta/0.5/kl": 0.03}] * 2)
+    assert drifts["verdict"] == "not reproduced"
+
+
+def test_a_renamed_record_fails_loudly():
+    seeds = _seeds([{}])
+    del seeds["seed-0"]["03_sft"]["records"]["sft/targeted/low_sum/acc"]
+    with pytest.raises(RecordError, match="sft/targeted/low_sum/acc"):
+        F.evaluate(_finding("1a"), {s: nbs["03_sft"] for s, nbs in seeds.items()})
+
+
+def test_a_finding_the_parameters_left_out_is_not_measured():
+    seeds = _seeds([{}])
+    seeds["seed-0"]["03_sft"]["params"]["formats"] = ["reversed"]
+    r = F.evaluate(_finding("6"), {s: nbs["03_sft"] for s, nbs in seeds.items()})
+    assert not r["measured"] and "plain" in r["why"] and r["verdict"] == "inconclusive"
+
+
+def test_a_missing_notebook_leaves_its_seed_out():
+    seeds = _seeds([{}, {}, {}])
+    files = {s: nbs["03_sft"] for s, nbs in seeds.items()}
+    files["seed-1"] = None
+    r = F.evaluate(_finding("1a"), files)
+    assert r["n"] == 2 and r["missing_seeds"] == ["seed-1"]
+
+
+# ---- the summary -----------------------------------------------------------------------------------
 @pytest.fixture
 def three_seeds(tmp_path):
-    root = tmp_path / "quick"
-    write_seed(root / "seed-0", low_sum=(0.60, 0.80), pass8=(0.80, 0.97), rl=(0.80, 0.90),
-               fails=(4, 2, 3, 0))
-    write_seed(root / "seed-2", low_sum=(0.62, 0.85), pass8=(0.78, 0.99), rl=(0.81, 0.92),
-               fails=(6, 3, 2, 0))
-    write_seed(root / "seed-10", low_sum=(0.65, 0.86), pass8=(0.83, 0.98), rl=(0.79, 0.91),
-               fails=(5, 2, 3, 0))
-    (root / "summary").mkdir()              # not a seed folder
-    (root / "seed-notes.txt").write_text("") # not a folder
+    root = write_run(tmp_path / "quick", {0: {"sft/targeted/general/acc": 0.145},
+                                          2: {"sft/targeted/low_sum/acc": 0.95},
+                                          10: {"sft/control/low_sum/acc": 0.25}})
+    (root / "summary").mkdir()               # not a seed folder
+    (root / "seed-notes.txt").write_text("")  # not a folder
     return root
 
 
@@ -193,184 +291,98 @@ def test_find_seeds_numeric_order(three_seeds):
 
 def test_summarize_three_seeds(three_seeds):
     s = S.summarize(three_seeds)
-    assert s["seeds"] == ["seed-0", "seed-2", "seed-10"] and s["n_seeds"] == 3
-    assert s["missing"] == {} and s["missing_values"] == {}
-    m = s["metrics"]
-    assert m["sft/low_sum/targeted"]["per_seed"] == {"seed-0": 0.80, "seed-2": 0.85, "seed-10": 0.86}
-    assert m["sft/low_sum/targeted"]["mean"] == pytest.approx(0.83666667)
-    assert m["sft/low_sum/targeted"]["published"] == 0.854
-    assert m["pass8/general/control"]["published"] == 0.81
-    assert m["rl/targeted/greedy_after"]["published"] == 0.907
-    assert m["beta/0.05/greedy"]["published"] == [0.914, 0.916]
-    assert m["beta/0.5/greedy"]["published"] is None
-    # only the mixed-digit buckets count (d1 holds 100 digit substitutions in every seed)
-    assert m["fail/SFT targeted/digit_sub/mixed+low_sum"]["per_seed"] == {"seed-0": 4, "seed-2": 6,
-                                                                          "seed-10": 5}
-    assert m["fail/SFT control/format/all buckets"]["per_seed"] == {"seed-0": 3, "seed-2": 2, "seed-10": 3}
-    assert s["order"] == list(m) and s["order"][0].startswith("sft/")
-    v = {f["id"]: f for f in s["findings"]}
-    assert v["low_sum"]["verdict"] == "reproduced"
-    assert v["low_sum"]["per_seed"] == pytest.approx({"seed-0": 0.20, "seed-2": 0.23, "seed-10": 0.21})
-    assert v["pass8"]["verdict"] == "reproduced"
-    assert v["rl_general"]["verdict"] == "reproduced"
-    assert v["curriculum_vs_rl_low_sum"]["verdict"] == "reproduced"  # +0.45 - 0.05 in every seed
-    assert v["curriculum_vs_rl_low_sum"]["per_seed"]["seed-2"] == pytest.approx(0.40)
-    assert v["curriculum_vs_rl_mixed"]["verdict"] == "reproduced"
-    assert v["formats"]["verdict"] == "reproduced"                  # reversed 0.9 vs plain 0.5
-    assert "scratchpad 80.0 [80.0, 80.0]% (ood_long 5.0 [5.0, 5.0]%)" in v["formats"]["why"]
-    # goals: targeted low_sum 83.7% < 95%; RL reaches 91% < 95% although its gain is clear
-    assert v["low_sum"]["goal_met"] is False and v["low_sum"]["beat"] is False
-    assert v["rl_general"]["goal_met"] is False and "gain interval above 0 (yes)" in v["rl_general"]["goal"]
-    assert v["beta_stable"]["spread_of_means"] == pytest.approx(0.01) and v["beta_stable"]["goal_met"]
-    assert "beta=0.02 binds" in v["beta_stable"]["why"] and "beta=0.5 binds" in v["beta_stable"]["why"]
-    assert [f["number"] for f in s["findings"]] == ["1", "2", "3", "4", "5", "5", "6", "7", "7"]
-    assert v["beta_stable"]["verdict"] == "reproduced"              # spread 0.01 in every seed
-    assert v["beta_stable"]["per_seed"]["seed-0"] == pytest.approx(0.01)
-    assert v["failure_classes"]["verdict"] == "reproduced"
-    assert v["format_fixed"]["verdict"] == "reproduced"             # 3, 2, 3 vs 0
-    for f in s["findings"]:
-        assert f["verdict"] in S.VERDICTS and f["n"] == 3 and f["lo"] <= f["mean"] <= f["hi"]
-        assert "95% t-interval [" in f["why"]
-    json.dumps(s)                                                   # JSON-able as it is
+    assert s["seeds"] == ["seed-0", "seed-2", "seed-10"] and s["n_seeds"] == 3 and s["missing"] == {}
+    by = {r["id"]: r for r in s["findings"]}
+    assert set(by) == {f.id for f in F.FINDINGS}
+    assert by["1a"]["verdict"] == "reproduced" and by["1a"]["n"] == 3
+    assert by["8"]["k"] == 2 and "seed-0" in by["8"]["sentences"][0]
+    assert all(r["verdict"] in F.VERDICTS for r in s["findings"])
+    m = {x["name"]: x for x in s["measures"]}
+    g = m["sft/targeted/general/acc"]
+    assert g["n"] == 3 and 0.145 - 1e-9 <= g["lo"] <= g["hi"] <= 0.95 + 1e-9
+    assert s["taxonomy"]["sft-targeted"]["digit_sub"] == 2 * len(S.TAXONOMY_BUCKETS)
+    assert s["setup"]["model"] == {"n_layer": 2, "n_head": 4, "n_embd": 64}
+    assert "1a." in S.format_findings(s) and "rule:" in S.format_findings(s)
 
 
-def test_findings_go_the_other_way(tmp_path):
-    root = tmp_path / "r"
-    for i, (c, t) in enumerate([(0.8, 0.6), (0.82, 0.61), (0.79, 0.65)]):
-        write_seed(root / f"seed-{i}", low_sum=(c, t), rl=(0.9, 0.8 + i / 100),
-                   betas={"0.02": 0.5, "0.05": 0.9, "0.1": 0.7}, fails=(0, 0, 0, 0))
-    v = {f["id"]: f["verdict"] for f in S.summarize(root)["findings"]}
-    assert v["low_sum"] == "not reproduced"
-    assert v["rl_general"] == "not reproduced"
-    assert v["beta_stable"] == "not reproduced"                     # spread 0.4
-    assert v["failure_classes"] == "not reproduced"                 # never occurs in 3 seeds
-    assert v["format_fixed"] == "inconclusive"                      # 0 vs 0 everywhere
+def test_no_interval_in_the_summary_leaves_its_range(tmp_path):
+    """Split and extreme values (one seed at 14.5%, the others near 100%, accuracies of 0 and
+    1, a negative difference): every interval of every finding and measure stays inside."""
+    extremes = [{"sft/targeted/general/acc": 0.145, "sft/targeted/low_sum/acc": 1.0,
+                 "sft/control/low_sum/acc": 0.0, "rl/targeted/rl/general/acc": 0.0},
+                {"sft/targeted/general/acc": 0.996, "sft/targeted/low_sum/acc": 1.0,
+                 "sft/control/low_sum/acc": 1.0, "passk/targeted/general/pass@8": 1.0},
+                {"sft/targeted/general/acc": 0.927, "fail/sft-targeted/study_errors": 0.0},
+                {"sft/targeted/general/acc": 0.892}, {"sft/targeted/general/acc": 0.969}]
+    for n in (1, 2, 5):
+        root = write_run(tmp_path / f"run{n}", dict(enumerate(extremes[:n])))
+        s = S.summarize(root)
+        assert S.intervals_in_range(s) == [], n
+        for r in s["findings"]:
+            if r["lo"] is not None:
+                assert r["range"][0] - 1e-12 <= r["lo"] <= r["hi"] <= r["range"][1] + 1e-12, r["id"]
+        for mm in s["measures"]:
+            if mm["lo"] is not None and mm["unit"] == "%":
+                assert 0 <= mm["lo"] <= mm["hi"] <= 1, mm["name"]
 
 
-def test_stability_of_a_model_that_cannot_add_is_inconclusive(tmp_path):
-    for i in range(3):
-        write_seed(tmp_path / f"seed-{i}", betas={"0.02": 0.0, "0.05": 0.01, "0.1": 0.0})
-    f = next(f for f in S.summarize(tmp_path)["findings"] if f["id"] == "beta_stable")
-    assert f["hi"] < S.STABLE_TOL and f["verdict"] == "inconclusive"
-    assert "trivially stable" in f["why"] and "mean accuracy over these arms 0.3%" in f["why"]
+def test_intervals_in_range_catches_a_bad_one(three_seeds):
+    s = S.summarize(three_seeds)
+    s["findings"][0] = dict(s["findings"][0], lo=-1.5)
+    assert S.intervals_in_range(s) and "finding 1a" in S.intervals_in_range(s)[0]
 
 
-def test_one_seed_is_inconclusive_and_shows_na(tmp_path):
-    write_seed(tmp_path / "seed-0")
-    s = S.summarize(tmp_path)
-    assert all(f["verdict"] == "inconclusive" and f["lo"] is None for f in s["findings"])
-    text = S.format_headline(s)
-    assert "n/a" in text and "64.8" in text and "91.4-91.6" in text
-    row = next(r for r in S.headline_rows(s) if r[0] == "SFT targeted: greedy acc, low_sum")
-    assert row == ["SFT targeted: greedy acc, low_sum", "%", "85.4", "80.0", "n/a", "1", "80.0"]
-    assert "needs >= 2 seeds" in S.format_findings(s)
-    assert len(S.headline_rows(s)) < len(S.headline_rows(s, only_headline=False))
+def test_missing_notebooks_are_reported(tmp_path):
+    root = write_run(tmp_path / "r", {0: {}, 1: {}})
+    (root / "seed-1" / "05_kl_rl" / "metrics.json").unlink()
+    s = S.summarize(root)
+    assert s["missing"] == {"seed-1": ["05_kl_rl"]}
+    by = {r["id"]: r for r in s["findings"]}
+    assert by["3"]["n"] == 1 and by["3"]["missing_seeds"] == ["seed-1"] and by["1a"]["n"] == 2
+    assert "seed-1: no metrics from 05_kl_rl" in S.format_missing(s)
 
 
-def test_missing_notebooks_and_values_are_reported(tmp_path):
-    write_seed(tmp_path / "seed-0", skip=("06_beta_scan", "07_failure_analysis"))
-    write_seed(tmp_path / "seed-1", ks_has_8=False)
-    write_seed(tmp_path / "seed-2")
-    (tmp_path / "seed-2" / "05_kl_rl" / "metrics.json").write_text("{not json")
-    s = S.summarize(tmp_path)
-    assert s["missing"] == {"seed-0": ["06_beta_scan", "07_failure_analysis"],
-                            "seed-2": ["05_kl_rl"]}
-    assert s["missing_values"] == {"seed-1": ["pass8/general/control", "pass8/general/targeted"]}
-    m = s["metrics"]
-    assert m["pass8/general/targeted"]["n"] == 2 and "seed-1" not in m["pass8/general/targeted"]["per_seed"]
-    assert m["rl/targeted/greedy_after"]["n"] == 2
-    assert m["beta/0.05/greedy"]["n"] == 2
-    text = S.format_missing(s)
-    assert "seed-0: no metrics from 06_beta_scan, 07_failure_analysis" in text
-    assert "seed-1: metrics present but without pass8/general/control" in text
-    v = {f["id"]: f for f in s["findings"]}
-    assert v["pass8"]["n"] == 2 and v["rl_general"]["n"] == 2
-
-
-def test_seed_metrics_of_nothing_is_all_none():
-    m = S.seed_metrics({})
-    assert m and all(v is None for v in m.values())
+def test_an_old_metrics_file_is_refused_with_a_message(tmp_path):
+    root = write_run(tmp_path / "r", {0: {}})
+    (root / "seed-0" / "03_sft" / "metrics.json").write_text('{"control": {"buckets": {}}}')
+    with pytest.raises(RecordError, match="no notebook records"):
+        S.summarize(root)
 
 
 def test_summarize_bad_roots(tmp_path):
-    with pytest.raises(S.SummaryError, match=str(tmp_path / "nope")):
+    with pytest.raises(S.SummaryError, match="does not exist"):
         S.summarize(tmp_path / "nope")
-    (tmp_path / "empty" / "seed-0.txt").parent.mkdir()
-    (tmp_path / "empty" / "seed-0.txt").write_text("")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(S.SummaryError, match="no seed-"):
         S.summarize(tmp_path / "empty")
-    assert issubclass(S.SummaryError, ValueError)
 
 
-# ---- the paper-profile findings: goals, the 2 x 2, formats, taxonomy ---------------------------------
-def test_goals_met_and_beating_the_study(tmp_path):
-    for i in range(3):
-        write_seed(tmp_path / f"seed-{i}", low_sum=(0.3, 0.97 + i / 100), pass8=(0.8, 0.996 + i / 1000),
-                   rl=(0.95, 0.97 + i / 200), betas={"0": 0.9, "0.02": 0.97, "0.05": 0.975,
-                                                    "0.1": 0.972 + i / 1000})
-    v = {f["id"]: f for f in S.summarize(tmp_path)["findings"]}
-    assert v["low_sum"]["goal_met"] is True and v["low_sum"]["beat"] is True
-    assert v["pass8"]["goal_met"] is True and v["pass8"]["beat"] is True
-    assert v["rl_general"]["goal_met"] is True and v["rl_general"]["beat"] is True
-    assert v["beta_stable"]["goal_met"] is True and v["beta_stable"]["beat"] is True
-    assert v["beta_stable"]["spread_of_means"] < 0.01
+def test_goals_and_beating_the_study(three_seeds):
+    by = {r["id"]: r for r in S.summarize(three_seeds)["findings"]}
+    assert by["1a"]["goal_met"] is False          # targeted low_sum mean 0.9 + ... < 0.95
+    assert by["2"]["goal_met"] is False and by["2"]["beats"] is False   # 0.98 is not above 99%
+    assert S.goal_text(by["1a"]).startswith("targeted >= 95% on held-out low_sum: NOT met")
 
 
-def test_goal_fails_on_one_unparsable_seed_and_spread_of_means(tmp_path):
-    for i in range(3):
-        write_seed(tmp_path / f"seed-{i}", rl=(0.95, 0.97 + i / 200), parse_after=0.999 if i == 1 else 1.0,
-                   betas={"0.02": 0.90, "0.05": 0.95, "0.1": 0.93})
-    v = {f["id"]: f for f in S.summarize(tmp_path)["findings"]}
-    assert "parse rate 100% in every seed (no)" in v["rl_general"]["goal"]
-    assert v["rl_general"]["goal_met"] is False
-    assert v["beta_stable"]["spread_of_means"] == pytest.approx(0.05) and v["beta_stable"]["goal_met"] is False
-    assert "KL(beta=0)" not in v["beta_stable"]["why"]           # no beta = 0 arm: no binding claim
+def test_records_round_trip(tmp_path):
+    rec = {}
+    R.mean_with_problems("a/acc", np.array([True, False, True, True]), rec)
+    R.mean_with_problems("a/kl", np.array([0.1234567, 0.2]), rec)
+    rec["n"] = np.int64(4)
+    rec["nan"] = float("nan")
+    p = R.write(tmp_path / "m.json", "03_sft", 0, rec, {"run_dir": "/abs/path", "seed": 0})
+    m = R.read(p)
+    assert m["records"]["a/acc"] == 0.75 and m["records"]["a/acc@problems"] == "1011"
+    assert R.vector(m["records"]["a/acc@problems"]).tolist() == [1, 0, 1, 1]
+    assert m["records"]["a/kl@problems"] == [0.1235, 0.2] and m["records"]["nan"] is None
+    assert m["records"]["n"] == 4 and "run_dir" not in m["params"]   # no machine paths
+    with pytest.raises(RecordError):
+        R.vector("01x")
 
 
-def test_two_by_two_where_rl_matters_more(tmp_path):
-    t = {("control", "SFT"): 0.50, ("control", "SFT+RL"): 0.90, ("targeted", "SFT"): 0.60,
-         ("targeted", "SFT+RL"): 0.95}
-    for i in range(3):
-        write_seed(tmp_path / f"seed-{i}", two_by_two={k: a + i / 100 for k, a in t.items()},
-                   formats={"plain": (0.9, 0.1), "reversed": (0.5 + i / 100, 0.0)})
-    s = S.summarize(tmp_path)
-    v = {f["id"]: f for f in s["findings"]}
-    # (0.60 - 0.50) - (0.90 - 0.50) = -0.30 in every seed
-    assert v["curriculum_vs_rl_low_sum"]["verdict"] == "not reproduced"
-    assert v["curriculum_vs_rl_low_sum"]["mean"] == pytest.approx(-0.30)
-    assert v["formats"]["verdict"] == "not reproduced"
-    # only the formats 03 trained are expected: no scratchpad keys, nothing reported missing
-    assert not any(k.startswith("format/scratchpad") for k in s["metrics"])
-    assert s["missing_values"] == {}
-
-
-def test_old_03_without_formats_is_reported_missing(tmp_path):
-    d = write_seed(tmp_path / "seed-0")
-    f = d / "03_sft" / "metrics.json"
-    m = json.loads(f.read_text())
-    del m["formats"]
-    f.write_text(json.dumps(m))
-    s = S.summarize(tmp_path)
-    assert "format/plain/general/acc" in s["missing_values"]["seed-0"]
-
-
-def test_taxonomy_and_findings_tables(three_seeds):
-    s = S.summarize(three_seeds)
-    means = dict(S.taxonomy_means(s))
-    assert means["SFT targeted"][2 + S.FAILURE_CLASSES.index("digit_sub")] == pytest.approx(5.0)
-    assert S.taxonomy_means({"metrics": {}})[0] == ("SFT control", [None] * (2 + len(S.FAILURE_CLASSES)))
-    assert S.taxonomy_rows({"metrics": {}})[0][1:] == ["n/a"] * (2 + len(S.FAILURE_CLASSES))
-    rows = {r[0]: r for r in S.taxonomy_rows(s)}
-    assert list(rows) == list(S.FAILURE_CHECKPOINTS)
-    h = S.TAXONOMY_HEADERS
-    # digit_sub in mixed+low_sum for targeted SFT: 4, 6, 5 -> mean 5.0; operand_dup 2, 3, 2
-    assert rows["SFT targeted"][h.index("digit_sub")] == "5.0"
-    assert rows["SFT targeted"][h.index("operand_dup")] == "2.3"
-    assert rows["SFT targeted"][h.index("wrong (mixed+low_sum)")] == "7.3"
-    # all buckets include d1's 100 digit substitutions
-    assert rows["SFT targeted"][h.index("wrong (all buckets)")] == "107.3"
-    assert rows["SFT+RL control"][h.index("wrong (all buckets)")] == "0.0"
-    text = S.format_findings_table(s)
-    assert text.count("[reproduced, n=3]") == 9 and "goal:  targeted >= 95%: NOT met" in text
-    assert "does not beat the study" in text
-    assert S.findings_rows(s)[0][:2] == ["1", "low_sum: targeted vs control SFT"]
+def write_seed(seed_dir: Path, v: dict | None = None) -> Path:
+    """Every notebook's records for one seed folder (what test_report builds a site from)."""
+    seed = int(seed_dir.name.removeprefix("seed-")) if seed_dir.name[5:].isdigit() else 0
+    for nb, m in seed_files(v).items():
+        R.write(seed_dir / nb / "metrics.json", nb, seed, m["records"], m["params"])
+    return seed_dir

@@ -42,6 +42,8 @@ def in_bucket(bucket: str, a: int, b: int, D: int) -> bool:
         return (one(a) and two(b)) or (two(a) and one(b))
     if bucket == "low_sum":
         return in_bucket("mixed", a, b, D) and a + b < 30
+    if bucket == "mixed3":
+        return (ndig(a) == D and ndig(b) < D) or (ndig(b) == D and ndig(a) < D)
     if bucket == "general":
         return 0 <= a < 10 ** D and 0 <= b < 10 ** D
     if bucket == "ood_long":
@@ -105,6 +107,10 @@ def test_enumerated_known_sizes():
 @pytest.mark.parametrize("bucket", tasks.BUCKETS)
 def test_sample_bucket_satisfies_definition(bucket, D):
     rng = np.random.default_rng([D, tasks.BUCKETS.index(bucket)])
+    if tasks.bucket_size(bucket, D) == 0:   # mixed3 at one digit
+        with pytest.raises(ValueError, match="no problem"):
+            tasks.sample_bucket(bucket, 5, rng, D)
+        return
     a, b = tasks.sample_bucket(bucket, 2000, rng, D)
     assert a.shape == b.shape == (2000,)
     bad = [(x, y) for x, y in zip(a.tolist(), b.tolist()) if not in_bucket(bucket, x, y, D)]
@@ -124,10 +130,10 @@ def test_eval_set_satisfies_definitions_and_is_distinct(D):
     n = 150
     with time_limit(5):
         ev = tasks.make_eval_set(D, n, seed=5)
-    assert ev.buckets == list(tasks.BUCKETS)
+    assert ev.buckets == tasks.buckets_for(D) == [b for b in tasks.BUCKETS if b != "mixed3" or D > 1]
     for bucket, (a, b) in ev.problems.items():
         pairs = list(zip(a.tolist(), b.tolist()))
-        assert len(pairs) == min(n, tasks.bucket_size(bucket, D)), bucket
+        assert len(pairs) == min(n, tasks.eval_capacity(bucket, D, 5)), bucket
         assert len(set(pairs)) == len(pairs), f"duplicate eval problems in {bucket}"
         bad = [p for p in pairs if not in_bucket(bucket, *p, D)]
         assert not bad, f"{bucket} D={D}: {bad[:5]}"
@@ -149,19 +155,24 @@ def test_any_eval_size_ends_in_seconds_capped_to_the_bucket(D):
     with time_limit(10):
         ev = tasks.make_eval_set(D, 10**6, seed=0)
     for b, (a, _) in ev.problems.items():
-        cap = tasks.eval_capacity(b, D)
+        cap = tasks.eval_capacity(b, D, 0)
         assert len(a) == min(10**6, cap), b
         size = tasks.bucket_size(b, D)
-        assert cap == (size if size <= tasks.LARGE_BUCKET else size // 10)
-    assert tasks.capped_sizes(10**6, D) == {b: tasks.eval_capacity(b, D) for b in tasks.BUCKETS
-                                            if tasks.eval_capacity(b, D) < 10**6}
+        if size > tasks.LARGE_BUCKET:      # a tenth of a large bucket
+            assert cap == size // 10
+        elif ev.held_out(b).any():         # the held-out part of a small one
+            assert cap == len(tasks._split(b, D, 0)[0][0]) < size and ev.held_out(b).all()
+        else:                              # made of d1 problems only: all of it, seen
+            assert cap == size
+    assert tasks.capped_sizes(10**6, D, seed=0) == {b: tasks.eval_capacity(b, D, 0)
+                                                     for b in tasks.buckets_for(D)
+                                                     if tasks.eval_capacity(b, D, 0) < 10**6}
 
 
 def test_training_draws_stay_cheap_at_the_largest_eval_set():
-    """With a large bucket's eval share at its cap, rejection still finds training problems."""
-    ev = tasks.make_eval_set(3, 10**6, seed=0, buckets=("general",))
-    excl = ev.train_exclusions()
-    assert len(excl) == 100_000
+    """With every reserved problem excluded, rejection still finds training problems fast."""
+    excl = tasks.train_exclusions(3, 0)
+    assert len(excl) > tasks.MAX_RESERVED
     with time_limit(5):
         a, b = tasks.sample_bucket("general", 50_000, np.random.default_rng(0), 3, excl)
     assert not np.isin(tasks.problem_key(a, b), excl).any()
@@ -205,9 +216,10 @@ def test_eval_set_independent_of_training_seed(sft_config_factory, monkeypatch):
     assert len(seen) == 2 and len(seen[0]) > 0
     assert np.array_equal(seen[0], seen[1])
     c = sft_config_factory(max_digits=3)
-    want = tasks.make_eval_set(3, c.n_eval, c.eval_seed).train_exclusions()
+    want = tasks.train_exclusions(3, c.eval_seed)
     assert np.array_equal(seen[0], want)
-    other = tasks.make_eval_set(3, c.n_eval, c.eval_seed + 1).train_exclusions()
+    assert np.array_equal(tasks.make_eval_set(3, 7, c.eval_seed).train_exclusions(), want)  # any size
+    other = tasks.train_exclusions(3, c.eval_seed + 1)
     assert not np.array_equal(seen[0], other)
 
 
@@ -227,13 +239,21 @@ def test_eval_subset_is_prefix():
         assert np.array_equal(sub.keys(bucket), ev.keys(bucket)[:7])
 
 
-def test_train_exclusions_cover_large_buckets_only():
-    ev = tasks.make_eval_set(3, 50, seed=2)
-    ex = ev.train_exclusions()
-    want = np.union1d(ev.keys("general"), ev.keys("ood_long"))
-    assert np.array_equal(ex, want)
-    ev2 = tasks.make_eval_set(2, 50, seed=2)  # general has 10^4 problems: not "large"
-    assert np.array_equal(ev2.train_exclusions(), np.unique(ev2.keys("ood_long")))
+def test_train_exclusions_are_the_heldout_share_and_the_reserved_eval_problems():
+    ex = tasks.train_exclusions(3, 2)
+    assert np.array_equal(ex, np.unique(ex))                   # sorted, unique
+    held = tasks.heldout_keys(2)
+    assert len(held) == sum(round(0.3 * tasks.bucket_size(s, 3)) for s in tasks.HOLDOUT_STRATA)
+    assert tasks.in_sorted(held, ex).all()
+    big = tasks.make_eval_set(3, tasks.MAX_RESERVED, seed=2, buckets=("general", "mixed3", "ood_long"))
+    for b in big.buckets:   # the largest eval set any parameter may ask for is inside
+        keys = big.keys(b)
+        a, c = keys // 10**9, keys % 10**9
+        assert tasks.in_sorted(keys[(a >= 10) | (c >= 10)], ex).all(), b
+    d1 = tasks.problem_key(*tasks.enumerated("d1"))
+    assert not tasks.in_sorted(d1, ex).any()                   # d1 is trained in full
+    ev2 = tasks.make_eval_set(2, 50, seed=2)   # general has 10^4 problems at 2 digits: small
+    assert ev2.held_out("general").all() and not ev2.held_out("d1").any()
 
 
 # ---- train / eval disjointness ------------------------------------------------------------
@@ -276,18 +296,17 @@ def test_batches_never_contain_eval_general_problems():
     assert hits_no_ex > 0
 
 
-def test_default_curriculum_batches_avoid_eval_problems_outside_small_buckets():
-    """With replay (the real setting), eval problems can only reappear through the small
-    enumerated buckets, never through a `general` draw."""
+def test_default_curriculum_batches_never_meet_an_eval_problem_outside_d1():
+    """With replay (the real setting), no eval problem of any bucket appears in training:
+    a general eval problem with small operands (say 3+45) is kept out of the mixed stage too."""
     ev = tasks.make_eval_set(3, 3000, seed=4)
-    eval_keys = set(ev.keys("general").tolist())
+    eval_keys = {int(k) for b in ev.buckets if b != "d1" for k in ev.keys(b)[ev.held_out(b)]}
     maker = curriculum.BatchMaker("targeted", "plain", 3, 256, np.random.default_rng(1),
                                   exclude=ev.train_exclusions())
     for i in range(40):
         toks, _ = maker.next_batch(i / 40)
         for a, b in _problems_of_batch(toks):
-            if int(tasks.problem_key(a, b)) in eval_keys:
-                assert a < 100 and b < 100, (a, b)
+            assert int(tasks.problem_key(a, b)) not in eval_keys, (a, b)
 
 
 def test_sample_bucket_rejection_forced():
