@@ -349,10 +349,12 @@ def sentences(f: Finding, r: dict) -> list[str]:
         study += f" Goal ({r['goal']}): {'met' if r['goal_met'] else 'not met'}."
     out.append(study)
     v = r["verdict"]
+    one_share = f.kind == "share" and r["n"] == 1   # one seed says whether it got there, not how often
     if v == "reproduced":
-        out.append(f.yes or "The claim holds here.")
+        out.append("This seed got there." if one_share else f.yes or "The claim holds here.")
     elif v == "not reproduced":
-        out.append(f.no or "The claim does not hold here: the interval lies on the other side.")
+        out.append("This seed did not get there." if one_share else
+                   f.no or "The claim does not hold here: the interval lies on the other side.")
     else:
         out.append(r["why"].capitalize() + "." if r["why"] else
                    f"The interval contains {threshold_text(_rule(f, r['n']).threshold, u, points and f.kind != 'share')}: these "
