@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 TORCH := torch==2.13.0
 
-.PHONY: run test test-numerics bench notebooks paper results publish-quick clean
+.PHONY: run test test-numerics bench notebooks paper results publish-quick explore chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,9 +19,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m reasonlib run --profile quick --seeds 0 --workers 1 && $(BIN)/python -m reasonlib report runs/quick
 
-## the whole test suite: unit tests, papermill runs of every notebook, nbval output checks
-test: $(STAMP)
+## the whole test suite: unit tests, papermill runs of every notebook, nbval output checks, and the
+## failure explorer in headless Chromium
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+## the browser test's Chromium (Debian's package): installed when missing and we are root; otherwise
+## tests/test_explorer_browser.py skips, saying what to install
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "no chromium and not root: the browser test will be skipped (apt-get install -y chromium)"
+
+## serve the failure explorer of the default job's run (after make run) on localhost; Ctrl-C stops it
+explore: $(STAMP)
+	$(BIN)/python -m reasonlib explore runs/quick
 
 ## the test command under four float settings that imitate other CPUs (about 15 min;
 ## not part of .ci/run): scalar kernels, AVX2-only, 1 torch thread, and as is

@@ -82,7 +82,9 @@ import seaborn as sns
 
 from IPython.display import Markdown
 
-from reasonlib import artifacts, explorer, failures, findings, rl, sft, summary, tasks
+from pathlib import Path
+
+from reasonlib import artifacts, explore, explorer, failures, findings, rl, sft, summary, tasks
 from reasonlib import records as metric_records   # `records` below are the explorer's
 from reasonlib.runtime import resolve_device
 from reasonlib.tables import checks, table
@@ -166,11 +168,17 @@ print(table(ex_rows, ["checkpoint", "class", "bucket", "greedy answer", "reads a
 #
 # Filter by checkpoint, bucket and error class, then step through the matching problems:
 # the prompt, the greedy answer and its class, the per-token probability of that answer
-# (red = unlikely), and the sampled answers with their classes. Without a kernel this cell
-# shows nothing; the tables and the heatmap above carry the same information.
+# (red = unlikely) as numbers and as a bar strip, the model's top alternatives at the first
+# wrong token, whether training could have seen the problem, the sampled answers with their
+# classes, and the line that reruns this analysis. Without a kernel this cell shows nothing;
+# the tables and the heatmap above carry the same information, and `python -m reasonlib
+# explore` serves this explorer for a finished run as a web page.
 
 # %% tags=["nbval-ignore-output"]
-ex = explorer.Explorer(records, models)
+profile = Path(P.run_dir).parent.name   # runs/<profile>/seed-<s>: the rerun line names it
+ex = explorer.Explorer(records, models, fmt=P.fmt,
+                       command=lambda rec: explore.rerun_command(profile, P.seed, rec))
+explore.save_records(out_dir / explore.RECORDS, records)   # what `python -m reasonlib explore` serves
 ex.widget
 
 # %% tags=["nbval-ignore-output"]

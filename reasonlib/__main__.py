@@ -1,10 +1,11 @@
-"""Command line: ``python -m reasonlib run|report|refresh``.
+"""Command line: ``python -m reasonlib run|report|explore|refresh``.
 
 ``run`` executes the numbered notebooks in order through papermill for one profile and one
 or more seeds (seeds in parallel on a Dask cluster), writing executed copies and each
 notebook's outputs under ``<out>/<profile>/seed-<seed>/``, then the cross-seed summary
 notebook (08) once under ``<out>/<profile>/``. Finished notebooks are skipped on a rerun.
-``report`` builds the report of a profile folder. Parameters are validated before anything
+``report`` builds the report of a profile folder. ``explore`` serves the failure explorer
+of a finished run on localhost. Parameters are validated before anything
 runs.
 
 Exit status: 0 success; 1 a notebook failed; 2 bad input (nothing ran); 3 the output
@@ -64,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="build the report of a profile folder (runs/<profile>)")
     rep.add_argument("profile_root", help="a profile folder written by `run`, e.g. runs/quick")
     rep.add_argument("--out", default=None, help="report folder (default: chosen by the report)")
+    ex = sub.add_parser("explore", help="serve the failure explorer of a finished run on localhost "
+                                        "(trains nothing)")
+    ex.add_argument("run_root", nargs="?", default="runs/quick",
+                    help="a profile folder written by `run` (default runs/quick, what `make run` writes)")
+    ex.add_argument("--seed", type=int, default=None, help="which seed (default: the lowest with 07's records)")
+    ex.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    ex.add_argument("--artifacts", default=None,
+                    help="the artifact cache the run used (default: <run_root>/../artifacts)")
     sub.add_parser("refresh", help="sync jupytext pairs and re-execute the committed notebooks "
                                    "in place with their default (smoke) parameters")
     return ap
@@ -104,6 +113,8 @@ def main(argv=None) -> int:
         return refresh()
     if args.cmd == "report":
         return report(args)
+    if args.cmd == "explore":
+        return explore(args)
     from . import runner
 
     try:
@@ -112,6 +123,24 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return runner.EXIT_USAGE
     return runner.execute(sweep)
+
+
+def explore(args) -> int:
+    from . import explore as ex
+
+    try:
+        proc, url = ex.serve(args.run_root, args.seed, args.port, args.artifacts)
+    except ex.ExploreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"the failure explorer of {args.run_root} is at {url} (Ctrl-C stops the server)", flush=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=10)
+        print("server stopped")
+        return 0
 
 
 def report(args) -> int:

@@ -288,18 +288,28 @@ def artifact_dir_for(cfg: RLConfig, root) -> Path:
     return artifacts.artifact_dir(root, artifact_key(cfg))
 
 
+def load_cached(cfg: RLConfig, sft_model: GPT, root, device: str = "cpu") -> RLResult | None:
+    """The finished RL model of ``cfg`` from ``root/rl-<hash>/ckpt.pt`` (shaped like its
+    start ``sft_model``), or None (never trains)."""
+    path = artifact_dir_for(cfg, root) / "ckpt.pt"
+    ck = artifacts.load_finished(path, cfg.to_dict())
+    if ck is None:
+        return None
+    model = copy.deepcopy(sft_model)
+    model.load_state_dict(ck["model"])
+    return RLResult(model.eval().to(device), ck["history"], path, False, ck.get("timing", {}),
+                    ck.get("provenance", []))
+
+
 def get_or_train(cfg: RLConfig, sft_model: GPT, sft_cfg, root, device: str = "cpu",
                  progress: bool = True, ckpt_every: int = 25) -> RLResult:
     """The RL model for ``cfg``: loaded from ``root/rl-<hash>/ckpt.pt`` when finished,
     otherwise trained (resuming an unfinished checkpoint)."""
+    cached = load_cached(cfg, sft_model, root, device)
+    if cached is not None:
+        return cached
     d = artifact_dir_for(cfg, root)
     path = d / "ckpt.pt"
-    ck = artifacts.load_finished(path, cfg.to_dict())
-    if ck is not None:
-        model = copy.deepcopy(sft_model)
-        model.load_state_dict(ck["model"])
-        return RLResult(model.eval().to(device), ck["history"], path, False, ck.get("timing", {}),
-                        ck.get("provenance", []))
     artifacts.write_json(d / "key.json", artifact_key(cfg))
     return train_rl(cfg, sft_model, sft_cfg, path, ckpt_every, device, progress)
 

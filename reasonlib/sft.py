@@ -268,17 +268,25 @@ def artifact_dir_for(cfg: SFTConfig, root) -> Path:
     return artifacts.artifact_dir(root, artifact_key(cfg))
 
 
+def load_cached(cfg: SFTConfig, root, device: str = "cpu") -> SFTResult | None:
+    """The finished model of ``cfg`` from ``root/sft-<hash>/ckpt.pt``, or None (never trains)."""
+    path = artifact_dir_for(cfg, root) / "ckpt.pt"
+    ck = artifacts.load_finished(path, cfg.to_dict())
+    if ck is None:
+        return None
+    return SFTResult(_model_from(cfg, ck).to(device), ck["history"], path, trained_now=False,
+                     timing=ck.get("timing", {}), provenance=ck.get("provenance", []))
+
+
 def get_or_train(cfg: SFTConfig, root, device: str = "cpu", progress: bool = True,
                  ckpt_every: int = 200) -> SFTResult:
     """The SFT model for ``cfg``: loaded from ``root/sft-<hash>/ckpt.pt`` when finished,
     otherwise trained (resuming an unfinished checkpoint)."""
+    cached = load_cached(cfg, root, device)
+    if cached is not None:
+        return cached
     d = artifact_dir_for(cfg, root)
     path = d / "ckpt.pt"
-    ck = artifacts.load_finished(path, cfg.to_dict())
-    if ck is not None:
-        return SFTResult(_model_from(cfg, ck).to(device), ck["history"], path,
-                         trained_now=False, timing=ck.get("timing", {}),
-                         provenance=ck.get("provenance", []))
     artifacts.write_json(d / "key.json", artifact_key(cfg))
     return train_sft(cfg, path, ckpt_every=ckpt_every, device=device, progress=progress)
 

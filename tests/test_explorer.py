@@ -145,7 +145,8 @@ def test_answer_token_probs_match_the_sampler(peaked_model):
         assert len(probs) == n + 1
         np.testing.assert_allclose([q for _, q in probs[:n]], np.exp(g.logprobs[i, :n]), rtol=1e-4)
         assert rec["greedy_ids"] == g.tokens[i, :n].tolist()
-        assert [c for c, _ in probs] == [chr(t) if t < 128 else f"\\x{t:02x}"
+        # printable ASCII as itself, any other byte (control characters too) escaped
+        assert [c for c, _ in probs] == [chr(t) if 32 <= t < 127 else f"\\x{t:02x}"
                                          for t in g.tokens[i, :n]] + ["⏎"]
 
 
@@ -234,3 +235,54 @@ def test_explorer_on_collected_records(records, models):
                 assert ex.html.value.count("<td") == len(rec["greedy_ids"]) + 1
             else:
                 assert "no problem matches" in ex.html.value
+
+
+def test_record_view_shows_label_strip_alternatives_and_command(tiny_model):
+    rec = dict(_rec("sft", "mixed", 12, 3, "18"), held_out=True, greedy_ids=list(b"18"))
+    dists = explorer.answer_token_dists(tiny_model, 12, 3, rec["greedy_ids"])
+    assert [d["token"] for d in dists] == ["1", "8", "⏎"] and all(len(d["top"]) == 3 for d in dists)
+    assert all(d["top"][0][1] >= d["p"] - 1e-9 for d in dists)   # the top choice is the most likely
+    # 12+3 = 15: "18" leaves the answer at its second token (plain format)
+    assert explorer.first_wrong(rec, "plain") == 1 and explorer.first_wrong(dict(rec, greedy_ids=list(b"15")), "plain") is None
+    h = explorer.render_record(rec, dists=dists, fmt="plain", command="papermill x.ipynb y.ipynb -p seed 0")
+    assert "held out" in h and h.count("<rect") == 3 and 'stroke="black"' in h   # one bar each, wrong one marked
+    assert "at the first wrong token (#2" in h and "top choices" in h
+    assert "copy-command" in h and "papermill x.ipynb y.ipynb -p seed 0" in h
+    assert "seen in training" in explorer.render_record(dict(rec, held_out=False))
+
+
+def test_a_raising_callback_is_shown_in_the_page():
+    ex = explorer.Explorer(HAND)
+    def boom(change=None):
+        raise RuntimeError("broken on purpose")
+    ex._guarded(boom)()
+    assert "explorer error: RuntimeError: broken on purpose" in ex.error.value
+
+
+# ---- python -m reasonlib explore --------------------------------------------------------------
+def test_explore_without_a_run_says_which_command_makes_one(tmp_path, capsys):
+    from reasonlib.__main__ import main
+    assert main(["explore", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "no run at" in err and "make run" in err
+    (tmp_path / "empty" / "seed-0").mkdir(parents=True)
+    assert main(["explore", str(tmp_path / "empty")]) == 2
+    assert "holds no failure analysis" in capsys.readouterr().err
+
+
+def test_rerun_command_names_the_profile_seed_and_problem():
+    from reasonlib import explore
+    rec = _rec("SFT targeted", "mixed3", 12, 477, "495")
+    cmd = explore.rerun_command("quick", 3, rec)
+    assert cmd.startswith("cd notebooks && papermill 07_failure_analysis.ipynb /tmp/07_seed3.ipynb "
+                          "-f ../params/quick.yaml -p seed 3")
+    assert cmd.endswith("# SFT targeted, mixed3: 12+477")
+    assert "-f" not in explore.rerun_command("not-a-profile", 0, rec)   # no such params file
+
+
+def test_explorer_records_round_trip(tmp_path):
+    from reasonlib import explore
+    recs = [dict(_rec("sft", "mixed", 12, 3, "18"), held_out=True, greedy_ids=[49, 56])]
+    p = explore.save_records(tmp_path / explore.RECORDS, recs)
+    assert explore.load_records(p) == recs
+    assert p.read_bytes() == explore.save_records(tmp_path / "again.json.gz", recs).read_bytes()  # no timestamp

@@ -133,11 +133,15 @@ def _matches(records, ck, bucket, klass):
 
 
 def _shows(page, rec):
-    """The record HTML shows this record (checkpoint, bucket, prompt, sum, class, probs)."""
+    """The record HTML shows this record (checkpoint, bucket, whether training could see it,
+    prompt, sum, class, the probabilities as numbers and as a strip, the rerun command)."""
     e = html.escape
-    return (f"<b>{e(rec['checkpoint'])}</b> · {e(rec['bucket'])} · "
+    seen = "<span class='held-out'>held out</span>" if rec["held_out"] else \
+        "<span class='seen'>seen in training</span>"
+    return (f"<b>{e(rec['checkpoint'])}</b> · {e(rec['bucket'])} · {seen} · "
             f"<code>{rec['a']}+{rec['b']}=</code> (sum {rec['a'] + rec['b']})" in page
-            and f"→ <b>{e(rec['class'])}</b>" in page and "per-token probability" in page)
+            and f"→ <b>{e(rec['class'])}</b>" in page and "per-token probability" in page
+            and "<svg class=\"prob-strip\"" in page and f"{rec['a']}+{rec['b']}</code>" in page)
 
 
 def test_07_explorer_in_live_kernel_driven_like_a_frontend(tmp_path):
@@ -174,7 +178,7 @@ def test_07_explorer_in_live_kernel_driven_like_a_frontend(tmp_path):
                 explorer_out = msgs
         records = json.loads(fe.stdout(
             "import json\nprint(json.dumps([{k: r[k] for k in ('checkpoint', 'bucket', 'a', "
-            "'b', 'class')} for r in records]))"))
+            "'b', 'class', 'held_out')} for r in records]))"))
         checkpoints = list(dict.fromkeys(r["checkpoint"] for r in records))
         assert checkpoints == ["SFT control", "SFT+RL control", "SFT targeted", "SFT+RL targeted"]
         assert len(records) == 4 * len(p["buckets"]) * OVERRIDES["n_fail"]
@@ -189,11 +193,11 @@ def test_07_explorer_in_live_kernel_driven_like_a_frontend(tmp_path):
         assert view["version_major"] == 2
         box = fe.models[view["model_id"]]
         assert box["_model_name"] == "VBoxModel"
-        hbox_id, slider_id, summary_id, html_id = map(_ref, box["children"])
+        hbox_id, slider_id, summary_id, html_id, error_id = map(_ref, box["children"])
         ck_id, bk_id, kl_id = map(_ref, fe.models[hbox_id]["children"])
         M = fe.models
-        assert [M[k]["_model_name"] for k in (ck_id, bk_id, kl_id, slider_id, summary_id, html_id)] \
-            == ["DropdownModel"] * 3 + ["IntSliderModel", "HTMLModel", "HTMLModel"]
+        assert [M[k]["_model_name"] for k in (ck_id, bk_id, kl_id, slider_id, summary_id, html_id, error_id)] \
+            == ["DropdownModel"] * 3 + ["IntSliderModel", "HTMLModel", "HTMLModel", "HTMLModel"]
         assert [M[k]["description"] for k in (ck_id, bk_id, kl_id, slider_id)] \
             == ["checkpoint", "bucket", "class", "match"]
         # all six came from comm_open messages of the explorer cell
@@ -218,6 +222,7 @@ def test_07_explorer_in_live_kernel_driven_like_a_frontend(tmp_path):
                 assert _shows(M[html_id]["value"], want[M[slider_id]["value"]])
             else:
                 assert M[html_id]["value"] == "<i>no problem matches these filters</i>"
+            assert M[error_id]["value"] == ""   # no callback raised
             return want
 
         assert labels(ck_id) == checkpoints
@@ -261,8 +266,8 @@ def test_07_explorer_in_live_kernel_driven_like_a_frontend(tmp_path):
             "_r = ex.matches()[ex.index.value]\n"
             "print(json.dumps([ex.checkpoint.value, ex.bucket.value, ex.klass.value, "
             "ex.index.value, len(ex.matches()), ex.html.value == explorer.render_record(_r, "
-            "explorer.answer_token_probs(models[_r['checkpoint']], _r['a'], _r['b'], "
-            "_r['greedy_ids']))]))"))
+            "dists=explorer.answer_token_dists(models[_r['checkpoint']], _r['a'], _r['b'], "
+            "_r['greedy_ids']), fmt=P.fmt, command=ex.command(_r))]))"))
         assert got == ["SFT+RL targeted", bucket, "(all wrong)", 1, len(want), True]
 
         # 4. class dropdown -> a class with no match: the kernel moves the slider back to 0
