@@ -180,10 +180,11 @@ def validate(values: dict) -> types.SimpleNamespace:
         _fail("n_head", p["n_head"], f"a divisor of n_embd={p['n_embd']}")
     if max(p["ks"]) > p["n_samples"]:
         _fail("ks", p["ks"], f"values <= n_samples={p['n_samples']}")
-    empty = [b for b in p["buckets"] if bucket_size(b, p["max_digits"]) == 0]
-    if empty:
-        _fail("buckets", p["buckets"], f"buckets that hold problems at max_digits={p['max_digits']} "
-                                       f"({', '.join(empty)} has none there: remove it)")
+    for key in ("buckets", "rl_buckets"):
+        empty = [b for b in p[key] if bucket_size(b, p["max_digits"]) == 0]
+        if empty:
+            _fail(key, p[key], f"buckets that hold problems at max_digits={p['max_digits']} "
+                               f"({', '.join(empty)} has none there: remove it)")
     if p["replay"] + p["mixed_replay"] >= 1:
         _fail("mixed_replay", p["mixed_replay"], f"< 1 - replay = {1 - p['replay']}")
     return types.SimpleNamespace(**p)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from reasonlib import curriculum, sft, tasks
+from reasonlib import curriculum, sft
 from reasonlib.tokenizer import decode
 
 

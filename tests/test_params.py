@@ -209,6 +209,7 @@ def test_n_head_must_divide_n_embd():
 def test_mixed3_needs_two_digits():
     _raises({"max_digits": 1}, "'buckets'", "mixed3 has none there")
     assert params.validate({"max_digits": 1, "buckets": ["d1", "general"]}).max_digits == 1
+    _raises({"max_digits": 1, "buckets": ["d1"], "rl_buckets": ["mixed3"]}, "'rl_buckets'", "mixed3")
 
 
 def test_replay_sum_below_one():

@@ -9,7 +9,6 @@ import json
 import re
 import struct
 import zlib
-from pathlib import Path
 
 import nbformat
 import pytest

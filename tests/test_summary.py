@@ -3,7 +3,6 @@ rule, findings as data with one evaluator, and the cross-seed summary of a hand-
 folder (records shaped like notebooks 02-07 write them)."""
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import re
