@@ -27,6 +27,7 @@ seed = 0
 n_layer = 2
 n_head = 4
 n_embd = 64
+pos = "rope"
 fmt = "reversed"
 max_digits = 3
 run_dir = "runs/notebooks/seed-0"
@@ -83,12 +84,15 @@ for f in tasks.FORMATS:
 # %% [markdown]
 # ## The model
 #
-# A GPT-style pre-LayerNorm Transformer with rotary position embeddings, tied input/output
-# embeddings and a preallocated KV cache for generation. The context holds the longest
-# prompt plus answer of this run's format, `ood_long` included.
+# A GPT-style pre-LayerNorm Transformer with tied input/output embeddings and a
+# preallocated KV cache for generation. `pos` picks the position scheme (`reasonlib.model`):
+# rotary positions (`rope`, the default), none (`nope`), learned digit-place vectors
+# (`abacus`) or digit places as rotary positions (`coupled`); 08 compares them. The context
+# holds the longest prompt plus answer of this run's format for operands of up to
+# `max_digits + 3` digits (the longest the length study asks for).
 
 # %% tags=["nbval-check-output"]
-cfg = ModelConfig(n_layer=P.n_layer, n_head=P.n_head, n_embd=P.n_embd,
+cfg = ModelConfig(n_layer=P.n_layer, n_head=P.n_head, n_embd=P.n_embd, pos=P.pos,
                   block_size=tasks.block_size_for(P.max_digits, P.fmt))
 model = GPT(cfg).to(dev)
 parts = {"token embedding (tied with output)": model.tok.weight.numel()}

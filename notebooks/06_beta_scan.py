@@ -29,7 +29,7 @@
 # exact KL to the start on the policy's own samples, and accuracy on the buckets RL never
 # practises (forgetting). The KL term *binds* when, at a beta, the policy ends measurably
 # closer to its start than at beta = 0: the 95% interval of KL(beta = 0) - KL(beta) lies
-# above 0 (`reasonlib.findings.BINDS`, the same rule 08 applies across seeds).
+# above 0 (`reasonlib.findings.BINDS`, the same rule 09 applies across seeds).
 
 # %% tags=["parameters"]
 seed = 0
@@ -40,6 +40,8 @@ buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "genera
 n_layer = 2
 n_head = 4
 n_embd = 64
+pos = "rope"
+pos_offset = 0
 total_tokens = 150000
 batch_size = 128
 lr = 0.002
@@ -120,7 +122,7 @@ kl = {beta: float(v.mean()) for beta, v in kl_pp.items()}
 forget = {key: np.concatenate([e[b]["correct"] for b in unpractised]) if unpractised else np.zeros(0, bool)
           for key, e in [("start", ev0), *ev.items()]}
 
-# records: what 08 reads, and what the binding rule below is evaluated on
+# records: what 09 reads, and what the binding rule below is evaluated on
 rec = {}
 for key, e in [("start", ev0), *ev.items()]:
     name = key if key == "start" else f"{key:g}"

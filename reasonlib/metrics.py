@@ -56,7 +56,7 @@ def score(texts: list[str], a: np.ndarray, b: np.ndarray, fmt: str):
 
 def _answers(model, a, b, fmt, max_digits, **kw):
     p, v = tasks.render_prompts(a, b)
-    g = sampling.generate(model, p, v, tasks.max_answer_tokens(max_digits, fmt), **kw)
+    g = sampling.generate(model, p, v, tasks.answer_budget(a, b, max_digits, fmt), **kw)
     return [decode_answer(r) for r in g.tokens], g
 
 

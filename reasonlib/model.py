@@ -2,10 +2,30 @@
 
 Shapes: B batch, T time, C = n_embd, H = n_head, D = C // H (head size), V vocab.
 
-Positions are rotary (RoPE) rather than a learned table: a learned table leaves the
-positions of longer problems untrained until a curriculum reaches them (we measured loss
-spikes above 10 nats at every stage change), while rotary attention scores depend on
-relative offsets, so what is learned on short problems carries over to longer ones.
+Positions (``ModelConfig.pos``, one of :data:`POS_SCHEMES`):
+
+* ``rope``: rotary attention (RoPE). A learned table would leave the positions of longer
+  problems untrained until a curriculum reaches them (we measured loss spikes above 10 nats
+  at every stage change); rotary scores depend on relative offsets, so what is learned on
+  short problems carries over to longer ones -- within the trained lengths.
+* ``nope``: no position signal at all; the causal mask alone orders the tokens (a token can
+  count what precedes it).
+* ``abacus``: digit-significance embeddings (McLeish et al. 2024) on top of ``nope``: each
+  digit gets a learned vector for its place in its number, so the units of both operands
+  and of the answer share one vector, the tens another, and so on. Operand digits (before
+  the first ``=``) count from the right of their number (they are all in the prompt);
+  digits after ``=`` count from the left of their run (known causally, and for the
+  ``reversed`` format that *is* their place). Non-digits get place 0 (a zero vector).
+  Training adds a random offset to every place of a row (:func:`place_ids`), so the
+  vectors of places beyond the trained lengths are trained too.
+* ``coupled``: position coupling (Cho et al. 2024) with rotary attention: a token's rotary
+  position is its digit place, and from ``=`` on, the place of the digit it *predicts*. The
+  query that writes the units digit sits at place 1 with the operands' units digits, so
+  "read the digits of my place, and of the place below for the carry" is a fixed relative
+  offset (0 and 1) for every length. Non-digits of the prompt sit at place 0; training
+  shifts every other place of a row by the same random offset as ``abacus`` does, so the
+  offsets between the digits and the prompt's ``BOS`` and ``+`` of longer numbers are
+  trained too (the offsets between digits, which carry the procedure, never change).
 
 Two ways in:
 * ``model(idx)``: training path, right-padded ``(B, T)`` ids, plain causal attention
@@ -27,6 +47,11 @@ import torch.nn.functional as F
 
 from .tokenizer import VOCAB_SIZE
 
+POS_SCHEMES = ("rope", "nope", "abacus", "coupled")
+PLACED = ("abacus", "coupled")  # the schemes whose positions are digit places
+MAX_PLACE = 32  # abacus table size: places 1..MAX_PLACE (training offset + longest number)
+_ZERO, _NINE, _EQ = ord("0"), ord("9"), ord("=")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -35,6 +60,7 @@ class ModelConfig:
     n_head: int
     n_embd: int
     block_size: int
+    pos: str  # position scheme, one of POS_SCHEMES
     vocab_size: int = VOCAB_SIZE
     mlp_ratio: int = 4
 
@@ -43,6 +69,8 @@ class ModelConfig:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"ModelConfig.{k}={v!r}: must be a positive integer")
+        if self.pos not in POS_SCHEMES:
+            raise ValueError(f"ModelConfig.pos={self.pos!r}: must be one of {', '.join(POS_SCHEMES)}")
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"ModelConfig.n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
@@ -61,6 +89,7 @@ class KVCache:
         self.v = torch.zeros_like(self.k)
         self.valid = torch.zeros(batch, t_max, dtype=torch.bool, device=device)
         self.next_pos = torch.zeros(batch, dtype=torch.long, device=device)
+        self.run = torch.zeros(batch, dtype=torch.long, device=device)  # placed: digits ending the row
         self.t = 0  # slots filled so far
 
     def repeat_interleave(self, n: int) -> "KVCache":
@@ -70,7 +99,46 @@ class KVCache:
             self.v = self.v.repeat_interleave(n, dim=1)
             self.valid = self.valid.repeat_interleave(n, dim=0)
             self.next_pos = self.next_pos.repeat_interleave(n, dim=0)
+            self.run = self.run.repeat_interleave(n, dim=0)
         return self
+
+
+def _run_index(digit: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool -> (B, T) long: each digit's 1-based index within its run of consecutive
+    digits, counted from the left; 0 at non-digits."""
+    c = digit.long().cumsum(1)
+    start = torch.where(digit, torch.zeros_like(c), c).cummax(1).values  # digits before the run
+    return torch.where(digit, c - start, torch.zeros_like(c))
+
+
+def is_digit(idx: torch.Tensor) -> torch.Tensor:
+    return (idx >= _ZERO) & (idx <= _NINE)
+
+
+def place_ids(idx: torch.Tensor, offset: torch.Tensor | None = None,
+              coupled: bool = False) -> torch.Tensor:
+    """Place of every token (B, T) -> (B, T) long in 0..MAX_PLACE.
+
+    Before the first ``=`` a digit's place counts from the right of its number (1 = units);
+    0 marks a non-digit. After it (``abacus``) a digit's place counts from the left of its run.
+    ``coupled``: from the first ``=`` on, a token gets the place of the digit it *predicts*
+    (the digits of its run so far + 1), so the query that writes the units digit carries the
+    units' place, like the operand digits it must read. ``offset`` (B,) is added to every
+    nonzero place of its row (training only). ``BOS 1 2 + 4 7 7 = 9 8 4 EOS`` ->
+    abacus ``0 2 1 0 3 2 1 0 1 2 3 0``, coupled ``0 2 1 0 3 2 1 1 2 3 4 1``."""
+    d = is_digit(idx)
+    eq = (idx == _EQ).long()
+    first = eq.cumsum(1)
+    after = (first - eq) > 0                 # strictly after the first '='
+    left = _run_index(d)
+    right = _run_index(d.flip(1)).flip(1)
+    if coupled:
+        place = torch.where(first > 0, left + 1, right)
+    else:
+        place = torch.where(after, left, right)
+    if offset is not None:
+        place = torch.where(place > 0, place + offset[:, None], place)
+    return place
 
 
 def rope_tables(pos: torch.Tensor, d: int, base: float = 10000.0):
@@ -96,8 +164,13 @@ class Attention(nn.Module):
     def forward(self, x, rope, mask=None, cache: KVCache | None = None, layer: int = 0, select=None):
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.h, C // self.h)
-        qk = _rotate(qkv[:, :, :2], *rope)
-        q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
+        # split / unbind (not slicing): their backward concatenates the gradients instead of
+        # zero-filling a full-size buffer per slice and adding them up (same numbers)
+        qk, v = qkv.split((2, 1), dim=2)
+        if rope is not None:
+            qk = _rotate(qk, *rope)
+        q, k = (t.transpose(1, 2) for t in qk.unbind(2))
+        v = v.squeeze(2).transpose(1, 2)
         if cache is not None:
             s = cache.t
             cache.k[layer, :, :, s:s + T] = k
@@ -132,6 +205,8 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        if cfg.pos == "abacus":
+            self.place = nn.Embedding(MAX_PLACE + 1, cfg.n_embd, padding_idx=0)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
@@ -140,6 +215,9 @@ class GPT(nn.Module):
         for b in self.blocks:  # GPT-2 scaled init of residual projections
             for w in (b.attn.proj.weight, b.out.weight):
                 nn.init.normal_(w, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if cfg.pos == "abacus":
+            with torch.no_grad():
+                self.place.weight[0].zero_()  # non-digits: no place vector (and no gradient)
 
     @staticmethod
     def _init(m):
@@ -153,29 +231,45 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights counted once
 
-    def _trunk(self, idx, pos, mask=None, cache=None, select=None):
+    def _trunk(self, idx, pos, mask=None, cache=None, select=None, place=None):
         x = self.tok(idx)
-        rope = rope_tables(pos, self.cfg.n_embd // self.cfg.n_head)
+        if place is not None:
+            x = x + self.place(place)
+        rope = None if pos is None else rope_tables(pos, self.cfg.n_embd // self.cfg.n_head)
         last = len(self.blocks) - 1
         for i, b in enumerate(self.blocks):
             x = b(x, rope, mask, cache, i, select if i == last else None)
         return self.ln_f(x)
 
-    def forward(self, idx, valid=None, hidden_only: bool = False, select=None):
+    def _positions(self, idx, valid=None, offset=None):
+        """(rotary positions or None, place-embedding ids or None) of whole sequences (B, T)."""
+        s = self.cfg.pos
+        if s == "rope":
+            if valid is None:   # (1, T): the rotary tables broadcast over the batch
+                return torch.arange(idx.shape[1], device=idx.device)[None], None
+            return (valid.long().cumsum(1) - 1).clamp_min(0), None
+        if s == "coupled":
+            return place_ids(idx, offset, coupled=True), None
+        if s == "abacus":
+            return None, place_ids(idx, offset)
+        return None, None
+
+    def forward(self, idx, valid=None, hidden_only: bool = False, select=None,
+                place_offset: torch.Tensor | None = None):
         """Logits (B, T, V). ``valid`` (B, T) bool marks real tokens of left-padded rows.
 
         ``select`` (B, T) bool (right-padded path only): return logits (N, V) for the N
         selected positions only; the last block then runs its projection and MLP on those
-        rows alone (training scores answer tokens only, so the rest is wasted work)."""
+        rows alone (training scores answer tokens only, so the rest is wasted work).
+        ``place_offset`` (B,) long: the abacus training offset of each row (see place_ids)."""
         B, T = idx.shape
         if T > self.cfg.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}")
+        pos, place = self._positions(idx, valid, place_offset)
         if valid is None:
-            pos = torch.arange(T, device=idx.device)[None]  # (1, T): rotary tables broadcast
-            h = self._trunk(idx, pos, select=select)
+            h = self._trunk(idx, pos, select=select, place=place)
         else:
-            pos = (valid.long().cumsum(1) - 1).clamp_min(0)
-            h = self._trunk(idx, pos, _padded_causal_mask(valid))
+            h = self._trunk(idx, pos, _padded_causal_mask(valid), place=place)
         return h if hidden_only else self.head(h)
 
     # ---- incremental decoding -------------------------------------------------------
@@ -186,11 +280,16 @@ class GPT(nn.Module):
     def prefill(self, idx, valid, cache: KVCache):
         """Run left-padded prompts (B, P) into an empty cache; return last-position logits (B, V)."""
         B, P = idx.shape
-        pos = (valid.long().cumsum(1) - 1).clamp_min(0)
+        pos, place = self._positions(idx, valid)
+        if self.cfg.pos in PLACED and not bool((idx[:, -1] == _EQ).all()):
+            # a prompt's last number would get its places from the right, the continuation's
+            # from the left: only a prompt that ends with '=' decodes as the full forward does
+            raise ValueError(f"{self.cfg.pos} positions need every prompt to end with '='")
         cache.valid[:, :P] = valid
-        h = self._trunk(idx, pos, _padded_causal_mask(valid), cache)
+        h = self._trunk(idx, pos, _padded_causal_mask(valid), cache, place=place)
         cache.t = P
-        cache.next_pos = pos[:, -1] + 1
+        cache.next_pos = valid.long().sum(1)   # rope: the next token's position
+        cache.run = torch.zeros_like(cache.next_pos)  # the prompt ends with a non-digit
         return self.head(h[:, -1])
 
     def decode_step(self, tok, cache: KVCache):
@@ -199,7 +298,12 @@ class GPT(nn.Module):
             raise ValueError("KV cache is full")
         cache.valid[:, cache.t] = True
         mask = cache.valid[:, None, None, : cache.t + 1]  # (B, 1, 1, t+1)
-        h = self._trunk(tok[:, None], cache.next_pos[:, None], mask, cache)
+        s = self.cfg.pos
+        if s in PLACED:  # after '=': a digit's place is its index in its run
+            cache.run = torch.where(is_digit(tok), cache.run + 1, torch.zeros_like(cache.run))
+        pos = {"rope": cache.next_pos, "coupled": cache.run + 1}.get(s)
+        place = cache.run[:, None] if s == "abacus" else None
+        h = self._trunk(tok[:, None], None if pos is None else pos[:, None], mask, cache, place=place)
         cache.t += 1
         cache.next_pos = cache.next_pos + 1
         return self.head(h[:, -1])

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from .curriculum import CURRICULA
+from .model import MAX_PLACE, POS_SCHEMES
 from .tasks import BUCKETS, FORMATS, MAX_RESERVED, bucket_size, capped_sizes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -62,7 +63,7 @@ SCHEMA: dict[str, Spec] = {
     "seed": Spec(0, "int", "an integer >= 0", _nonneg),
     "run_dir": Spec("runs/notebooks/seed-0", "str", "a non-empty path (relative to the repo root)"),
     "artifacts_dir": Spec("runs/notebooks/artifacts", "str", "a non-empty path (relative to the repo root)"),
-    # cross-seed summary (08): the folder holding the seed-* run folders of one profile
+    # cross-seed summary (09): the folder holding the seed-* run folders of one profile
     "run_root": Spec("runs/notebooks", "str", "a non-empty path (relative to the repo root)"),
     "device": Spec("cpu", "choice", "one of " + ", ".join(DEVICES), choices=DEVICES),
     "fmt": Spec("reversed", "choice", "one of " + ", ".join(FORMATS), choices=FORMATS),
@@ -80,6 +81,20 @@ SCHEMA: dict[str, Spec] = {
     "n_layer": Spec(2, "int", "an integer in 1..64", _upto(64)),
     "n_head": Spec(4, "int", "an integer in 1..64 that divides n_embd", _upto(64)),
     "n_embd": Spec(64, "int", "an integer in 1..4096", _upto(4096)),
+    "pos": Spec("rope", "choice", "one of " + ", ".join(POS_SCHEMES) + " (position scheme)",
+                choices=POS_SCHEMES),
+    # abacus, coupled: each training row's places are shifted by a random offset in
+    # 0..pos_offset, so the place vectors of numbers longer than the trained ones are trained
+    # too (ignored by the other schemes)
+    # the length study (08): one targeted model per scheme, n_len problems per operand length
+    "positions": Spec(list(POS_SCHEMES), "list_choice",
+                      "a non-empty list of distinct names from " + ", ".join(POS_SCHEMES),
+                      choices=POS_SCHEMES),
+    "n_len": Spec(100, "int", f"an integer in 1..{MAX_EVAL:,} (problems per operand length)",
+                  _upto(MAX_EVAL)),
+    "pos_offset": Spec(0, "int", f"an integer in 0..{MAX_PLACE - 16} (largest random place "
+                                 "offset in training; abacus and coupled only)",
+                       _upto(MAX_PLACE - 16, lo=0)),
     "total_tokens": Spec(150_000, "int",
                          "an integer in 1..10^11 (training tokens per curriculum)", _upto(10**11)),
     "batch_size": Spec(128, "int", "an integer in 1..65536", _upto(65536)),

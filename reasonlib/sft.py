@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import artifacts, metrics, params, tasks
 from .curriculum import BatchMaker, check_curriculum, stages
-from .model import GPT, ModelConfig
+from .model import GPT, PLACED, ModelConfig
 from .tokenizer import PAD
 
 
@@ -38,6 +38,8 @@ class SFTConfig:
     n_layer: int = _D["n_layer"]
     n_head: int = _D["n_head"]
     n_embd: int = _D["n_embd"]
+    pos: str = _D["pos"]
+    pos_offset: int = _D["pos_offset"]
     # optimisation
     total_tokens: int = _D["total_tokens"]
     batch_size: int = _D["batch_size"]
@@ -57,9 +59,12 @@ class SFTConfig:
     def __post_init__(self):
         check_curriculum(self.curriculum)
         tasks.check_format(self.fmt)
+        if self.pos not in PLACED:   # the offset means nothing without digit places, so
+            object.__setattr__(self, "pos_offset", 0)   # it never splits a cache key
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd,
+                           pos=self.pos,
                            block_size=tasks.block_size_for(self.max_digits, self.fmt))
 
     def to_dict(self) -> dict:
@@ -93,15 +98,16 @@ def make_optimizer(model: GPT, cfg: SFTConfig) -> torch.optim.AdamW:
                              fused=next(model.parameters()).device.type in ("cpu", "cuda"))
 
 
-def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
+                place_offset: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over answer positions only.
 
     tokens (B, T) right-padded ids; answer (B, T) marks answer tokens. Position t predicts
     token t+1, so the hidden state at t is scored when token t+1 is an answer token; the
-    output layer runs on those positions only.
+    output layer runs on those positions only. ``place_offset`` (B,): abacus training offsets.
     """
     x, y, m = tokens[:, :-1], tokens[:, 1:], answer[:, 1:]
-    h = model(x, hidden_only=True, select=m)
+    h = model(x, hidden_only=True, select=m, place_offset=place_offset)
     logits = model.head(h)
     return F.cross_entropy(logits.float(), y[m])
 
@@ -199,7 +205,10 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
         lr = lr_at(frac, cfg.lr, cfg.warmup_frac, cfg.min_lr_frac)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = answer_loss(model, toks_t, ans_t)
+        off = None
+        if cfg.pos in PLACED and cfg.pos_offset:  # the torch RNG: saved in the checkpoint
+            off = torch.randint(0, cfg.pos_offset + 1, (toks_t.shape[0],)).to(device)
+        loss = answer_loss(model, toks_t, ans_t, off)
         check_finite(loss, "SFT loss", step + 1, ckpt_path)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -240,6 +249,16 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
     model.eval()
     return SFTResult(model, hist, ckpt_path, trained_now=True, timing=_timing(), provenance=prov)
 
+
+
+def transition_step(history: dict, level: float, bucket: str = "general") -> int | None:
+    """The first training step whose probe put ``bucket``'s greedy accuracy at or above
+    ``level`` (None if no probe did): with 0.5 and 0.9, when the 3-digit transition began
+    and when it was done."""
+    for e in history["eval"]:
+        if e.get(bucket, 0.0) >= level:
+            return e["step"]
+    return None
 
 
 def load_model(path, expect_config: dict | None = None) -> tuple[GPT, dict]:

@@ -484,17 +484,32 @@ def answer_text(a: int, b: int, fmt: str) -> str:
     return bytes(int(t) for t, m in zip(toks[0], ans[0]) if m and t < 256).decode()
 
 
-def max_answer_tokens(max_digits: int, fmt: str) -> int:
-    """Answer tokens (with EOS) for operands of up to ``max_digits + 1`` digits (ood_long)."""
-    w = max_digits + 1
-    n = {"plain": w + 1, "reversed": w + 1, "scratchpad": 3 * w + 1 + w + 1}[fmt]
+LENGTH_EXTRA = 3  # the length study (reasonlib.lengths) tests operands of up to D + 3 digits
+
+
+def answer_len(width: int, fmt: str) -> int:
+    """Answer tokens (with EOS) for operands of up to ``width`` digits."""
+    check_format(fmt)
+    n = {"plain": width + 1, "reversed": width + 1, "scratchpad": 3 * width + 1 + width + 1}[fmt]
     return n + 1
 
 
+def max_answer_tokens(max_digits: int, fmt: str) -> int:
+    """Answer tokens (with EOS) for operands of up to ``max_digits + 1`` digits (ood_long)."""
+    return answer_len(max_digits + 1, fmt)
+
+
+def answer_budget(a: np.ndarray, b: np.ndarray, max_digits: int, fmt: str) -> int:
+    """Tokens to generate for problems a+b: enough for ood_long, more for longer operands."""
+    return max(max_answer_tokens(max_digits, fmt), answer_len(_width(a, b), fmt))
+
+
 def block_size_for(max_digits: int, fmt: str) -> int:
-    """Context length that holds the longest prompt + answer, ood_long included."""
-    w = max_digits + 1
-    return 1 + w + 1 + w + 1 + max_answer_tokens(max_digits, fmt)
+    """Context length that holds the longest prompt + answer: operands of D + LENGTH_EXTRA
+    digits (the length study's longest). No position scheme has a table of this size, so the
+    context only bounds what a model may be asked."""
+    w = max_digits + LENGTH_EXTRA
+    return 1 + w + 1 + w + 1 + answer_len(w, fmt)
 
 
 # ---- parsing -------------------------------------------------------------------------

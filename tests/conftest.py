@@ -39,7 +39,7 @@ def _one_torch_thread():
 
 
 def make_model(seed: int = 0, n_layer: int = 2, n_head: int = 4, n_embd: int = 32,
-               block_size: int = 32, out_scale: float = 1.0, w_scale: float = 1.0) -> GPT:
+               block_size: int = 32, pos: str = "rope", out_scale: float = 1.0, w_scale: float = 1.0) -> GPT:
     """A seeded, untrained tiny GPT in eval mode.
 
     ``out_scale`` multiplies the final LayerNorm gain, which scales every logit: an untrained
@@ -49,7 +49,8 @@ def make_model(seed: int = 0, n_layer: int = 2, n_head: int = 4, n_embd: int = 3
     greedy outputs vary with the prompt (otherwise the untrained model repeats its input).
     """
     torch.manual_seed(seed)
-    m = GPT(ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size))
+    m = GPT(ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
+                        pos=pos))
     with torch.no_grad():
         m.ln_f.weight.mul_(out_scale)
         for name, p in m.named_parameters():

@@ -116,7 +116,7 @@ def test_cache_repeat_interleave(tiny_model):
 
 @pytest.mark.parametrize("L,H,C,mlp", [(1, 2, 32, 4), (2, 4, 64, 4), (3, 1, 8, 2)])
 def test_num_params_hand_count(L, H, C, mlp):
-    cfg = ModelConfig(n_layer=L, n_head=H, n_embd=C, block_size=16, mlp_ratio=mlp)
+    cfg = ModelConfig(n_layer=L, n_head=H, n_embd=C, block_size=16, pos="rope", mlp_ratio=mlp)
     V = VOCAB_SIZE
     per_block = (
         2 * C              # ln1
@@ -136,7 +136,7 @@ def test_num_params_hand_count(L, H, C, mlp):
                                    "mlp_ratio"])
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "4"])
 def test_model_config_rejects_non_positive(field, bad):
-    shape = dict(n_layer=2, n_head=4, n_embd=64, block_size=32)
+    shape = dict(n_layer=2, n_head=4, n_embd=64, block_size=32, pos="rope")
     with pytest.raises(ValueError) as e:
         ModelConfig(**{**shape, field: bad})
     assert f"{field}={bad!r}" in str(e.value)
@@ -144,13 +144,13 @@ def test_model_config_rejects_non_positive(field, bad):
 
 def test_model_config_rejects_indivisible_heads():
     with pytest.raises(ValueError) as e:
-        ModelConfig(n_layer=2, n_embd=30, n_head=4, block_size=32)
+        ModelConfig(n_layer=2, n_embd=30, n_head=4, block_size=32, pos="rope")
     msg = str(e.value)
     assert "n_embd=30" in msg and "n_head=4" in msg and "divisible" in msg
 
 
 def test_model_config_to_dict_round_trip():
-    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8)
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, pos="abacus")
     assert ModelConfig(**cfg.to_dict()) == cfg
 
 
@@ -176,10 +176,147 @@ def test_hidden_only_and_shapes(tiny_model):
 
 def test_select_equals_full_forward_then_index():
     torch.manual_seed(0)
-    m = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16))
+    m = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, pos="rope"))
     x = torch.randint(0, 256, (5, 12))
     sel = torch.rand(5, 12) < 0.4
     full = m(x)[sel]
     part = m(x, select=sel)
     assert part.shape == full.shape
     torch.testing.assert_close(part, full, atol=1e-5, rtol=1e-5)
+
+
+# ---- position schemes ------------------------------------------------------------------
+from reasonlib.model import MAX_PLACE, PLACED, POS_SCHEMES, place_ids  # noqa: E402
+from reasonlib.sampling import generate  # noqa: E402
+from reasonlib.tokenizer import BOS, EOS  # noqa: E402
+from conftest import make_model  # noqa: E402
+
+
+@pytest.fixture(params=POS_SCHEMES)
+def scheme_model(request):
+    m = make_model(pos=request.param, w_scale=3.0)
+    if request.param == "abacus":   # place vectors as large as token vectors, so they matter
+        with torch.no_grad():
+            m.place.weight[1:].normal_(0, 0.5)
+    return m
+
+
+def _ids(text: str) -> list[int]:
+    return [BOS] + list(text.encode()) + [EOS]
+
+
+def test_place_ids_hand_computed():
+    # operands count from the right of their number, the answer from the left of its run
+    assert place_ids(torch.tensor([_ids("12+477=984")])).tolist() == \
+        [[0, 2, 1, 0, 3, 2, 1, 0, 1, 2, 3, 0]]
+    # scratchpad: every run after '=' counts from its own start; offsets shift digits only
+    assert place_ids(torch.tensor([_ids("7+85=12;9>92")]), torch.tensor([4])).tolist() == \
+        [[0, 5, 0, 6, 5, 0, 5, 6, 0, 5, 0, 5, 6, 0]]
+    # coupled: from '=' on, each token carries the place of the digit it predicts
+    assert place_ids(torch.tensor([_ids("12+477=984")]), coupled=True).tolist() == \
+        [[0, 2, 1, 0, 3, 2, 1, 1, 2, 3, 4, 1]]
+    # left padding (PAD is not a digit) changes nothing for the real tokens
+    p, v = tasks.render_prompts(np.array([3, 123]), np.array([4, 6]))
+    assert place_ids(torch.as_tensor(p)).tolist() == [[0, 0, 0, 1, 0, 1, 0], [0, 3, 2, 1, 0, 1, 0]]
+
+
+def test_rope_positions_hand_computed():
+    # rotary positions count each row's real tokens from 0; padding takes position 0
+    p, v = tasks.render_prompts(np.array([3, 123]), np.array([4, 6]))
+    pos = (torch.as_tensor(v).long().cumsum(1) - 1).clamp_min(0)
+    assert pos.tolist() == [[0, 0, 0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5, 6]]
+
+
+@pytest.mark.parametrize("t", [0, 3, 10])
+def test_causal_masking_every_scheme(scheme_model, t):
+    """Logits at position t never depend on later tokens. For abacus this holds from the
+    first '=' on (prompt digits count from the right of their number, and the prompt is
+    given whole): every position the loss or the sampler reads."""
+    idx = _rand_ids(3, 16)
+    if scheme_model.cfg.pos in PLACED:
+        idx[:, 0] = ord("=")   # every position is after the prompt
+    changed = idx.clone()
+    changed[:, t + 1:] = _rand_ids(3, 16, seed=1)[:, t + 1:]
+    with torch.no_grad():
+        a, b = scheme_model(idx), scheme_model(changed)
+    torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], rtol=0, atol=1e-6)
+    assert not torch.allclose(a[:, t + 1:], b[:, t + 1:], atol=1e-3)
+
+
+@pytest.mark.parametrize("pos", PLACED)
+def test_answer_never_leaks_into_prompt_side(pos):
+    """What the loss scores (positions from '=' on) depends only on tokens up to each one,
+    also for real rendered rows whose prompt part has right-counted places."""
+    m = make_model(pos=pos, w_scale=3.0)
+    toks, ans = tasks.render_examples(np.array([47, 5]), np.array([85, 803]), "reversed")
+    t = torch.as_tensor(toks)
+    eq = int((t[0] == ord("=")).nonzero()[0])
+    changed = t.clone()
+    changed[:, eq + 1:] = torch.where(changed[:, eq + 1:] == PAD, PAD, ord("7"))
+    with torch.no_grad():
+        a, b = m(t), m(changed)
+    torch.testing.assert_close(a[:, : eq + 1], b[:, : eq + 1], rtol=0, atol=1e-6)
+
+
+def test_padding_invariance_every_scheme(scheme_model):
+    a, b = np.array([3, 123, 45, 7]), np.array([4, 6, 678, 9999])
+    toks, valid = tasks.render_prompts(a, b)
+    with torch.no_grad():
+        batch = scheme_model(torch.as_tensor(toks), valid=torch.as_tensor(valid))[:, -1]
+        for i in range(len(a)):
+            alone = torch.as_tensor(toks[i][valid[i]])[None]
+            torch.testing.assert_close(batch[i], scheme_model(alone)[0, -1], rtol=0, atol=1e-5)
+
+
+def test_kv_cache_matches_full_forward_every_scheme(scheme_model):
+    a, b = np.array([3, 123, 45]), np.array([4, 6, 678])
+    toks, valid = tasks.render_prompts(a, b)
+    p, v = torch.as_tensor(toks), torch.as_tensor(valid)
+    cache = scheme_model.new_cache(len(a), p.shape[1] + 12)
+    # digits, runs broken by ';' and '>', a second '=' (still "after the first")
+    steps = [ord(c) for c in "12;3>45=678"] + [EOS]
+    with torch.no_grad():
+        logits = scheme_model.prefill(p, v, cache)
+        seq, val = p, v
+        for i, tok in enumerate(steps):
+            full = scheme_model(seq, valid=val)[:, -1]
+            torch.testing.assert_close(logits, full, rtol=0, atol=1e-5)
+            nxt = torch.tensor([tok, steps[(i + 3) % len(steps)], ord("9")])
+            seq = torch.cat([seq, nxt[:, None]], 1)
+            val = torch.cat([val, torch.ones_like(val[:, :1])], 1)
+            logits = scheme_model.decode_step(nxt, cache)
+        torch.testing.assert_close(logits, scheme_model(seq, valid=val)[:, -1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_sampler_cache_equals_recompute_every_scheme(scheme_model, temperature):
+    a, b = np.array([3, 123, 45, 9999]), np.array([4, 6, 678, 1])
+    p, v = tasks.render_prompts(a, b)
+    kw = dict(temperature=temperature, n_samples=3, seed=5)
+    fast = generate(scheme_model, p, v, 9, **kw)
+    slow = generate(scheme_model, p, v, 9, use_cache=False, **kw)
+    np.testing.assert_array_equal(fast.tokens, slow.tokens)
+    np.testing.assert_allclose(fast.logprobs, slow.logprobs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("pos", PLACED)
+def test_placed_prompt_must_end_with_equals(pos):
+    m = make_model(pos=pos)
+    p = torch.tensor([[BOS, ord("1"), ord("+"), ord("2")]])
+    with pytest.raises(ValueError, match="end with '='"):
+        m.prefill(p, torch.ones_like(p, dtype=torch.bool), m.new_cache(1, 8))
+
+
+def test_abacus_offset_shifts_only_digits_and_stays_in_table():
+    t = torch.tensor([_ids("999+999=8991")])
+    off = torch.tensor([MAX_PLACE - 4])
+    pl = place_ids(t, off)
+    assert pl.max() == MAX_PLACE and (pl[t < ord("0")] == 0).all()
+    m = make_model(pos="abacus", block_size=16)
+    with torch.no_grad():
+        assert torch.isfinite(m(t, place_offset=off)).all()
+
+
+def test_unknown_scheme_is_refused():
+    with pytest.raises(ValueError, match="pos='alibi'.*rope, nope, abacus, coupled"):
+        ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, pos="alibi")

@@ -69,6 +69,26 @@ def test_resume_equals_uninterrupted(tmp_path, sft_config_factory, k):
     assert artifacts.load_checkpoint(path)["done"] is True
 
 
+@pytest.mark.parametrize("pos,offset", [("nope", 0), ("abacus", 4), ("coupled", 4)])
+def test_every_position_scheme_trains_and_resumes_bitwise(tmp_path, sft_config_factory, pos, offset):
+    """The placed schemes draw their training offsets from the torch generator, which the
+    checkpoint saves: a resumed run equals an uninterrupted one."""
+    cfg = sft_config_factory(total_tokens=2000, pos=pos, pos_offset=offset, fmt="reversed")
+    assert cfg.pos_offset == offset and cfg.model_config().pos == pos
+    a = sft.train_sft(cfg, progress=False)
+    assert a.history["loss"][-1] < a.history["loss"][0]
+    path = tmp_path / "p.pt"
+    sft.train_sft(cfg, ckpt_path=path, progress=False, stop_after_step=5)
+    b = sft.train_sft(cfg, ckpt_path=path, progress=False)
+    assert _state_equal(a.model, b.model) and a.history == b.history
+
+
+def test_offset_is_dropped_where_no_scheme_reads_it(sft_config_factory):
+    # rope and nope have no digit places: pos_offset cannot change them, so it cannot split a key
+    assert sft_config_factory(pos="rope", pos_offset=8) == sft_config_factory(pos="rope", pos_offset=0)
+    assert sft_config_factory(pos="coupled", pos_offset=8).pos_offset == 8
+
+
 def test_resume_with_periodic_checkpoints(tmp_path, sft_config_factory):
     """ckpt_every saves mid-run; a crash after that resumes from the last save."""
     cfg = sft_config_factory(total_tokens=2000)
@@ -153,9 +173,9 @@ def test_nan_loss_raises_naming_step(tmp_path, sft_config_factory, monkeypatch, 
     real = sft.answer_loss
     calls = {"n": 0}
 
-    def flaky(model, toks, ans):
+    def flaky(model, toks, ans, *offset):
         calls["n"] += 1
-        loss = real(model, toks, ans)
+        loss = real(model, toks, ans, *offset)
         return loss * float("nan") if calls["n"] == bad_step else loss
 
     monkeypatch.setattr(sft, "answer_loss", flaky)
