@@ -3,7 +3,7 @@
     python benchmarks/bench_sweep.py [--seeds 0 1 2 3] [--notebooks 01 02 03] [--profile smoke]
 
 Runs ``python -m reasonlib run`` twice with the same sweep (default: smoke profile, seeds
-0-3, notebooks 01-03; no 08), each time in fresh output and artifact folders (nothing
+0-3, notebooks 01-03; no 09), each time in fresh output and artifact folders (nothing
 reused, every SFT model trained), once with ``--workers 1`` (one kernel at a time with
 cores torch threads) and once with ``--workers W`` (W kernels with cores // W threads each).
 Prints both wall times and their ratio; on 2 cores the target is <= 0.65.

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 08 · Summary across seeds: which findings reproduce?
+# # 09 · Summary across seeds: which findings reproduce?
 #
 # **Question.** Over every seed of one profile, which findings of the study we re-create
 # (`../shared/seed/`) hold up, which do not, and which are still open?

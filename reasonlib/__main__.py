@@ -3,7 +3,7 @@
 ``run`` executes the numbered notebooks in order through papermill for one profile and one
 or more seeds (seeds in parallel on a Dask cluster), writing executed copies and each
 notebook's outputs under ``<out>/<profile>/seed-<seed>/``, then the cross-seed summary
-notebook (08) once under ``<out>/<profile>/``. Finished notebooks are skipped on a rerun.
+notebook (09) once under ``<out>/<profile>/``. Finished notebooks are skipped on a rerun.
 ``report`` builds the report of a profile folder. ``explore`` serves the failure explorer
 of a finished run on localhost. Parameters are validated before anything
 runs.
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="run on an existing Dask cluster, e.g. tcp://host:8786 (from "
                         "dask-jobqueue's SLURMCluster); --workers is then ignored")
     r.add_argument("--notebooks", nargs="+", default=None, metavar="NN",
-                   help="notebook numbers to run, run in number order (default: all; 08, the "
+                   help="notebook numbers to run, run in number order (default: all; 09, the "
                         "cross-seed summary, runs once per profile after the seeds)")
     r.add_argument("--out", default="runs", help="root folder of run outputs (default runs)")
     r.add_argument("--artifacts", default=None,

@@ -3,7 +3,7 @@
 A :class:`Finding` names the records it reads (flat names a notebook writes, see
 :mod:`reasonlib.records`), how they make one quantity per seed (a weighted sum, a spread, or
 "did this seed get there"), the claim's threshold and the rule that turns an interval into a
-verdict. :func:`evaluate` is the only code that computes a verdict: notebook 08 and the report
+verdict. :func:`evaluate` is the only code that computes a verdict: notebook 09 and the report
 call it on every seed, each notebook calls it on its own seed ("this seed only").
 
 **Intervals** (never outside the quantity's range, :mod:`reasonlib.stats`):
@@ -125,7 +125,8 @@ def fmt_interval(lo, hi, unit: str, signed: bool = False) -> str:
 # ---- evaluation ---------------------------------------------------------------------------------
 def _names(f: Finding, params: dict) -> list[str]:
     betas = params.get("betas") or []
-    fill = {"beta_max": f"{max(betas):g}" if betas else "?"}
+    fill = {"beta_max": f"{max(betas):g}" if betas else "?",
+            "len_d1": f"len{max(params.get('max_digits', 3), 2) + 1}"}   # lengths.longest_trained + 1
     return [name.format(**fill) for name, _ in f.terms]
 
 
@@ -372,6 +373,7 @@ STUDY_BETAS = (0.02, 0.05, 0.1)
 STABLE_TOL = 0.02        # "stable": the spread over the study's betas is at most 2 points
 STABLE_MIN_ACC = 0.5     # below this mean accuracy, stability says nothing
 TRANSITION = 0.9         # the 3-digit transition happened: targeted general >= 90% greedy
+LENGTH_REACH = 0.9       # a length "is added": greedy >= 90%
 
 
 def _vs(a: str, b: str) -> tuple:
@@ -471,6 +473,15 @@ FINDINGS = (
             needs=(("formats", "reversed"), ("formats", "plain"), ("buckets", "general")),
             yes="Writing the sum least-significant digit first makes carries learnable.",
             no="Plain answers do better at this budget."),
+    Finding("6b", "6", "length: coupled positions, one digit longer than trained",
+            f"with coupled positions the targeted SFT model adds two numbers one digit longer "
+            f"than any it trained on (greedy >= {LENGTH_REACH:.0%}) on most seeds",
+            "not in the study (its ood_long is 0% for every format, with rotary positions)",
+            "08_lengths", (("length/coupled/{len_d1}/acc", 1.0),),
+            "greedy accuracy with operands of max_digits + 1 digits",
+            kind="share", reach=LENGTH_REACH, shares=0.5, needs=(("positions", "coupled"),),
+            yes="Placing digits by significance lets the procedure extend past the trained lengths.",
+            no="Even with coupled positions the model does not extend past the trained lengths."),
     Finding("7a", "7", "12+3-style errors after targeted SFT",
             "the targeted SFT model still makes digit-substitution or operand-duplication errors "
             "on held-out mixed-digit problems (mixed, low_sum, mixed3, general)",
@@ -498,7 +509,7 @@ FINDINGS = (
             yes="The transition is reliable at this budget.",
             no="At this budget the transition fails on most seeds."),
 )
-BINDS = next(f for f in FINDINGS if f.id == "4b")   # "the KL term binds", for 06 and 08 alike
+BINDS = next(f for f in FINDINGS if f.id == "4b")   # "the KL term binds", for 06 and 09 alike
 
 
 def for_notebook(notebook: str) -> list[Finding]:

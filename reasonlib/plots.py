@@ -11,6 +11,7 @@ sns.set_theme(style="whitegrid", context="notebook")
 PALETTE = dict(zip(["control", "targeted", "d1", "d2_nocarry", "d2_carry", "mixed", "low_sum",
                     "general", "ood_long", "mixed3"], sns.color_palette("tab10", 10)))
 PALETTE.update(zip(["plain", "reversed", "scratchpad"], sns.color_palette("Set2", 3)))
+PALETTE.update(zip(["rope", "nope", "abacus", "coupled"], sns.color_palette("Dark2", 4)))
 
 
 def with_n(buckets, n: dict) -> list[str]:
@@ -139,5 +140,51 @@ def passk_curves(curves: dict[str, dict[str, list[tuple[int, float, float, float
     axes[0][0].set_ylabel("pass@k")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def length_curves(curves: dict[str, list[tuple]], trained_max: int, k: int, title: str):
+    """curves[scheme] = [(digits, greedy, lo, hi, pass@k), ...]: greedy with its interval
+    (solid) and pass@k (dashed) against operand length, the trained lengths shaded."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.axvspan(0.5, trained_max + 0.5, color="0.9", zorder=0)
+    ax.text(0.6, 1.06, "trained lengths", fontsize=8, color="0.35", va="bottom")
+    for name, rows in curves.items():
+        n, v, lo, hi, pk = map(np.array, zip(*rows))
+        color = PALETTE.get(name)
+        line, = ax.plot(n, v, marker="o", color=color, label=f"{name} greedy")
+        ax.fill_between(n, lo, hi, color=line.get_color(), alpha=0.15)
+        ax.plot(n, pk, ls="--", marker=".", color=line.get_color(), alpha=0.8,
+                label=f"{name} pass@{k}")
+    ax.set_xticks([r[0] for r in next(iter(curves.values()))])
+    ax.set_xlabel("digits per operand")
+    ax.set_ylabel("exact match")
+    ax.set_ylim(-0.03, 1.12)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def transition_curves(rows: list[dict], title: str):
+    """Calibration runs: each seed's probe curve of ``general`` (one line per seed), the steps
+    where it first reached 50% and 90% marked; seeds that never reached 90% in red."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for r in rows:
+        step, acc = zip(*[(s, a) for s, a in r["probe"] if a is not None])
+        bad = r["t90"] is None
+        ax.plot(step, acc, color="tab:red" if bad else "0.45", alpha=0.9 if bad else 0.45, lw=1)
+        for t, m in ((r["t50"], "o"), (r["t90"], "^")):
+            if t is not None:
+                ax.plot(t, dict(zip(step, acc))[t], m, color="tab:blue", ms=4)
+    ax.plot([], [], "o", color="tab:blue", ms=4, label="first probe >= 50%")
+    ax.plot([], [], "^", color="tab:blue", ms=4, label="first probe >= 90%")
+    ax.plot([], [], color="tab:red", label="never reached 90%")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("general, greedy (probe)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig

@@ -2,17 +2,17 @@
 
 ``build(profile_root)`` renders every executed notebook of ``runs/<profile>/``
 (``seed-*/NN_name.ipynb`` and the cross-seed ``NN_name.ipynb`` beside the seed folders,
-e.g. ``08_summary.ipynb``) with nbconvert, and writes ``index.html``, which tells the story
+e.g. ``09_summary.ipynb``) with nbconvert, and writes ``index.html``, which tells the story
 first: the question, the setup (model, budgets, seeds, what was held out), then per finding
 the study's claim, our number, the verdict with its rule and generated sentences on what it
-means, with notebook 08's figure (referenced, stored once beside the summary); then the
-tables and a link to every page. The numbers come from notebook 08's
+means, with notebook 09's figure (referenced, stored once beside the summary); then the
+tables and a link to every page. The numbers come from notebook 09's
 ``summary/metrics.json``, or are computed with :mod:`reasonlib.summary` when it is absent.
 
 Offline by construction:
 
 * a notebook page's figures are its own PNG outputs, embedded as ``data:`` URIs; the
-  index references notebook 08's PNG files by relative path;
+  index references notebook 09's PNG files by relative path;
 * nbconvert's ``lab`` template loads require.js, MathJax, mermaid and the widget manager
   from CDNs: a small template extending it empties those blocks (formulas then show as
   their TeX source);
@@ -220,7 +220,7 @@ QUESTION = ("When does reinforcement learning after curriculum SFT really help a
 
 
 def _load_summary(profile_root: Path) -> tuple[dict, str, bool]:
-    """The cross-seed summary, where it came from, and whether it is notebook 08's own
+    """The cross-seed summary, where it came from, and whether it is notebook 09's own
     (then its figures match it). A summary written before the seed folders changed, or by
     an older reasonlib, is recomputed instead."""
     f = profile_root / "summary" / "metrics.json"
@@ -233,9 +233,9 @@ def _load_summary(profile_root: Path) -> tuple[dict, str, bool]:
             s, note = None, f" ({f.relative_to(profile_root)} is not valid JSON)"
         if isinstance(s, dict) and "measures" in s and "findings" in s:
             if s.get("seeds") == seeds:
-                return s, f"{f.relative_to(profile_root)} (written by notebook 08)", True
+                return s, f"{f.relative_to(profile_root)} (written by notebook 09)", True
             note = (f" ({f.relative_to(profile_root)} covers seeds {', '.join(s.get('seeds') or [])}: "
-                    f"out of date, rerun notebook 08 for its figures)")
+                    f"out of date, rerun notebook 09 for its figures)")
     return (summary_mod.summarize(profile_root),
             "computed now from the seeds' records" + note, False)
 
@@ -252,7 +252,10 @@ def _setup_html(s: dict) -> str:
     rl = st.get("rl") or {}
     items = [
         f"<li><b>Model.</b> A causal Transformer built from scratch: {m['n_layer']} layers, "
-        f"{m['n_head']} heads, width {m['n_embd']}, byte-level tokens; answers in the "
+        f"{m['n_head']} heads, width {m['n_embd']}, byte-level tokens, "
+        f"<code>{_esc(m.get('pos') or 'rope')}</code> positions"
+        + (f" (training offsets up to {m['pos_offset']})" if m.get("pos_offset") else "")
+        + "; answers in the "
         f"<code>{_esc(st['fmt'])}</code> format, operands up to {st['max_digits']} digits.</li>",
         f"<li><b>SFT.</b> {st['total_tokens']:,} training tokens per arm, for each curriculum "
         f"({_esc(', '.join(st.get('curricula') or []))}) and, for the format comparison, the "
@@ -299,7 +302,7 @@ def _table_html(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _figures(profile_root: Path, out: Path, s: dict) -> dict[str, str]:
-    """{finding id: path of notebook 08's figure relative to the report folder}: the PNG is
+    """{finding id: path of notebook 09's figure relative to the report folder}: the PNG is
     stored once, beside the summary, and referenced."""
     figs = {}
     for r in s.get("findings", []):

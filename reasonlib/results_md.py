@@ -1,4 +1,4 @@
-"""The README's results table, generated from a cross-seed summary (notebook 08's
+"""The README's results table, generated from a cross-seed summary (notebook 09's
 ``summary/metrics.json``): ``scripts/results_table.py`` writes it between two marker lines
 of README.md, and a test checks that the committed README matches the committed metrics."""
 from __future__ import annotations
@@ -50,7 +50,7 @@ def load(summary_json) -> dict:
     except (OSError, ValueError) as e:
         raise ResultsError(f"cannot read the summary {p}: {e}") from None
     if not isinstance(s, dict) or "findings" not in s or "measures" not in s:
-        raise ResultsError(f"{p} is not a summary written by notebook 08 of this reasonlib "
+        raise ResultsError(f"{p} is not a summary written by notebook 09 of this reasonlib "
                            f"(no findings/measures)")
     return s
 

@@ -3,10 +3,10 @@
 ``python -m reasonlib run --profile quick --seeds 0 1 2 --workers 2`` plans one chain of
 notebook jobs per seed (the numbered notebooks in order, each through papermill), runs the
 chains in parallel on a Dask ``LocalCluster`` (or the cluster behind ``--scheduler``), then
-runs the cross-seed summary notebook (``08``) once for the profile.
+runs the cross-seed summary notebook (``09``) once for the profile.
 
 * Layout: ``<out>/<profile>/seed-<s>/NN_name.ipynb`` (executed copies; each notebook writes
-  ``seed-<s>/NN_name/metrics.json`` itself), ``<out>/<profile>/08_summary.ipynb``.
+  ``seed-<s>/NN_name/metrics.json`` itself), ``<out>/<profile>/09_summary.ipynb``.
 * Failures: a failing notebook is reported with its seed, name, cell and error and the path
   of its executed copy; the later notebooks of that seed are skipped, other seeds go on.
 * Done work is skipped: after a notebook succeeds, ``<run>/.done/NN_name.json`` records a
@@ -43,7 +43,7 @@ from pathlib import Path
 # no torch here: this module is imported by every Dask worker (params and artifacts are
 # imported where they are needed)
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-SUMMARY = "08"  # the cross-seed notebook: once per profile, after the seed chains
+SUMMARY = "09"  # the cross-seed notebook: once per profile, after the seed chains
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # what a Dask scheduler address looks like: protocol://host[:port]
 _SCHEDULER_RE = re.compile(r"^(tcp|tls|ucx|ws|wss)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?/?$")

@@ -1,8 +1,8 @@
 """Cross-seed summary: every finding evaluated over the seeds of one profile folder, the
 headline measures with bounded intervals and per-seed values, the failure taxonomy and the
-setup the story needs (notebook 08, the HTML report's index, the README's results).
+setup the story needs (notebook 09, the HTML report's index, the README's results).
 
-Inputs are the records notebooks 02-07 write under ``<run_root>/seed-*/NN_name/metrics.json``
+Inputs are the records notebooks 02-08 write under ``<run_root>/seed-*/NN_name/metrics.json``
 (:mod:`reasonlib.records`); nothing is scraped from cell outputs. A notebook whose metrics
 file is missing is reported in ``missing`` and leaves that seed out of what needs it; a
 record a finding needs that a present notebook did not write is an error
@@ -26,7 +26,7 @@ from .tables import table
 
 PUBLISHED_SOURCE = "../shared/seed/000_dec7c5113c451fd3.txt"
 NOTEBOOKS = ("02_data_curricula", "03_sft", "04_pass_at_k", "05_kl_rl", "06_beta_scan",
-             "07_failure_analysis")
+             "07_failure_analysis", "08_lengths")
 CHECKPOINTS = ("sft-control", "rl-control", "sft-targeted", "rl-targeted")
 CHECKPOINT_NAMES = {"sft-control": "SFT control", "rl-control": "SFT+RL control",
                     "sft-targeted": "SFT targeted", "rl-targeted": "SFT+RL targeted"}
@@ -152,7 +152,7 @@ def setup(files: dict[str, dict]) -> dict:
         if p:
             buckets = [{"bucket": b, **{k: split.get(f"split/{b}/{k}") for k in ("problems", "held_out", "eval")}}
                        for b in p.get("buckets", [])]   # a list: the bucket order survives JSON
-            return {"model": {k: p.get(k) for k in ("n_layer", "n_head", "n_embd")},
+            return {"model": {k: p.get(k) for k in ("n_layer", "n_head", "n_embd", "pos", "pos_offset")},
                     "fmt": p.get("fmt"), "max_digits": p.get("max_digits"),
                     "total_tokens": p.get("total_tokens"), "curricula": p.get("curricula"),
                     "formats": p.get("formats"), "buckets": buckets,
@@ -166,7 +166,7 @@ def setup(files: dict[str, dict]) -> dict:
 
 
 def summarize(run_root) -> dict:
-    """Everything notebook 08 shows and writes (JSON-able)."""
+    """Everything notebook 09 shows and writes (JSON-able)."""
     seed_dirs = find_seeds(run_root)
     files, missing = {}, {}
     for p in seed_dirs:

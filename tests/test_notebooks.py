@@ -47,7 +47,7 @@ def smoke_run(tmp_path_factory):
     """One smoke run shared by the notebook tests (they chain through the artifact cache)."""
     base = tmp_path_factory.mktemp("smoke")
     # one seed folder under a profile folder, as `python -m reasonlib run` lays them out:
-    # 01-07 write into run_dir, 08 summarises every seed-* folder of run_root
+    # 01-08 write into run_dir, 09 summarises every seed-* folder of run_root
     p = dict(params.load_profile("smoke"), run_dir=str(base / "run" / "seed-0"),
              run_root=str(base / "run"), artifacts_dir=str(base / "artifacts"))
     return base, p
@@ -66,7 +66,7 @@ def test_notebook_runs_under_papermill(name, smoke_run):
     m = json.loads((mdir / "metrics.json").read_text())
     assert m, f"{name} wrote empty metrics"
     rec = m.get("records", {})
-    if name != "08_summary":   # flat records, named by the notebook, without machine paths
+    if name != "09_summary":   # flat records, named by the notebook, without machine paths
         assert m["notebook"] == name and rec and not {"run_dir", "artifacts_dir"} & set(m["params"])
     if name == "03_sft":   # the format comparison: every format, every bucket, the same budget
         for f in p["formats"]:
@@ -86,7 +86,14 @@ def test_notebook_runs_under_papermill(name, smoke_run):
         assert rec["beta/0.5/kl"] < rec["beta/0/kl"], (rec["beta/0.5/kl"], rec["beta/0/kl"])
     if name == "07_failure_analysis":   # each curriculum before and after RL
         assert m["checkpoints"] == ["SFT control", "SFT+RL control", "SFT targeted", "SFT+RL targeted"]
-    if name == "08_summary":
+    if name == "08_lengths":   # every scheme scored at every length, trained range and beyond
+        for s in p["positions"]:
+            for n in range(1, p["max_digits"] + 4):
+                b = f"length/{s}/len{n}"
+                assert 0 <= rec[f"{b}/acc"] <= rec[f"{b}/parse"] <= 1, b
+                assert rec[f"{b}/n"] == (100 if n == 1 else p["n_len"]), b
+            assert abs(rec[f"length/{s}/tokens"] - p["total_tokens"]) <= p["batch_size"] * 40, s
+    if name == "09_summary":
         from reasonlib import findings, summary
         assert [f["id"] for f in m["findings"]] == [f.id for f in findings.FINDINGS]
         assert m["missing"] == {} and summary.intervals_in_range(m) == []

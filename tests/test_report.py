@@ -79,7 +79,7 @@ def profile(tmp_path):
         write_seed(root / seed)
         for name in ("03_sft", "07_failure_analysis"):
             nbformat.write(make_notebook(f"{name} {seed}"), root / seed / f"{name}.ipynb")
-    nbformat.write(make_notebook("08 summary"), root / "08_summary.ipynb")
+    nbformat.write(make_notebook("09 summary"), root / "09_summary.ipynb")
     return root
 
 
@@ -109,7 +109,7 @@ def test_build_writes_an_offline_site(profile, tmp_path):
     assert index == profile / "report" / "index.html" and index.is_file()
     pages = sorted(index.parent.rglob("*.html"))
     assert {p.relative_to(index.parent).as_posix() for p in pages} == {
-        "index.html", "08_summary.html", "seed-0/03_sft.html", "seed-0/07_failure_analysis.html",
+        "index.html", "09_summary.html", "seed-0/03_sft.html", "seed-0/07_failure_analysis.html",
         "seed-1/03_sft.html", "seed-1/07_failure_analysis.html"}
     text = index.read_text()
     links = _local_links(text)
@@ -133,10 +133,10 @@ def test_build_writes_an_offline_site(profile, tmp_path):
     # one copy for every page: seed pages and the summary page link the same files
     names = lambda p: sorted(h.rsplit("/", 1)[1] for h in
                              re.findall(r'<link rel="stylesheet" href="([^"]+)">', p.read_text()))
-    assert names(index.parent / "08_summary.html")
-    assert names(index.parent / "08_summary.html") == names(index.parent / "seed-1" / "03_sft.html")
+    assert names(index.parent / "09_summary.html")
+    assert names(index.parent / "09_summary.html") == names(index.parent / "seed-1" / "03_sft.html")
     assert sorted(f.name for f in (index.parent / report.STATIC).iterdir()) == \
-        names(index.parent / "08_summary.html")
+        names(index.parent / "09_summary.html")
 
 
 def test_rebuild_drops_stale_stylesheets_and_refuses_remote_css(profile, tmp_path):
@@ -196,7 +196,7 @@ def test_index_prefers_the_summary_notebook_metrics(profile, tmp_path):
     index = report.build(profile, out)
     assert index == out / "index.html"
     text = index.read_text()
-    assert "A CLAIM ONLY THE SAVED SUMMARY HAS" in text and "written by notebook 08" in text
+    assert "A CLAIM ONLY THE SAVED SUMMARY HAS" in text and "written by notebook 09" in text
     srcs = re.findall(r'<img alt="finding 1a" src="([^"]+)"', text)   # stored once, referenced
     assert len(srcs) == 1 and (out / srcs[0]).resolve() == (profile / "summary" / "finding_1a.png").resolve()
     assert base64.b64encode(_png(5, 4)).decode() not in text
@@ -204,7 +204,7 @@ def test_index_prefers_the_summary_notebook_metrics(profile, tmp_path):
     assert text.index("SFT control: low_sum (held-out)") < text.index("beta = 0.02: general")
     assert_offline(text, "index")
     assert not (profile / "report").exists()
-    # a seed added after notebook 08 ran: the saved summary is out of date, recomputed
+    # a seed added after notebook 09 ran: the saved summary is out of date, recomputed
     write_seed(profile / "seed-7")
     text = report.build(profile, out).read_text()
     assert "A CLAIM ONLY THE SAVED SUMMARY HAS" not in text and "out of date" in text

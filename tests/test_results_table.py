@@ -1,4 +1,4 @@
-"""The README's results section: generated from notebook 08's summary by
+"""The README's results section: generated from notebook 09's summary by
 scripts/results_table.py; the committed README must match the committed summary of the
 default job (reports/quick, on the held-out protocol)."""
 from __future__ import annotations

@@ -48,14 +48,14 @@ out.mkdir(parents=True, exist_ok=True)
 
 
 def _fixture_notebooks(d: Path) -> Path:
-    """01 fails for seed 1 (in its third cell), 02 runs after it, 08 summarises run_root."""
+    """01 fails for seed 1 (in its third cell), 02 runs after it, 09 summarises run_root."""
     d.mkdir(parents=True, exist_ok=True)
     _notebook(d / "01_first.ipynb", 'seed = 0\nrun_dir = "x"\nn_layer = 2',
               _WRITE.format(name="01_first", n_layer="n_layer"),
               'if seed == 1:\n    raise RuntimeError(f"boom for seed {seed}")')
     _notebook(d / "02_second.ipynb", 'seed = 0\nrun_dir = "x"',
               _WRITE.format(name="02_second", n_layer="None"))
-    _notebook(d / "08_summary.ipynb", 'run_root = "x"',
+    _notebook(d / "09_summary.ipynb", 'run_root = "x"',
               "import json, os, pathlib\n"
               "root = pathlib.Path(run_root)\n"
               "(root / 'summary').mkdir(exist_ok=True)\n"
@@ -90,7 +90,7 @@ def _mtimes(folder: Path) -> dict:
 
 def test_real_notebooks_two_seeds_on_two_workers(tmp_path):
     """The study end to end: the smoke profile, every notebook for seeds 0 and 1 in parallel
-    on a 2-worker LocalCluster, then the cross-seed summary (08) once: executed copies,
+    on a 2-worker LocalCluster, then the cross-seed summary (09) once: executed copies,
     metrics, markers, and a summary table holding both seeds."""
     have = runner.discover()
     env_before = dict(os.environ)
@@ -110,7 +110,7 @@ def test_real_notebooks_two_seeds_on_two_workers(tmp_path):
             assert marker["params"]["seed"] == s and marker["threads"] == runner.threads_for(2)
     assert runner.SUMMARY in have, "the cross-seed summary notebook is missing"
     assert (root / have[runner.SUMMARY].name).is_file()
-    assert not list(root.glob(f"seed-*/{have[runner.SUMMARY].name}")), "08 must not run per seed"
+    assert not list(root.glob(f"seed-*/{have[runner.SUMMARY].name}")), "09 must not run per seed"
     summary = json.loads((root / "summary" / "metrics.json").read_text())
     assert summary["seeds"] == ["seed-0", "seed-1"] and summary["n_seeds"] == 2
     assert all(len(m["per_seed"]) == 2 for m in summary["measures"] if m["n"])
@@ -137,7 +137,7 @@ def test_threads_follow_workers_not_seed_count(tmp_path):
 
 @pytest.fixture(scope="module")
 def failed_sweep(tmp_path_factory):
-    """Fixture notebooks 01 02 08 for seeds 0 and 1 on 2 workers: seed 1 fails in 01.
+    """Fixture notebooks 01 02 09 for seeds 0 and 1 on 2 workers: seed 1 fails in 01.
     The library's code hash is frozen: edits elsewhere must not invalidate markers here."""
     mp = pytest.MonkeyPatch()
     mp.setattr(runner, "code_hash", lambda: "frozen")
@@ -168,12 +168,12 @@ def test_failing_notebook_is_reported_and_contained_to_its_seed(failed_sweep):
     assert m["malloc_trim"] is None
     assert (root / "seed-0" / ".done" / "02_second.json").is_file()
     # the summary ran once, for the profile, after the chains (it saw seed 0's outputs)
-    assert (root / "08_summary.ipynb").is_file() and not list(root.glob("seed-*/08_summary.ipynb"))
+    assert (root / "09_summary.ipynb").is_file() and not list(root.glob("seed-*/09_summary.ipynb"))
     assert "seed-0" in json.loads((root / "summary" / "seen.json").read_text())
     # the table, and the lock released after a failure
     table = _table(failed_sweep["out"])
     assert table["0"][1:5] == ["2", "0", "0", "0"] and table["1"][1:5] == ["0", "0", "1", "1"]
-    assert table["08_summary"][1:5] == ["1", "0", "0", "0"]
+    assert table["09_summary"][1:5] == ["1", "0", "0", "0"]
     assert not (root / ".lock").exists()
 
 
@@ -184,13 +184,13 @@ def test_rerun_skips_done_work_and_reruns_what_changed(failed_sweep):
     # seed 0 and the summary are up to date: nothing executes (no cluster), nothing is rewritten
     rc, o, _ = _run(["--seeds", "0"] + out, nbs)
     assert rc == 0 and _table(o)["0"][1:5] == ["0", "2", "0", "0"]
-    assert _table(o)["08_summary"][1:3] == ["0", "1"]
+    assert _table(o)["09_summary"][1:3] == ["0", "1"]
     assert _mtimes(root) == before
     # a failed notebook has no marker: it runs again (and fails again); with no seed
     # succeeding in this run, the summary is skipped
-    rc, o, _ = _run(["--seeds", "1", "--notebooks", "01", "08"] + out, nbs)
+    rc, o, _ = _run(["--seeds", "1", "--notebooks", "01", "09"] + out, nbs)
     assert rc == 1 and "skipped (every seed failed)" in o
-    assert (root / "08_summary.ipynb").stat().st_mtime_ns == before["08_summary.ipynb"]
+    assert (root / "09_summary.ipynb").stat().st_mtime_ns == before["09_summary.ipynb"]
     # an interrupted sweep (02 never finished: no marker) resumes with 02 only
     (root / "seed-0" / ".done" / "02_second.json").unlink()
     assert _run(["--seeds", "0", "--notebooks", "01", "02"] + out, nbs)[0] == 0

@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Calibrate the SFT recipe on calibration seeds (100 and up; never the report seeds 0-4).
+
+Each run trains the targeted curriculum of one recipe (the ``paper`` profile's SFT
+parameters with the recipe's overrides) from one seed, then records:
+
+* ``t50`` / ``t90``: the first training step at which the probe's ``general`` greedy
+  accuracy reaches 50% / 90% (the 3-digit transition), None if never;
+* ``general``: final greedy accuracy on ``n_eval`` reserved ``general`` problems;
+* ``len<n>``: greedy accuracy on two n-digit operands, n = 1..D+3 (reasonlib.lengths);
+* wall time, steps, torch threads, the provenance of the run.
+
+One JSON line per (recipe, seed) goes to ``<out>/<recipe>.jsonl``; a rerun skips what is
+there, so a sweep can be stopped and continued. Runs go to ``--workers`` processes with
+``--threads`` torch threads each.
+
+    python scripts/calibrate_sft.py --recipe abacus --seeds 100-119 --workers 2
+    python scripts/calibrate_sft.py --table runs/calibration/abacus.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from reasonlib import calibration  # noqa: E402  (no torch: the table prints fast)
+
+# recipes: overrides of the paper profile's SFT parameters (data, so a table row names one)
+RECIPES = {
+    "rope": {"pos": "rope"},
+    "nope": {"pos": "nope"},
+    "abacus": {"pos": "abacus", "pos_offset": 8},
+    "coupled": {"pos": "coupled", "pos_offset": 8},
+    "coupled0": {"pos": "coupled", "pos_offset": 0},
+}
+
+
+def seeds_arg(s: str) -> list[int]:
+    out = []
+    for part in s.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    if any(x < 100 for x in out):
+        raise SystemExit(f"seeds {s!r}: calibration seeds are 100 and up (0-4 are the report seeds)")
+    return out
+
+
+def recipe_config(recipe: str, seed: int, extra: dict):
+    from reasonlib import params, sft
+    raw = params.load_profile("paper")
+    P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA},
+                         **RECIPES[recipe], **extra, "seed": seed})
+    return sft.config_from_params(P, "targeted"), P
+
+
+def one_run(job):
+    recipe, seed, extra, threads, n_eval, n_len = job
+    import torch
+    torch.set_num_threads(threads)
+    from reasonlib import artifacts, lengths, metrics, sft, tasks
+    cfg, P = recipe_config(recipe, seed, extra)
+    t0 = time.perf_counter()
+    res = sft.train_sft(cfg, progress=False)
+    train_s = time.perf_counter() - t0
+    ev = tasks.make_eval_set(cfg.max_digits, n_eval, cfg.eval_seed, buckets=["general"])
+    g = metrics.greedy_eval(res.model, ev, cfg.fmt)
+    lg = metrics.greedy_eval(res.model, lengths.eval_set(cfg.max_digits, n_len, cfg.eval_seed), cfg.fmt)
+    return {"recipe": recipe, "seed": seed, "overrides": {**RECIPES[recipe], **extra},
+            "t50": sft.transition_step(res.history, 0.5), "t90": sft.transition_step(res.history, 0.9),
+            "steps": res.history["step"][-1], "general": g["general"]["acc"],
+            "n_general": g["general"]["n"],
+            **{k: v["acc"] for k, v in lg.items()},
+            "probe": [(e["step"], e.get("general")) for e in res.history["eval"]],
+            "train_s": round(train_s, 1), "total_s": round(time.perf_counter() - t0, 1),
+            "threads": threads, "provenance": artifacts.provenance(str(P.device))}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recipe", choices=sorted(RECIPES))
+    ap.add_argument("--seeds", type=seeds_arg, default=seeds_arg("100-119"))
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="extra parameter overrides (YAML values), recorded in each row")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n-eval", type=int, default=1000)
+    ap.add_argument("--n-len", type=int, default=500)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "calibration"))
+    ap.add_argument("--tag", default="", help="suffix of the output file (for --set sweeps)")
+    ap.add_argument("--readme", action="store_true",
+                    help="write the table of reports/calibration/ into README.md and exit")
+    ap.add_argument("--table", nargs="*", help="print the table of these .jsonl files (or "
+                    "folders) and exit")
+    a = ap.parse_args(argv)
+    if a.readme:
+        readme = ROOT / "README.md"
+        readme.write_text(calibration.replace_block(readme.read_text(),
+                                                    calibration.load(calibration.COMMITTED)))
+        print(f"wrote the calibration table of {calibration.COMMITTED} into {readme}")
+        return 0
+    if a.table is not None:
+        print(calibration.markdown([r for f in a.table for r in calibration.load(f)]))
+        return 0
+    if not a.recipe:
+        ap.error("--recipe is required (or --table)")
+    import yaml
+    extra = {}
+    for kv in a.set:
+        k, _, v = kv.partition("=")
+        extra[k] = yaml.safe_load(v)
+    recipe_config(a.recipe, a.seeds[0], extra)   # bad values fail here, before any training
+    out = Path(a.out) / f"{a.recipe}{a.tag}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if out.exists():
+        done = {json.loads(l)["seed"] for l in out.read_text().splitlines() if l.strip()}
+    jobs = [(a.recipe, s, extra, a.threads, a.n_eval, a.n_len) for s in a.seeds if s not in done]
+    print(f"{len(jobs)} runs of {a.recipe} {extra or ''} -> {out} ({len(done)} already there)", flush=True)
+    os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
+    with mp.get_context("spawn").Pool(a.workers) as pool:
+        for r in pool.imap_unordered(one_run, jobs):
+            with out.open("a") as f:
+                f.write(json.dumps(r) + "\n")
+            print(f"seed {r['seed']}: t50 {r['t50']} t90 {r['t90']} general {100*r['general']:.1f}% "
+                  f"len4 {100*r['len4']:.1f}% len5 {100*r['len5']:.1f}% ({r['train_s']:.0f} s)", flush=True)
+    print(calibration.markdown(calibration.load(out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
