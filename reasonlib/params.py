@@ -83,15 +83,15 @@ SCHEMA: dict[str, Spec] = {
     "n_embd": Spec(64, "int", "an integer in 1..4096", _upto(4096)),
     "pos": Spec("rope", "choice", "one of " + ", ".join(POS_SCHEMES) + " (position scheme)",
                 choices=POS_SCHEMES),
-    # abacus, coupled: each training row's places are shifted by a random offset in
-    # 0..pos_offset, so the place vectors of numbers longer than the trained ones are trained
-    # too (ignored by the other schemes)
     # the length study (08): one targeted model per scheme, n_len problems per operand length
     "positions": Spec(list(POS_SCHEMES), "list_choice",
                       "a non-empty list of distinct names from " + ", ".join(POS_SCHEMES),
                       choices=POS_SCHEMES),
     "n_len": Spec(100, "int", f"an integer in 1..{MAX_EVAL:,} (problems per operand length)",
                   _upto(MAX_EVAL)),
+    # abacus, coupled: each training row's places are shifted by one random offset in
+    # 0..pos_offset, so the places of numbers longer than the trained ones are trained too
+    # (ignored by the other schemes); the bound keeps abacus's table large enough
     "pos_offset": Spec(0, "int", f"an integer in 0..{MAX_PLACE - 16} (largest random place "
                                  "offset in training; abacus and coupled only)",
                        _upto(MAX_PLACE - 16, lo=0)),

@@ -104,7 +104,8 @@ def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
 
     tokens (B, T) right-padded ids; answer (B, T) marks answer tokens. Position t predicts
     token t+1, so the hidden state at t is scored when token t+1 is an answer token; the
-    output layer runs on those positions only. ``place_offset`` (B,): abacus training offsets.
+    output layer runs on those positions only. ``place_offset`` (B,): the training place offsets
+    of the placed schemes (``model.PLACED``).
     """
     x, y, m = tokens[:, :-1], tokens[:, 1:], answer[:, 1:]
     h = model(x, hidden_only=True, select=m, place_offset=place_offset)
