@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import stats
+from . import lengths, stats
 from .records import PER_PROBLEM, RecordError, vector
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
@@ -126,7 +126,7 @@ def fmt_interval(lo, hi, unit: str, signed: bool = False) -> str:
 def _names(f: Finding, params: dict) -> list[str]:
     betas = params.get("betas") or []
     fill = {"beta_max": f"{max(betas):g}" if betas else "?",
-            "len_d1": f"len{max(params.get('max_digits', 3), 2) + 1}"}   # lengths.longest_trained + 1
+            "len_d1": lengths.name(lengths.longest_trained(params.get("max_digits", 3)) + 1)}
     return [name.format(**fill) for name, _ in f.terms]
 
 
