@@ -87,7 +87,8 @@ for f in tasks.FORMATS:
 # A GPT-style pre-LayerNorm Transformer with tied input/output embeddings and a
 # preallocated KV cache for generation. `pos` picks the position scheme (`reasonlib.model`):
 # rotary positions (`rope`, the default), none (`nope`), learned digit-place vectors
-# (`abacus`) or digit places as rotary positions (`coupled`); 08 compares them. The context
+# (`abacus`), digit places as rotary positions (`coupled`), or those with attention kept to a
+# token's own place and the one below (`local`); 08 compares them. The context
 # holds the longest prompt plus answer of this run's format for operands of up to
 # `max_digits + 3` digits (the longest the length study asks for).
 

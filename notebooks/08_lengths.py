@@ -23,10 +23,12 @@
 # **Method.** The targeted curriculum of 03, the same seed, the same token budget, once per
 # position scheme in `positions` (`reasonlib.model`): `rope` (rotary), `nope` (no position
 # signal; the causal mask alone orders tokens), `abacus` (a learned vector per digit
-# place, the digit's own place) and `coupled` (the same place vectors, but from `=` on each
-# token carries the place of the digit it *predicts*). The placed schemes shift every
-# training row's places by a random offset in 0..`pos_offset`, so place vectors beyond the
-# trained lengths are trained too. Each model answers problems whose two operands have
+# place, the digit's own place), `coupled` (digit places as rotary positions; from `=` on
+# each token sits at the place of the digit it *predicts*) and `local` (coupled positions,
+# and attention kept to a token's own place and, in the first layer, the place below:
+# nothing tells a token how far it is from the units). The placed schemes shift every
+# training row's places by a random offset in 0..`pos_offset`, so places beyond the trained
+# lengths are trained too. Each model answers problems whose two operands have
 # exactly n digits, n = 1..D+3: greedy exact match, and pass@k from `n_samples` samples.
 #
 # **The train/test rule.** Every training path draws from buckets with operands of at most D
@@ -44,7 +46,7 @@ n_head = 4
 n_embd = 64
 pos = "rope"
 pos_offset = 0
-positions = ["rope", "nope", "abacus", "coupled"]
+positions = ["rope", "nope", "abacus", "coupled", "local"]
 total_tokens = 150000
 batch_size = 128
 lr = 0.002

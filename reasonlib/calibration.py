@@ -15,6 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "reports" / "calibration"   # the published calibration runs
 GENERAL_GOAL = 0.97   # a seed "transitions" when its probe reached 90% and general >= 97%
+LENGTH_GOAL = 0.90    # ... and "extends" when it adds operands one digit longer at >= 90%
 
 
 BEGIN, END = "<!-- calibration:begin -->", "<!-- calibration:end -->"
@@ -63,6 +64,11 @@ def markdown(rows: list[dict], max_digits: int = 3) -> str:
         k = sum(transitioned(r) for r in rs)
         over = rs[0].get("overrides") or {}
         what = ", ".join(f"{a}={b}" for a, b in over.items()) or "the paper profile as is"
-        out.append(f"- **{recipe}** ({what}): {k} of {len(rs)} seeds transitioned "
-                   f"(probe >= 90% and general >= {GENERAL_GOAL:.0%})")
+        line = (f"- **{recipe}** ({what}): {k} of {len(rs)} seeds transitioned "
+                f"(probe >= 90% and general >= {GENERAL_GOAL:.0%})")
+        if lens:   # the first untrained length: how many seeds extend to it
+            n1 = lens[0]
+            line += (f"; {sum(r.get(n1, 0) >= LENGTH_GOAL for r in rs)} of {len(rs)} reached "
+                     f"{n1[3:]}-digit operands at >= {LENGTH_GOAL:.0%}")
+        out.append(line)
     return "\n".join(out)

@@ -473,15 +473,17 @@ FINDINGS = (
             needs=(("formats", "reversed"), ("formats", "plain"), ("buckets", "general")),
             yes="Writing the sum least-significant digit first makes carries learnable.",
             no="Plain answers do better at this budget."),
-    Finding("6b", "6", "length: coupled positions, one digit longer than trained",
-            f"with coupled positions the targeted SFT model adds two numbers one digit longer "
-            f"than any it trained on (greedy >= {LENGTH_REACH:.0%}) on most seeds",
+    Finding("6b", "6", "length: local positions, one digit longer than trained",
+            f"with local positions (coupled places, attention kept to a digit's place and the one "
+            f"below) the targeted SFT model adds two numbers one digit longer than any it trained "
+            f"on (greedy >= {LENGTH_REACH:.0%}) on most seeds",
             "not in the study (its ood_long is 0% for every format, with rotary positions)",
-            "08_lengths", (("length/coupled/{len_d1}/acc", 1.0),),
+            "08_lengths", (("length/local/{len_d1}/acc", 1.0),),
             "greedy accuracy with operands of max_digits + 1 digits",
-            kind="share", reach=LENGTH_REACH, shares=0.5, needs=(("positions", "coupled"),),
-            yes="Placing digits by significance lets the procedure extend past the trained lengths.",
-            no="Even with coupled positions the model does not extend past the trained lengths."),
+            kind="share", reach=LENGTH_REACH, shares=0.5, needs=(("positions", "local"),),
+            yes="A model that cannot tell how far a digit is from the units extends the procedure "
+                "past the trained lengths.",
+            no="Even with local positions the model does not extend past the trained lengths."),
     Finding("7a", "7", "12+3-style errors after targeted SFT",
             "the targeted SFT model still makes digit-substitution or operand-duplication errors "
             "on held-out mixed-digit problems (mixed, low_sum, mixed3, general)",

@@ -26,6 +26,16 @@ Positions (``ModelConfig.pos``, one of :data:`POS_SCHEMES`):
   shifts every other place of a row by the same random offset as ``abacus`` does, so the
   offsets between the digits and the prompt's ``BOS`` and ``+`` of longer numbers are
   trained too (the offsets between digits, which carry the procedure, never change).
+* ``local``: ``coupled`` positions, and attention restricted by place: in the first layer a
+  token with a place sees the tokens of its own place and of the place below, in every later
+  layer those of its own place only (and always the prompt's non-digits, which have no
+  place). Addition needs no more: the answer token of place p-1 that predicts digit p sees
+  the operand digits of places p and p-1 and is itself s_{p-1}, which gives the carry into p
+  (a_{p-1} + b_{p-1} + c_{p-1} >= 10, with c_{p-1} = s_{p-1} - a_{p-1} - b_{p-1} mod 10).
+  Nothing reaches a token from further than one place below, so it cannot tell how far it is
+  from the units: "the fifth answer digit ends the answer" fits every training example of up
+  to 3 digits, and ``coupled`` models often learn it; a ``local`` model cannot express it.
+  An inductive bias for digit-aligned tasks (it is addition's structure), said as such.
 
 Two ways in:
 * ``model(idx)``: training path, right-padded ``(B, T)`` ids, plain causal attention
@@ -47,8 +57,9 @@ import torch.nn.functional as F
 
 from .tokenizer import VOCAB_SIZE
 
-POS_SCHEMES = ("rope", "nope", "abacus", "coupled")
-PLACED = ("abacus", "coupled")  # the schemes whose positions are digit places
+POS_SCHEMES = ("rope", "nope", "abacus", "coupled", "local")
+PLACED = ("abacus", "coupled", "local")  # the schemes whose positions are digit places
+WINDOW = (1, 0)  # local: how many places below its own a query sees, in layer 0 / later layers
 MAX_PLACE = 32  # abacus table size: places 1..MAX_PLACE (training offset + longest number)
 _ZERO, _NINE, _EQ = ord("0"), ord("9"), ord("=")
 
@@ -90,6 +101,7 @@ class KVCache:
         self.valid = torch.zeros(batch, t_max, dtype=torch.bool, device=device)
         self.next_pos = torch.zeros(batch, dtype=torch.long, device=device)
         self.run = torch.zeros(batch, dtype=torch.long, device=device)  # placed: digits ending the row
+        self.place = torch.zeros(batch, t_max, dtype=torch.long, device=device)  # local: slots' places
         self.t = 0  # slots filled so far
 
     def repeat_interleave(self, n: int) -> "KVCache":
@@ -100,6 +112,7 @@ class KVCache:
             self.valid = self.valid.repeat_interleave(n, dim=0)
             self.next_pos = self.next_pos.repeat_interleave(n, dim=0)
             self.run = self.run.repeat_interleave(n, dim=0)
+            self.place = self.place.repeat_interleave(n, dim=0)
         return self
 
 
@@ -139,6 +152,23 @@ def place_ids(idx: torch.Tensor, offset: torch.Tensor | None = None,
     if offset is not None:
         place = torch.where(place > 0, place + offset[:, None], place)
     return place
+
+
+def place_window(q_place: torch.Tensor, k_place: torch.Tensor, below: int) -> torch.Tensor:
+    """(B, Tq), (B, Tk) places -> (B, 1, Tq, Tk) bool: query i may attend to key j (``local``)
+    iff key j has no place (0: the prompt's non-digits), or both have one and key j's place
+    is the query's or at most ``below`` places below it. (A query without a place sees no
+    digit: otherwise a training offset, which moves the digits away from place 0, would
+    change what it sees.)"""
+    q, k = q_place[:, None, :, None], k_place[:, None, None, :]
+    return (k == 0) | ((q > 0) & (k <= q) & (k >= q - below))
+
+
+def local_masks(base: torch.Tensor, q_place, k_place, n_layer: int) -> list[torch.Tensor]:
+    """One attention mask per layer: ``base`` (causal, real keys) and the place window of
+    :data:`WINDOW` (the first layer's, then the later layers')."""
+    first, rest = (base & place_window(q_place, k_place, w) for w in WINDOW)
+    return [first] + [rest] * (n_layer - 1)
 
 
 def rope_tables(pos: torch.Tensor, d: int, base: float = 10000.0):
@@ -237,8 +267,9 @@ class GPT(nn.Module):
             x = x + self.place(place)
         rope = None if pos is None else rope_tables(pos, self.cfg.n_embd // self.cfg.n_head)
         last = len(self.blocks) - 1
-        for i, b in enumerate(self.blocks):
-            x = b(x, rope, mask, cache, i, select if i == last else None)
+        for i, b in enumerate(self.blocks):   # mask: None, one for every layer, or one per layer
+            m = mask[i] if isinstance(mask, list) else mask
+            x = b(x, rope, m, cache, i, select if i == last else None)
         return self.ln_f(x)
 
     def _positions(self, idx, valid=None, offset=None):
@@ -248,7 +279,7 @@ class GPT(nn.Module):
             if valid is None:   # (1, T): the rotary tables broadcast over the batch
                 return torch.arange(idx.shape[1], device=idx.device)[None], None
             return (valid.long().cumsum(1) - 1).clamp_min(0), None
-        if s == "coupled":
+        if s in ("coupled", "local"):
             return place_ids(idx, offset, coupled=True), None
         if s == "abacus":
             return None, place_ids(idx, offset)
@@ -267,10 +298,21 @@ class GPT(nn.Module):
             raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}")
         pos, place = self._positions(idx, valid, place_offset)
         if valid is None:
-            h = self._trunk(idx, pos, select=select, place=place)
+            mask = None
+            if self.cfg.pos == "local":   # right padding: plain causal attention and the window
+                causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+                mask = local_masks(causal, pos, pos, self.cfg.n_layer)
+            h = self._trunk(idx, pos, mask, select=select, place=place)
         else:
-            h = self._trunk(idx, pos, _padded_causal_mask(valid), place=place)
+            h = self._trunk(idx, pos, self._mask(valid, pos), place=place)
         return h if hidden_only else self.head(h)
+
+    def _mask(self, valid, pos):
+        """The attention mask of left-padded rows: causal, real keys, and the window (local)."""
+        m = _padded_causal_mask(valid)
+        if self.cfg.pos == "local":   # every query sees itself (its own place): no all-masked row
+            return local_masks(m, pos, pos, self.cfg.n_layer)
+        return m
 
     # ---- incremental decoding -------------------------------------------------------
     def new_cache(self, batch: int, t_max: int) -> KVCache:
@@ -286,7 +328,9 @@ class GPT(nn.Module):
             # from the left: only a prompt that ends with '=' decodes as the full forward does
             raise ValueError(f"{self.cfg.pos} positions need every prompt to end with '='")
         cache.valid[:, :P] = valid
-        h = self._trunk(idx, pos, _padded_causal_mask(valid), cache, place=place)
+        if self.cfg.pos == "local":
+            cache.place[:, :P] = pos
+        h = self._trunk(idx, pos, self._mask(valid, pos), cache, place=place)
         cache.t = P
         cache.next_pos = valid.long().sum(1)   # rope: the next token's position
         cache.run = torch.zeros_like(cache.next_pos)  # the prompt ends with a non-digit
@@ -301,8 +345,11 @@ class GPT(nn.Module):
         s = self.cfg.pos
         if s in PLACED:  # after '=': a digit's place is its index in its run
             cache.run = torch.where(is_digit(tok), cache.run + 1, torch.zeros_like(cache.run))
-        pos = {"rope": cache.next_pos, "coupled": cache.run + 1}.get(s)
+        pos = {"rope": cache.next_pos, "coupled": cache.run + 1, "local": cache.run + 1}.get(s)
         place = cache.run[:, None] if s == "abacus" else None
+        if s == "local":
+            cache.place[:, cache.t] = pos
+            mask = local_masks(mask, pos[:, None], cache.place[:, : cache.t + 1], self.cfg.n_layer)
         h = self._trunk(tok[:, None], None if pos is None else pos[:, None], mask, cache, place=place)
         cache.t += 1
         cache.next_pos = cache.next_pos + 1

@@ -54,6 +54,7 @@ def _upto(hi, lo=1):
     return lambda v: lo <= v <= hi
 
 
+RL_MIXES = ("uniform", "adaptive")  # RL prompt mixes (reasonlib.rl.mix_weights)
 MAX_EVAL = MAX_RESERVED  # problems per bucket for evaluation, pass@k and the failure analysis:
                          # every eval set fits in the problems training never draws
 MAX_SAMPLES = 1_024     # samples per problem (and per RL prompt)
@@ -89,11 +90,11 @@ SCHEMA: dict[str, Spec] = {
                       choices=POS_SCHEMES),
     "n_len": Spec(100, "int", f"an integer in 1..{MAX_EVAL:,} (problems per operand length)",
                   _upto(MAX_EVAL)),
-    # abacus, coupled: each training row's places are shifted by one random offset in
+    # abacus, coupled, local: each training row's places are shifted by one random offset in
     # 0..pos_offset, so the places of numbers longer than the trained ones are trained too
     # (ignored by the other schemes); the bound keeps abacus's table large enough
     "pos_offset": Spec(0, "int", f"an integer in 0..{MAX_PLACE - 16} (largest random place "
-                                 "offset in training; abacus and coupled only)",
+                                 "offset in training; abacus, coupled and local only)",
                        _upto(MAX_PLACE - 16, lo=0)),
     "total_tokens": Spec(150_000, "int",
                          "an integer in 1..10^11 (training tokens per curriculum)", _upto(10**11)),
@@ -131,6 +132,15 @@ SCHEMA: dict[str, Spec] = {
     "rl_buckets": Spec(["general", "mixed", "low_sum"], "list_choice",
                        "a non-empty list of distinct names from " + ", ".join(BUCKETS),
                        choices=BUCKETS),
+    # dynamic sampling: keep only groups whose rewards differ, drawing up to rl_max_draws x
+    # rl_prompts prompts per update; rl_mix adaptive: the bucket mix follows where the policy's
+    # samples are informative (each bucket keeps at least rl_mix_floor of it)
+    "rl_dynamic": Spec(False, "bool", "true or false"),
+    "rl_max_draws": Spec(4, "int", "an integer in 1..64 (prompts drawn per update, at most, "
+                                   "as a multiple of rl_prompts)", _upto(64)),
+    "rl_mix": Spec("uniform", "choice", "one of " + ", ".join(RL_MIXES), choices=RL_MIXES),
+    "rl_mix_floor": Spec(0.05, "float", "a number in [0, 1/len(rl_buckets)]",
+                         lambda v: 0 <= v <= 1),
     "rl_eval_every": Spec(5, "int", "an integer > 0 (steps between probes)", _pos),
     # failure analysis (07)
     "n_fail": Spec(40, "int", f"an integer in 1..{MAX_EVAL:,} (problems per bucket)", _upto(MAX_EVAL)),
@@ -200,6 +210,8 @@ def validate(values: dict) -> types.SimpleNamespace:
         if empty:
             _fail(key, p[key], f"buckets that hold problems at max_digits={p['max_digits']} "
                                f"({', '.join(empty)} has none there: remove it)")
+    if p["rl_mix_floor"] * len(p["rl_buckets"]) > 1:
+        _fail("rl_mix_floor", p["rl_mix_floor"], f"<= 1/len(rl_buckets) = {1 / len(p['rl_buckets']):.4g}")
     if p["replay"] + p["mixed_replay"] >= 1:
         _fail("mixed_replay", p["mixed_replay"], f"< 1 - replay = {1 - p['replay']}")
     return types.SimpleNamespace(**p)

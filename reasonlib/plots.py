@@ -11,7 +11,7 @@ sns.set_theme(style="whitegrid", context="notebook")
 PALETTE = dict(zip(["control", "targeted", "d1", "d2_nocarry", "d2_carry", "mixed", "low_sum",
                     "general", "ood_long", "mixed3"], sns.color_palette("tab10", 10)))
 PALETTE.update(zip(["plain", "reversed", "scratchpad"], sns.color_palette("Set2", 3)))
-PALETTE.update(zip(["rope", "nope", "abacus", "coupled"], sns.color_palette("Dark2", 4)))
+PALETTE.update(zip(["rope", "nope", "abacus", "coupled", "local"], sns.color_palette("Dark2", 5)))
 
 
 def with_n(buckets, n: dict) -> list[str]:

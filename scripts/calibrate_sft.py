@@ -38,6 +38,7 @@ RECIPES = {
     "abacus": {"pos": "abacus", "pos_offset": 8},
     "coupled": {"pos": "coupled", "pos_offset": 8},
     "coupled0": {"pos": "coupled", "pos_offset": 0},
+    "local": {"pos": "local", "pos_offset": 8},
 }
 
 

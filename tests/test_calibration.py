@@ -27,6 +27,8 @@ def test_k_of_n_counts_only_seeds_that_reached_both_goals():
     rows = [_row(100, 20, 0.99), _row(101, None, 0.5), _row(102, 20, 0.96)]
     md = calibration.markdown(rows)
     assert "1 of 3 seeds transitioned" in md
+    assert "0 of 3 reached 4-digit operands at >= 90%" in md   # len4 is 0.5 in every row
+    assert "1 of 1 reached 4-digit" in calibration.markdown([{**_row(100, 20, 0.99), "len4": 0.9}])
     assert "| r | 101 | 10 | never | 50.0 |" in md
 
 

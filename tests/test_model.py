@@ -186,7 +186,7 @@ def test_select_equals_full_forward_then_index():
 
 
 # ---- position schemes ------------------------------------------------------------------
-from reasonlib.model import MAX_PLACE, PLACED, POS_SCHEMES, place_ids  # noqa: E402
+from reasonlib.model import MAX_PLACE, PLACED, POS_SCHEMES, WINDOW, place_ids, place_window  # noqa: E402
 from reasonlib.sampling import generate  # noqa: E402
 from reasonlib.tokenizer import BOS, EOS  # noqa: E402
 from conftest import make_model  # noqa: E402
@@ -218,6 +218,41 @@ def test_place_ids_hand_computed():
     # left padding (PAD is not a digit) changes nothing for the real tokens
     p, v = tasks.render_prompts(np.array([3, 123]), np.array([4, 6]))
     assert place_ids(torch.as_tensor(p)).tolist() == [[0, 0, 0, 1, 0, 1, 0], [0, 3, 2, 1, 0, 1, 0]]
+
+
+def test_local_window_hand_computed():
+    # local: coupled places; the '=' query (place 1) sees its own place (and the unplaced BOS,
+    # '+'); in the first layer also the place below, which the units do not have
+    t = torch.tensor([_ids("12+477=984")])
+    pl = place_ids(t, coupled=True)          # 0 2 1 0 3 2 1 1 2 3 4 1
+    first, later = (place_window(pl, pl, w)[0, 0] for w in WINDOW)
+    assert first[7, :8].long().tolist() == [1, 0, 1, 1, 0, 0, 1, 1]
+    # the token '8' predicts the hundreds (place 3): places 3 and 2 first, then 3 only
+    assert first[9, :10].long().tolist() == [1, 1, 0, 1, 1, 1, 0, 0, 1, 1]
+    assert later[9, :10].long().tolist() == [1, 0, 0, 1, 1, 0, 0, 0, 0, 1]
+    # an offset shifts every place of a row alike, so it never changes the window
+    po = place_ids(t, torch.tensor([5]), coupled=True)
+    for w in WINDOW:
+        assert torch.equal(place_window(po, po, w), place_window(pl, pl, w))
+
+
+@pytest.mark.parametrize("pos,layers,far,seen", [
+    ("local", 1, 1, True), ("local", 1, 2, False), ("local", 3, 1, True), ("local", 3, 2, False),
+    ("coupled", 1, 3, True)])
+def test_local_sees_one_place_below_at_most(pos, layers, far, seen):
+    """The answer token that predicts place 2 learns about place 1 below it and nothing
+    further, however many layers (coupled sees every place in one layer): changing the
+    operand digits ``far`` places below changes its logits only within that reach."""
+    m = make_model(pos=pos, w_scale=3.0, n_layer=layers, block_size=24)
+    a, b = "4567", "8912"
+    t = torch.tensor([[BOS] + list(f"{a}+{b}=".encode())])
+    t = torch.cat([t, torch.tensor([[ord("9"), ord("9")]])], 1)   # predicts place 3
+    changed = t.clone()
+    for start in (1, 2 + len(a)):      # the digits of place 3 - far in both operands
+        changed[0, start + len(a) - (3 - far)] = ord("0")
+    with torch.no_grad():
+        same = torch.allclose(m(t)[0, -1], m(changed)[0, -1], rtol=0, atol=1e-6)
+    assert same != seen
 
 
 def test_rope_positions_hand_computed():

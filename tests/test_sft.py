@@ -69,7 +69,7 @@ def test_resume_equals_uninterrupted(tmp_path, sft_config_factory, k):
     assert artifacts.load_checkpoint(path)["done"] is True
 
 
-@pytest.mark.parametrize("pos,offset", [("nope", 0), ("abacus", 4), ("coupled", 4)])
+@pytest.mark.parametrize("pos,offset", [("nope", 0), ("abacus", 4), ("coupled", 4), ("local", 4)])
 def test_every_position_scheme_trains_and_resumes_bitwise(tmp_path, sft_config_factory, pos, offset):
     """The placed schemes draw their training offsets from the torch generator, which the
     checkpoint saves: a resumed run equals an uninterrupted one."""

@@ -123,7 +123,7 @@ BETAS = [0.0, 0.02, 0.05, 0.1, 0.5]
 PARAMS = {"curricula": ["control", "targeted"], "formats": ["plain", "reversed", "scratchpad"],
           "buckets": ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "general", "ood_long"],
           "ks": [1, 2, 4, 8, 16], "betas": BETAS, "n_layer": 2, "n_head": 4, "n_embd": 64,
-          "fmt": "reversed", "max_digits": 3, "positions": ["rope", "coupled"], "total_tokens": 1000, "n_eval": 200,
+          "fmt": "reversed", "max_digits": 3, "positions": ["rope", "local"], "total_tokens": 1000, "n_eval": 200,
           "rl_steps": 3, "rl_prompts": 4, "rl_group": 2, "beta": 0.05, "rl_buckets": ["general"]}
 
 
@@ -145,7 +145,7 @@ def seed_files(v: dict | None = None) -> dict[str, dict]:
            "rl/targeted/sft/mixed/acc": 0.85, "rl/control/rl/mixed/acc": 0.5,
            "beta/0.02/general/acc": 0.90, "beta/0.05/general/acc": 0.905, "beta/0.1/general/acc": 0.91,
            "fail/sft-targeted/study_errors": 0.05, "fail/sft-control/format": 0.05,
-           "fail/sft-targeted/format": 0.0, "length/coupled/len4/acc": 0.95}
+           "fail/sft-targeted/format": 0.0, "length/local/len4/acc": 0.95}
     acc.update({k: x for k, x in v.items() if not k.endswith("/kl")})
     files = {nb: {"notebook": nb, "seed": 0, "params": dict(PARAMS), "records": {}} for nb in S.NOTEBOOKS}
     nb_of = {"sft": "03_sft", "format": "03_sft", "passk": "04_pass_at_k", "rl": "05_kl_rl",
