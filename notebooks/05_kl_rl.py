@@ -32,6 +32,14 @@
 # KL is computed exactly over the 264-token vocabulary at every generated position (the k1
 # and k3 sample estimators are logged beside it). Before and after, every bucket is scored
 # by greedy accuracy, sampled accuracy at T = `temperature`, parse rate and pass@k.
+#
+# A group whose samples all got the same reward has a zero advantage and teaches nothing.
+# `rl_dynamic` trains on informative groups only (DAPO's dynamic sampling): it draws prompts
+# again until `rl_prompts` informative groups are found or `rl_max_draws` x `rl_prompts`
+# prompts were drawn (then the update uses what it found, none at all if nothing). `rl_mix:
+# adaptive` draws each bucket with a weight from the policy's own pass rate p on it (a
+# running mean over its samples): the chance 1 - p^G - (1-p)^G that a group of G samples is
+# informative, each bucket keeping at least `rl_mix_floor`.
 
 # %% tags=["parameters"]
 seed = 0
@@ -67,6 +75,10 @@ rl_group = 4
 rl_lr = 0.0003
 rl_std_normalize = False
 rl_buckets = ["general", "mixed", "low_sum"]
+rl_dynamic = False
+rl_max_draws = 4
+rl_mix = "uniform"
+rl_mix_floor = 0.05
 rl_eval_every = 5
 beta = 0.05
 run_dir = "runs/notebooks/seed-0"
@@ -118,6 +130,29 @@ print(table([[c, len(r.history["step"]), P.rl_prompts, P.rl_group, P.rl_prompts 
               ", ".join(P.rl_buckets), f"{P.beta:g}"] for c, r in rls.items()],
             ["start", "updates", "prompts", "samples each", "rollouts per update", "prompt buckets",
              "beta"]))
+print(f"dynamic sampling: {'on, at most ' + str(P.rl_max_draws) + ' x rl_prompts prompts drawn per update' if P.rl_dynamic else 'off (every group is trained on)'}; "
+      f"prompt mix: {P.rl_mix}" + (f" (each bucket >= {P.rl_mix_floor:g})" if P.rl_mix == "adaptive" else ""))
+
+# %% [markdown]
+# Where each update's signal and time went. A group whose samples all got the same reward
+# has no gradient: *informative* is the share of drawn groups that had one, *tokens with
+# gradient* the generated tokens of rollouts with a nonzero advantage. With dynamic sampling
+# only informative groups are trained on, and *draws per group* says how many prompts it
+# took to find one. RL's time splits into the sampler (rollouts), the validator (scoring),
+# the probes and the update (the policy's and the reference's forward and backward passes).
+
+# %% tags=["nbval-ignore-output"]
+def _split(t):
+    tot = t.get("loop_s") or float("nan")
+    return [f"{t.get(k, float('nan')):.1f} s ({t.get(k, float('nan')) / tot:.0%})"
+            for k in ("rollout_s", "score_s", "update_s", "probe_s")]
+
+
+print(table([[c, pct(1 - np.mean(r.history["zero_signal"])), f"{np.mean(r.history['grad_tokens']):,.0f}",
+              f"{np.mean(r.history['draws_per_group']):.2f}", f"{sum(r.history['capped'])} of {len(r.history['capped'])}",
+              *(_split(r.timing) if r.trained_now else ["(cached)"] * 4)] for c, r in rls.items()],
+            ["start", "informative", "tokens with gradient / update", "draws per group",
+             "updates capped", "rollouts", "scoring", "update", "probes"]))
 
 # %% [markdown]
 # ## Learning curves
@@ -128,8 +163,9 @@ print(table([[c, len(r.history["step"]), P.rl_prompts, P.rl_group, P.rl_prompts 
 
 # %%
 keys = [("reward", "mean reward (batch)"), ("kl", "KL(policy || SFT start), exact"),
-        ("entropy", "entropy per answer token (nats)"), ("zero_signal", "groups with no signal")]
-fig, axes = plt.subplots(1, 4, figsize=(16, 3.3))
+        ("entropy", "entropy per answer token (nats)"), ("zero_signal", "groups with no signal"),
+        ("grad_tokens", "tokens with gradient")]
+fig, axes = plt.subplots(1, 5, figsize=(19, 3.3))
 for ax, (k, title) in zip(axes, keys):
     for c, r in rls.items():
         h = r.history
@@ -258,7 +294,8 @@ rec["rl/parse_after"] = parse_after
 metrics_05 = {"notebook": "05_kl_rl", "seed": P.seed, "params": vars(P), "records": rec}
 records.write(out_dir / "metrics.json", "05_kl_rl", P.seed, rec, vars(P),
               history={c: {k: r.history[k] for k in ("reward", "kl", "kl_k1", "kl_k3", "entropy",
-                                                    "zero_signal", "grad_norm")} for c, r in rls.items()},
+                                                    "zero_signal", "grad_norm", "drawn", "groups",
+                                                    "grad_tokens", "mix")} for c, r in rls.items()},
               timing={c: r.timing for c, r in rls.items()},
               checkpoint={c: r.path.parent.name for c, r in rls.items()})
 print("wrote", artifacts.shown(out_dir / "metrics.json"))

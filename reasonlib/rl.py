@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,18 +127,125 @@ def draw_prompts(buckets, n: int, rng: np.random.Generator, max_digits: int,
                  exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """n RL prompts, the buckets in equal expected shares, never a problem in ``exclude``
     (held-out and reserved eval problems: :func:`reasonlib.tasks.train_exclusions`)."""
-    counts = rng.multinomial(n, np.full(len(buckets), 1 / len(buckets)))
-    parts = [tasks.sample_bucket(b, int(k), rng, max_digits, exclude)
-             for b, k in zip(buckets, counts) if k]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    a, b, _ = draw_mix(buckets, np.full(len(buckets), 1 / len(buckets)), n, rng, max_digits, exclude)
+    return a, b
+
+
+def draw_mix(buckets, weights, n: int, rng: np.random.Generator, max_digits: int,
+             exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n RL prompts drawn bucket ``i`` with probability ``weights[i]``, never a problem in
+    ``exclude``; returns (a, b, the index of each prompt's bucket)."""
+    counts = rng.multinomial(n, np.asarray(weights, dtype=float))
+    parts = [(*tasks.sample_bucket(b, int(k), rng, max_digits, exclude), i)
+             for i, (b, k) in enumerate(zip(buckets, counts)) if k]
+    return (np.concatenate([a for a, _, _ in parts]), np.concatenate([b for _, b, _ in parts]),
+            np.concatenate([np.full(len(a), i) for a, _, i in parts]))
+
+
+def informative(rewards: torch.Tensor) -> torch.Tensor:
+    """rewards (P, G) -> (P,) bool: the groups whose rewards are not all equal. Only they have
+    a nonzero advantage, so only they carry a gradient."""
+    return rewards.max(dim=1).values != rewards.min(dim=1).values
+
+
+def mix_weights(pass_rate, group_size: int, floor: float) -> np.ndarray:
+    """The prompt mix from the model's per-bucket pass rate p (a sampled answer is correct):
+    each bucket weighted by the chance that a group of ``group_size`` samples is informative,
+    1 - p^G - (1-p)^G, then blended with the uniform mix so that every bucket keeps a share of
+    at least ``floor`` (a skill RL stops practising can be forgotten). All buckets
+    uninformative (every p 0 or 1): the uniform mix."""
+    p = np.clip(np.asarray(pass_rate, dtype=float), 0.0, 1.0)
+    k = len(p)
+    if not 0 <= floor * k <= 1:
+        raise ValueError(f"mix floor {floor} for {k} buckets: must be in [0, 1/{k}]")
+    w = 1 - p ** group_size - (1 - p) ** group_size
+    w = w / w.sum() if w.sum() > 0 else np.full(k, 1 / k)
+    return floor + (1 - floor * k) * w
+
+
+@dataclass
+class Rollouts:
+    """One step's training groups and what it took to find them."""
+    a: np.ndarray            # (P,) problems of the kept groups
+    b: np.ndarray
+    tokens: np.ndarray       # (P * G, L) their samples, problem-major
+    drawn: int               # prompts drawn (and sampled) this step
+    informative: int         # drawn groups whose rewards were not all equal
+    rounds: int              # sampling rounds
+    capped: bool             # dynamic sampling stopped at its cap short of the groups asked for
+    reward: float            # mean reward over every drawn sample (the policy on the mix)
+    correct: float
+    parse: float
+    ended: float
+    bucket_correct: dict     # bucket index -> mean correct over its drawn samples
+    sample_s: float = 0.0    # seconds in the sampler
+    score_s: float = 0.0     # seconds in the validator
+
+
+def collect_groups(policy: GPT, prompts_per_step: int, group_size: int, buckets, weights,
+                   rng: np.random.Generator, seed: int, max_digits: int, exclude, fmt: str,
+                   max_new: int, dynamic: bool = False, max_draws: int = 1) -> Rollouts:
+    """Sample one step's groups at T = 1.
+
+    Without ``dynamic``: ``prompts_per_step`` prompts from the mix, every group kept (equal
+    rewards and all). With it (DAPO's dynamic sampling): keep only informative groups, and
+    draw again until ``prompts_per_step`` of them are found or ``max_draws *
+    prompts_per_step`` prompts have been drawn (``capped``: fewer groups, possibly none).
+    Later rounds draw the deficit divided by the informative share seen so far. Round 0
+    samples with ``seed`` (the loop's per-step seed), round r with a seed derived from it."""
+    P, G = prompts_per_step, group_size
+    cap = P * (max_draws if dynamic else 1)
+    kept, stats, drawn, found, rounds = [], [], 0, 0, 0
+    t_sample = t_score = 0.0
+    while found < P and drawn < cap:
+        share = 1.0 if rounds == 0 else max(sum(int(k.sum()) for _, _, k in kept) / drawn, 1 / max_draws)
+        n = min(cap - drawn, max(1, math.ceil((P - found) / share)))
+        a, b, which = draw_mix(buckets, weights, n, rng, max_digits, exclude)
+        p, v = tasks.render_prompts(a, b)
+        sd = seed if rounds == 0 else 10**12 + seed * 1000 + rounds
+        t0 = time.perf_counter()
+        g = sampling.generate(policy, p, v, max_new, temperature=1.0, n_samples=G, seed=sd)
+        t1 = time.perf_counter()
+        rw = reward.validate(g.tokens, np.repeat(a, G), np.repeat(b, G), fmt)
+        t_sample += t1 - t0
+        t_score += time.perf_counter() - t1
+        inf = informative(torch.from_numpy(rw.total).view(-1, G)).numpy()
+        keep = inf.copy() if dynamic else np.ones(n, dtype=bool)
+        if dynamic:   # the first groups found, up to the number still asked for
+            keep &= np.cumsum(keep) <= P - found
+        kept.append(((a, b, g.tokens), which, keep))
+        stats.append((rw, which, inf))
+        drawn += n
+        found += int(keep.sum())
+        rounds += 1
+    width = max(t.shape[1] for (_, _, t), _, _ in kept)   # a narrower round ended every row
+    toks = [np.pad(t, ((0, 0), (0, width - t.shape[1])), constant_values=PAD).reshape(len(a), G, width)[k]
+            for (a, _, t), _, k in kept]
+    tot = np.concatenate([r.total for r, _, _ in stats])
+    cor = np.concatenate([r.correct for r, _, _ in stats])
+    which_all = np.repeat(np.concatenate([w for _, w, _ in stats]), G)
+    return Rollouts(
+        a=np.concatenate([a[k] for (a, _, _), _, k in kept]),
+        b=np.concatenate([b[k] for (_, b, _), _, k in kept]),
+        tokens=np.concatenate(toks).reshape(-1, width), drawn=drawn,
+        informative=int(sum(i.sum() for _, _, i in stats)), rounds=rounds, capped=found < P,
+        reward=float(tot.mean()), correct=float(cor.mean()),
+        parse=float(np.concatenate([r.parsed for r, _, _ in stats]).mean()),
+        ended=float(np.concatenate([r.ended for r, _, _ in stats]).mean()),
+        bucket_correct={int(i): float(cor[which_all == i].mean()) for i in np.unique(which_all)},
+        sample_s=t_sample, score_s=t_score)
 
 
 # ---- the loop ------------------------------------------------------------------------
 _D = params.DEFAULTS
+MIXES = params.RL_MIXES
+MIX_EMA = 0.5   # adaptive mix: weight of a step's observed pass rate in the running estimate
 # RLConfig field -> the notebook parameter it comes from (and takes its default from)
 RL_PARAMS = {"seed": "seed", "steps": "rl_steps", "prompts_per_step": "rl_prompts",
              "group_size": "rl_group", "lr": "rl_lr", "beta": "beta",
              "std_normalize": "rl_std_normalize", "buckets": "rl_buckets",
+             "dynamic": "rl_dynamic", "max_draws": "rl_max_draws", "mix": "rl_mix",
+             "mix_floor": "rl_mix_floor",
              "grad_clip": "grad_clip", "eval_every": "rl_eval_every", "eval_n": "eval_n"}
 
 
@@ -152,11 +260,24 @@ class RLConfig:
     beta: float = _D["beta"]
     std_normalize: bool = _D["rl_std_normalize"]
     buckets: tuple = tuple(_D["rl_buckets"])
+    dynamic: bool = _D["rl_dynamic"]     # dynamic sampling: train on informative groups only
+    max_draws: int = _D["rl_max_draws"]  # ... drawing at most max_draws * prompts_per_step prompts
+    mix: str = _D["rl_mix"]              # uniform, or adaptive: weights from per-bucket pass rates
+    mix_floor: float = _D["rl_mix_floor"]  # adaptive: every bucket's least share
     grad_clip: float = _D["grad_clip"]
     warmup_steps: int = 10       # linear learning-rate warmup (Adam's first steps are large)
     log_kl_at_zero_beta: bool = False  # beta = 0: run the reference anyway (no grad) to log KL
     eval_every: int = _D["rl_eval_every"]
     eval_n: int = _D["eval_n"]
+
+    def __post_init__(self):
+        if self.mix not in MIXES:
+            raise ValueError(f"RLConfig.mix={self.mix!r}: must be one of {', '.join(MIXES)}")
+        if not 0 <= self.mix_floor * len(self.buckets) <= 1:
+            raise ValueError(f"RLConfig.mix_floor={self.mix_floor}: must be in [0, 1/{len(self.buckets)}] "
+                             f"for {len(self.buckets)} buckets")
+        if self.max_draws < 1:
+            raise ValueError(f"RLConfig.max_draws={self.max_draws}: must be >= 1")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -195,8 +316,10 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
     probe = tasks.make_eval_set(D, cfg.eval_n, sft_cfg.eval_seed)
     max_new = tasks.max_answer_tokens(D, fmt)
     keys = ("reward", "sampled_acc", "parse", "ended", "kl", "kl_k1", "kl_k3", "entropy",
-            "zero_signal", "grad_norm", "pg")
-    hist = {"step": [], **{k: [] for k in keys}, "eval": []}
+            "zero_signal", "grad_norm", "pg", "drawn", "groups", "rounds", "draws_per_group",
+            "capped", "grad_tokens")
+    hist = {"step": [], **{k: [] for k in keys}, "mix": [], "eval": []}
+    pass_est = [None] * len(cfg.buckets)   # per-bucket sampled pass rate (adaptive mix), EMA
     step = 0
     prov = artifacts.provenance_segments([], device)
     key = artifact_key(cfg)
@@ -208,6 +331,7 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
         rng.bit_generator.state = json.loads(ck["rng_np"])
         torch.set_rng_state(ck["rng_torch"])
         step, hist = ck["step"], ck["history"]
+        pass_est = list(ck["pass_est"])
         prov = artifacts.provenance_segments(ck.get("provenance", []), device)
 
     def save(done):
@@ -216,57 +340,74 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
                 "config": cfg.to_dict(), "model": policy.state_dict(), "optim": opt.state_dict(),
                 "rng_np": json.dumps(rng.bit_generator.state), "rng_torch": torch.get_rng_state(),
                 "step": step, "history": hist, "done": done, "timing": _timing(),
-                "provenance": prov, "key": key})
+                "provenance": prov, "key": key, "pass_est": pass_est})
 
     def _timing():  # this process's share of the run (a resumed run counts from the resume)
-        return {"rollout_s": t_roll, "loop_s": t_all}
+        return {"rollout_s": t_roll, "score_s": t_score, "probe_s": t_probe,
+                "update_s": t_all - t_roll - t_score - t_probe, "loop_s": t_all}
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc=f"RL beta={cfg.beta}")
-    t_roll = t_all = 0.0
+    t_roll = t_score = t_probe = t_all = 0.0   # sampling, validating, probes, all (rest: update)
     while step < cfg.steps:
         t0 = time.perf_counter()
-        a, bb = draw_prompts(cfg.buckets, cfg.prompts_per_step, rng, D, exclude)
-        prompts, valid = tasks.render_prompts(a, bb)
+        seen = [0.5 if p is None else p for p in pass_est]   # unseen: the most informative guess
+        weights = (mix_weights(seen, cfg.group_size, cfg.mix_floor) if cfg.mix == "adaptive"
+                   else np.full(len(cfg.buckets), 1 / len(cfg.buckets)))
         # per-rollout randomness derived from integers: (seed, step) -> sampler seed
-        g = sampling.generate(policy, prompts, valid, max_new, temperature=1.0,
-                              n_samples=cfg.group_size, seed=cfg.seed * 1_000_003 + step)
-        rw = reward.validate(g.tokens, np.repeat(a, cfg.group_size), np.repeat(bb, cfg.group_size), fmt)
-        t1 = time.perf_counter()
-        r = torch.from_numpy(rw.total).float().view(-1, cfg.group_size)
-        adv, flat = group_advantages(r, cfg.std_normalize)
-        seq, sv, gm = rollout_batch(prompts, valid, g.tokens)
-        policy.train()
-        for grp in opt.param_groups:
-            grp["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        loss, st = policy_loss(policy, ref, seq.to(device), sv.to(device), gm.to(device),
-                               adv.reshape(-1).to(device), cfg.beta)
-        check_finite(loss, "RL loss", step + 1, ckpt_path)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip).item()
-        check_finite(gn, "RL gradient norm", step + 1, ckpt_path)
-        opt.step()
-        check_finite(max_abs_weight(policy), "RL largest weight after the update", step + 1,
-                     ckpt_path)
+        ro = collect_groups(policy, cfg.prompts_per_step, cfg.group_size, cfg.buckets, weights,
+                            rng, cfg.seed * 1_000_003 + step, D, exclude, fmt, max_new,
+                            cfg.dynamic, cfg.max_draws)
+        for i, c in ro.bucket_correct.items():   # what the mix learns from: every drawn sample
+            pass_est[i] = c if pass_est[i] is None else (1 - MIX_EMA) * pass_est[i] + MIX_EMA * c
+        st = {"entropy": float("nan"), "kl": float("nan"), "kl_k1": float("nan"),
+              "kl_k3": float("nan"), "pg": float("nan")}
+        gn, grad_tokens = 0.0, 0
+        if len(ro.a):   # dynamic sampling may find no informative group: then no update
+            prompts, valid = tasks.render_prompts(ro.a, ro.b)
+            rw = reward.validate(ro.tokens, np.repeat(ro.a, cfg.group_size),
+                                 np.repeat(ro.b, cfg.group_size), fmt)
+            r = torch.from_numpy(rw.total).float().view(-1, cfg.group_size)
+            adv, _ = group_advantages(r, cfg.std_normalize)
+            seq, sv, gm = rollout_batch(prompts, valid, ro.tokens)
+            grad_tokens = int(gm[adv.reshape(-1) != 0].sum())
+            policy.train()
+            for grp in opt.param_groups:
+                grp["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+            loss, st = policy_loss(policy, ref, seq.to(device), sv.to(device), gm.to(device),
+                                   adv.reshape(-1).to(device), cfg.beta)
+            check_finite(loss, "RL loss", step + 1, ckpt_path)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip).item()
+            check_finite(gn, "RL gradient norm", step + 1, ckpt_path)
+            opt.step()
+            check_finite(max_abs_weight(policy), "RL largest weight after the update", step + 1,
+                         ckpt_path)
         step += 1
-        t_roll += t1 - t0
-        t_all += time.perf_counter() - t0
-        row = {"reward": float(rw.total.mean()), "sampled_acc": float(rw.correct.mean()),
-               "parse": float(rw.parsed.mean()), "ended": float(rw.ended.mean()),
-               "zero_signal": flat, "grad_norm": gn, **st}
+        t_roll += ro.sample_s
+        t_score += ro.score_s
+        row = {"reward": ro.reward, "sampled_acc": ro.correct, "parse": ro.parse,
+               "ended": ro.ended, "zero_signal": 1 - ro.informative / ro.drawn, "grad_norm": gn,
+               "drawn": ro.drawn, "groups": len(ro.a), "rounds": ro.rounds,
+               "draws_per_group": ro.drawn / max(1, len(ro.a)), "capped": ro.capped,
+               "grad_tokens": grad_tokens, **st}
         hist["step"].append(step)
         for k in keys:
             hist[k].append(row[k])
+        hist["mix"].append([float(w) for w in weights])
         if bar is not None:
             bar.update(1)
             bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}", refresh=False)
         finished = step >= cfg.steps
         if step % cfg.eval_every == 0 or finished:
+            t2 = time.perf_counter()
             ge = metrics.greedy_eval(policy, probe, fmt)
             hist["eval"].append({"step": step, **{b: v["acc"] for b, v in ge.items()}})
+            t_probe += time.perf_counter() - t2
+        t_all += time.perf_counter() - t0
         if finished or (ckpt_every and step % ckpt_every == 0):
             save(finished)
         if stop_after_step is not None and step >= stop_after_step and not finished:

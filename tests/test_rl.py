@@ -1,4 +1,5 @@
 import copy
+import json
 import dataclasses
 import math
 
@@ -493,3 +494,119 @@ def test_config_to_dict_lists_buckets():
     d = rl_config(buckets=("d1", "mixed")).to_dict()
     assert d["buckets"] == ["d1", "mixed"] and d["beta"] == 0.1
     assert artifacts.config_hash(d) != artifacts.config_hash(rl_config(beta=0.2).to_dict())
+
+
+# ---- dynamic sampling and the prompt mix ----------------------------------------------
+def test_informative_hand_example():
+    r = torch.tensor([[0, 0, 0], [1, 1, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.float)
+    assert rl.informative(r).tolist() == [False, False, True, True]
+
+
+def test_mix_weights_hand_example():
+    # G = 4: p = 0.5 -> 1 - 2/16 = 0.875 informative; p in {0, 1} -> never; floor 0.05 each
+    w = rl.mix_weights([1.0, 0.5, 0.0], 4, 0.05)
+    np.testing.assert_allclose(w, [0.05, 0.9, 0.05])
+    # weights follow the informative chance: p = 0.5 > p = 0.9 > p = 0.99, and they sum to 1
+    w = rl.mix_weights([0.99, 0.5, 0.9], 8, 0.0)
+    assert w[1] > w[2] > w[0] > 0 and abs(w.sum() - 1) < 1e-12
+    # nothing informative anywhere: the uniform mix
+    np.testing.assert_allclose(rl.mix_weights([1.0, 0.0], 4, 0.1), [0.5, 0.5])
+    with pytest.raises(ValueError, match="floor 0.6 for 2 buckets"):
+        rl.mix_weights([0.5, 0.5], 4, 0.6)
+
+
+def test_mix_shares_follow_the_weights():
+    rng = np.random.default_rng(0)
+    excl = tasks.train_exclusions(2, 1234)
+    _, _, which = rl.draw_mix(("d1", "d2_carry"), [0.9, 0.1], 4000, rng, 2, excl)
+    assert abs((which == 0).mean() - 0.9) < 0.02
+
+
+def _group_rewards(ro, G, fmt="plain"):
+    rw = reward.validate(ro.tokens, np.repeat(ro.a, G), np.repeat(ro.b, G), fmt)
+    return torch.from_numpy(rw.total).view(-1, G)
+
+
+def _fake_generate(model, prompts, valid, max_new, temperature=0.0, n_samples=1, seed=0, **kw):
+    """A stand-in sampler (plain format) that answers a + b correctly always when both are
+    one digit (d1) and with probability 1/2 otherwise (greedy: wrong), else a + b + 1: a
+    policy with groups of both kinds, whose pass rate differs by bucket."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p, v in zip(prompts, valid):
+        a, b = (int(x) for x in bytes(int(t) for t in p[v][1:-1]).decode().split("+"))
+        q = 1.0 if max(a, b) < 10 else 0.5
+        for _ in range(n_samples):
+            ok = rng.random() < q if temperature > 0 else q > 0.5
+            rows.append(list(str(a + b if ok else a + b + 1).encode()) + [EOS])
+    return sampling.Generation(_pad_rows(rows, max_new), np.zeros((len(rows), max_new)))
+
+
+def test_dynamic_sampling_keeps_informative_groups_only(sft_start, monkeypatch):
+    model, scfg = sft_start
+    monkeypatch.setattr(sampling, "generate", _fake_generate)
+    excl = tasks.train_exclusions(scfg.max_digits, scfg.eval_seed)
+    max_new = tasks.max_answer_tokens(scfg.max_digits, scfg.fmt)
+    kw = dict(prompts_per_step=12, group_size=4, buckets=("d1", "d2_nocarry"), weights=[0.5, 0.5],
+              seed=3, max_digits=scfg.max_digits, exclude=excl, fmt=scfg.fmt, max_new=max_new)
+    plain = rl.collect_groups(model, rng=np.random.default_rng(0), **kw)
+    flags = rl.informative(_group_rewards(plain, 4))
+    assert len(plain.a) == plain.drawn == 12 and plain.rounds == 1 and not plain.capped
+    assert 0 < int(flags.sum()) < 12   # groups of both kinds
+    assert plain.informative == int(flags.sum())
+    dyn = rl.collect_groups(model, rng=np.random.default_rng(0), dynamic=True, max_draws=8, **kw)
+    assert bool(rl.informative(_group_rewards(dyn, 4)).all())
+    assert len(dyn.a) == 12 and not dyn.capped
+    assert dyn.rounds > 1 and 12 < dyn.drawn <= 8 * 12 and dyn.informative >= 12
+    # the first round is the plain draw; its informative groups come first, in order
+    np.testing.assert_array_equal(dyn.a[:int(flags.sum())], plain.a[flags.numpy()])
+
+
+def test_dynamic_sampling_stops_at_its_cap_and_says_so(sft_start):
+    _, scfg = sft_start
+    model = make_model(seed=5)   # untrained: every reward 0, no group informative
+    excl = tasks.train_exclusions(scfg.max_digits, scfg.eval_seed)
+    ro = rl.collect_groups(model, 8, 4, ("d1",), [1.0], np.random.default_rng(0), 0,
+                           scfg.max_digits, excl, scfg.fmt,
+                           tasks.max_answer_tokens(scfg.max_digits, scfg.fmt),
+                           dynamic=True, max_draws=3)
+    assert ro.capped and len(ro.a) == 0 and ro.drawn == 24 and ro.informative == 0
+    # in the loop: the step is logged as capped and the policy is not updated
+    cfg = rl_config(steps=2, eval_every=100, dynamic=True, max_draws=3)
+    res = rl.train_rl(cfg, model, scfg, progress=False)
+    h = res.history
+    assert h["capped"] == [True, True] and h["groups"] == [0, 0] and h["drawn"] == [24, 24]
+    assert h["grad_tokens"] == [0, 0] and h["draws_per_group"] == [24, 24]
+    assert _state_equal(res.model, model)
+
+
+def test_dynamic_adaptive_run_logs_and_resumes(tmp_path, sft_start, monkeypatch):
+    model, scfg = sft_start
+    monkeypatch.setattr(sampling, "generate", _fake_generate)
+    cfg = rl_config(steps=4, dynamic=True, max_draws=4, mix="adaptive", mix_floor=0.1,
+                    buckets=("d1", "d2_nocarry"), beta=0.05)
+    a = rl.train_rl(cfg, model, scfg, progress=False)
+    h = a.history
+    assert all(g <= cfg.prompts_per_step for g in h["groups"])
+    assert all(d >= cfg.prompts_per_step for d in h["drawn"])
+    assert h["mix"][0] == [0.5, 0.5]   # no pass rate seen yet
+    assert all(abs(sum(m) - 1) < 1e-9 and min(m) >= 0.1 - 1e-12 for m in h["mix"])
+    # the mix moved to d2_nocarry, the only bucket with informative groups (d1 keeps its floor)
+    assert h["mix"][1] == pytest.approx([0.1, 0.9])
+    assert all(g == cfg.prompts_per_step for g in h["groups"]) and not any(h["capped"])
+    for g, t in zip(h["groups"], h["grad_tokens"]):
+        assert (g > 0) == (t > 0)   # every kept group has a nonzero advantage somewhere
+    path = tmp_path / "d.pt"
+    rl.train_rl(cfg, model, scfg, ckpt_path=path, progress=False, stop_after_step=2)
+    b = rl.train_rl(cfg, model, scfg, ckpt_path=path, progress=False)
+    assert _state_equal(a.model, b.model)
+    assert json.dumps(a.history) == json.dumps(b.history)   # NaN-safe equality
+
+
+def test_rl_config_refuses_bad_mix():
+    with pytest.raises(ValueError, match="mix='greedy'"):
+        rl_config(mix="greedy")
+    with pytest.raises(ValueError, match="mix_floor=0.6"):
+        rl_config(mix_floor=0.6, buckets=("d1", "mixed"))
+    with pytest.raises(ValueError, match="max_draws=0"):
+        rl_config(max_draws=0)
