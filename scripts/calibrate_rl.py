@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import multiprocessing as mp
-import os
 import sys
 import tempfile
 import time
@@ -41,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from calibrate_sft import seeds_arg  # noqa: E402
+from calibrate_sft import done_seeds, seeds_arg, sweep  # noqa: E402
 
 
 def _eval(model, cfg, n_eval, n_passk, seed):
@@ -137,17 +134,12 @@ def main(argv=None):
     a = ap.parse_args(argv)
     out = Path(a.out) / f"{a.tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {json.loads(l)["seed"] for l in out.read_text().splitlines() if l.strip()} if out.exists() else set()
+    done = done_seeds(out)
     jobs = [(s, vars(a)) for s in a.seeds if s not in done]
     print(f"{len(jobs)} seeds -> {out} ({len(done)} already there)", flush=True)
-    os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
-    with mp.get_context("spawn").Pool(a.workers) as pool:
-        for r in pool.imap_unordered(one_seed, jobs):
-            with out.open("a") as f:
-                f.write(json.dumps(r) + "\n")
-            g = {k: 100 * (r[k]["general"]) for k in ("start", "rl", "rl-dyn", "sft")}
-            print(f"seed {r['seed']} start step {r['start_step']}: general " +
-                  ", ".join(f"{k} {v:.1f}%" for k, v in g.items()), flush=True)
+    sweep(one_seed, jobs, out, a.workers, a.threads,
+          lambda r: f"seed {r['seed']} start step {r['start_step']}: general " + ", ".join(
+              f"{k} {100 * r[k]['general']:.1f}%" for k in ("start", "rl", "rl-dyn", "sft")))
     return 0
 
 

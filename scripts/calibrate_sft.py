@@ -52,6 +52,26 @@ def seeds_arg(s: str) -> list[int]:
     return out
 
 
+def done_seeds(out: Path) -> set[int]:
+    """The seeds a sweep's output file already holds (a rerun skips them)."""
+    if not out.exists():
+        return set()
+    return {json.loads(line)["seed"] for line in out.read_text().splitlines() if line.strip()}
+
+
+def sweep(worker, jobs, out: Path, workers: int, threads: int, show) -> None:
+    """Run ``jobs`` on ``workers`` spawned processes of ``threads`` torch threads each,
+    appending each result to ``out`` as one JSON line as it arrives and printing
+    ``show(result)``. Stop a sweep with Ctrl-C or by killing its process group (killing the
+    parent alone leaves its workers running)."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for r in pool.imap_unordered(worker, jobs):
+            with out.open("a") as f:
+                f.write(json.dumps(r) + "\n")
+            print(show(r), flush=True)
+
+
 def recipe_config(recipe: str, seed: int, extra: dict):
     from reasonlib import params, sft
     raw = params.load_profile("paper")
@@ -118,18 +138,12 @@ def main(argv=None):
     recipe_config(a.recipe, a.seeds[0], extra)   # bad values fail here, before any training
     out = Path(a.out) / f"{a.recipe}{a.tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if out.exists():
-        done = {json.loads(l)["seed"] for l in out.read_text().splitlines() if l.strip()}
+    done = done_seeds(out)
     jobs = [(a.recipe, s, extra, a.threads, a.n_eval, a.n_len) for s in a.seeds if s not in done]
     print(f"{len(jobs)} runs of {a.recipe} {extra or ''} -> {out} ({len(done)} already there)", flush=True)
-    os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
-    with mp.get_context("spawn").Pool(a.workers) as pool:
-        for r in pool.imap_unordered(one_run, jobs):
-            with out.open("a") as f:
-                f.write(json.dumps(r) + "\n")
-            print(f"seed {r['seed']}: t50 {r['t50']} t90 {r['t90']} general {100*r['general']:.1f}% "
-                  f"len4 {100*r['len4']:.1f}% len5 {100*r['len5']:.1f}% ({r['train_s']:.0f} s)", flush=True)
+    sweep(one_run, jobs, out, a.workers, a.threads,
+          lambda r: f"seed {r['seed']}: t50 {r['t50']} t90 {r['t90']} general {100*r['general']:.1f}% "
+                    f"len4 {100*r['len4']:.1f}% len5 {100*r['len5']:.1f}% ({r['train_s']:.0f} s)")
     print(calibration.markdown(calibration.load(out)))
     return 0
 
