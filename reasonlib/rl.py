@@ -169,6 +169,7 @@ class Rollouts:
     a: np.ndarray            # (P,) problems of the kept groups
     b: np.ndarray
     tokens: np.ndarray       # (P * G, L) their samples, problem-major
+    rewards: np.ndarray      # (P, G) their rewards
     drawn: int               # prompts drawn (and sampled) this step
     informative: int         # drawn groups whose rewards were not all equal
     rounds: int              # sampling rounds
@@ -228,6 +229,7 @@ def collect_groups(policy: GPT, prompts_per_step: int, group_size: int, buckets,
         a=np.concatenate([a[k] for (a, _, _), _, k in kept]),
         b=np.concatenate([b[k] for (_, b, _), _, k in kept]),
         tokens=np.concatenate(toks).reshape(-1, width), drawn=drawn,
+        rewards=np.concatenate([r.total.reshape(-1, G)[k] for (r, _, _), (_, _, k) in zip(stats, kept)]),
         informative=int(sum(i.sum() for _, _, i in stats)), rounds=rounds, capped=found < P,
         reward=float(tot.mean()), correct=float(cor.mean()),
         parse=float(np.concatenate([r.parsed for r, _, _ in stats]).mean()),
@@ -367,10 +369,7 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
         gn, grad_tokens = 0.0, 0
         if len(ro.a):   # dynamic sampling may find no informative group: then no update
             prompts, valid = tasks.render_prompts(ro.a, ro.b)
-            rw = reward.validate(ro.tokens, np.repeat(ro.a, cfg.group_size),
-                                 np.repeat(ro.b, cfg.group_size), fmt)
-            r = torch.from_numpy(rw.total).float().view(-1, cfg.group_size)
-            adv, _ = group_advantages(r, cfg.std_normalize)
+            adv, _ = group_advantages(torch.from_numpy(ro.rewards).float(), cfg.std_normalize)
             seq, sv, gm = rollout_batch(prompts, valid, ro.tokens)
             grad_tokens = int(gm[adv.reshape(-1) != 0].sum())
             policy.train()

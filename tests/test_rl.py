@@ -556,6 +556,7 @@ def test_dynamic_sampling_keeps_informative_groups_only(sft_start, monkeypatch):
     assert plain.informative == int(flags.sum())
     dyn = rl.collect_groups(model, rng=np.random.default_rng(0), dynamic=True, max_draws=8, **kw)
     assert bool(rl.informative(_group_rewards(dyn, 4)).all())
+    assert torch.equal(torch.from_numpy(dyn.rewards), _group_rewards(dyn, 4))
     assert len(dyn.a) == 12 and not dyn.capped
     assert dyn.rounds > 1 and 12 < dyn.drawn <= 8 * 12 and dyn.informative >= 12
     # the first round is the plain draw; its informative groups come first, in order
