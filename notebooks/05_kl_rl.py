@@ -142,15 +142,13 @@ print(f"dynamic sampling: {'on, at most ' + str(P.rl_max_draws) + ' x rl_prompts
 # the probes and the update (the policy's and the reference's forward and backward passes).
 
 # %% tags=["nbval-ignore-output"]
-def _split(t):
-    tot = t.get("loop_s") or float("nan")
-    return [f"{t.get(k, float('nan')):.1f} s ({t.get(k, float('nan')) / tot:.0%})"
-            for k in ("rollout_s", "score_s", "update_s", "probe_s")]
+def _split(t):   # the timing of the process that trained the run (a cached run keeps it)
+    return [f"{t[k]:.1f} s ({t[k] / t['loop_s']:.0%})" for k in ("rollout_s", "score_s", "update_s", "probe_s")]
 
 
 print(table([[c, pct(1 - np.mean(r.history["zero_signal"])), f"{np.mean(r.history['grad_tokens']):,.0f}",
               f"{np.mean(r.history['draws_per_group']):.2f}", f"{sum(r.history['capped'])} of {len(r.history['capped'])}",
-              *(_split(r.timing) if r.trained_now else ["(cached)"] * 4)] for c, r in rls.items()],
+              *_split(r.timing)] for c, r in rls.items()],
             ["start", "informative", "tokens with gradient / update", "draws per group",
              "updates capped", "rollouts", "scoring", "update", "probes"]))
 

@@ -298,21 +298,20 @@ class GPT(nn.Module):
             raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}")
         pos, place = self._positions(idx, valid, place_offset)
         if valid is None:
-            mask = None
-            if self.cfg.pos == "local":   # right padding: plain causal attention and the window
-                causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
-                mask = local_masks(causal, pos, pos, self.cfg.n_layer)
-            h = self._trunk(idx, pos, mask, select=select, place=place)
+            h = self._trunk(idx, pos, self._mask(None, pos, T), select=select, place=place)
         else:
             h = self._trunk(idx, pos, self._mask(valid, pos), place=place)
         return h if hidden_only else self.head(h)
 
-    def _mask(self, valid, pos):
-        """The attention mask of left-padded rows: causal, real keys, and the window (local)."""
-        m = _padded_causal_mask(valid)
-        if self.cfg.pos == "local":   # every query sees itself (its own place): no all-masked row
-            return local_masks(m, pos, pos, self.cfg.n_layer)
-        return m
+    def _mask(self, valid, pos, T: int = 0):
+        """The attention mask of whole sequences: causal over real keys (``valid`` (B, T) of
+        left-padded rows; None: right-padded rows of length T, where None means plain causal
+        attention, the fast path), and for ``local`` the place window of every layer."""
+        if self.cfg.pos != "local":
+            return None if valid is None else _padded_causal_mask(valid)
+        base = (torch.ones(T, T, dtype=torch.bool, device=pos.device).tril() if valid is None
+                else _padded_causal_mask(valid))   # every query sees itself: no all-masked row
+        return local_masks(base, pos, pos, self.cfg.n_layer)
 
     # ---- incremental decoding -------------------------------------------------------
     def new_cache(self, batch: int, t_max: int) -> KVCache:

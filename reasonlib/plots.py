@@ -6,12 +6,13 @@ import numpy as np
 import seaborn as sns
 
 from .curriculum import Stage
+from .model import POS_SCHEMES
 
 sns.set_theme(style="whitegrid", context="notebook")
 PALETTE = dict(zip(["control", "targeted", "d1", "d2_nocarry", "d2_carry", "mixed", "low_sum",
                     "general", "ood_long", "mixed3"], sns.color_palette("tab10", 10)))
 PALETTE.update(zip(["plain", "reversed", "scratchpad"], sns.color_palette("Set2", 3)))
-PALETTE.update(zip(["rope", "nope", "abacus", "coupled", "local"], sns.color_palette("Dark2", 5)))
+PALETTE.update(zip(POS_SCHEMES, sns.color_palette("Dark2", len(POS_SCHEMES))))
 
 
 def with_n(buckets, n: dict) -> list[str]:

@@ -199,7 +199,7 @@ def collect_groups(policy: GPT, prompts_per_step: int, group_size: int, buckets,
     kept, stats, drawn, found, rounds = [], [], 0, 0, 0
     t_sample = t_score = 0.0
     while found < P and drawn < cap:
-        share = 1.0 if rounds == 0 else max(sum(int(k.sum()) for _, _, k in kept) / drawn, 1 / max_draws)
+        share = 1.0 if rounds == 0 else max(found / drawn, 1 / max_draws)   # kept share so far
         n = min(cap - drawn, max(1, math.ceil((P - found) / share)))
         a, b, which = draw_mix(buckets, weights, n, rng, max_digits, exclude)
         p, v = tasks.render_prompts(a, b)
@@ -240,7 +240,6 @@ def collect_groups(policy: GPT, prompts_per_step: int, group_size: int, buckets,
 
 # ---- the loop ------------------------------------------------------------------------
 _D = params.DEFAULTS
-MIXES = params.RL_MIXES
 MIX_EMA = 0.5   # adaptive mix: weight of a step's observed pass rate in the running estimate
 # RLConfig field -> the notebook parameter it comes from (and takes its default from)
 RL_PARAMS = {"seed": "seed", "steps": "rl_steps", "prompts_per_step": "rl_prompts",
@@ -273,8 +272,8 @@ class RLConfig:
     eval_n: int = _D["eval_n"]
 
     def __post_init__(self):
-        if self.mix not in MIXES:
-            raise ValueError(f"RLConfig.mix={self.mix!r}: must be one of {', '.join(MIXES)}")
+        if self.mix not in params.RL_MIXES:
+            raise ValueError(f"RLConfig.mix={self.mix!r}: must be one of {', '.join(params.RL_MIXES)}")
         if not 0 <= self.mix_floor * len(self.buckets) <= 1:
             raise ValueError(f"RLConfig.mix_floor={self.mix_floor}: must be in [0, 1/{len(self.buckets)}] "
                              f"for {len(self.buckets)} buckets")
