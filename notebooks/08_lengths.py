@@ -75,7 +75,6 @@ from reasonlib import params
 P = params.collect(globals())
 
 # %%
-import dataclasses
 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown
@@ -87,8 +86,8 @@ from reasonlib.tables import checks, ci, pct, table
 out_dir = artifacts.resolve(P.run_dir) / "08_lengths"
 out_dir.mkdir(parents=True, exist_ok=True)
 dev = resolve_device(P.device)
-base = sft.config_from_params(P, "targeted")
-cfgs = {s: dataclasses.replace(base, pos=s, pos_offset=P.pos_offset) for s in P.positions}
+arms = sft.study_arms(P)   # 03 trained them all (the same configs)
+cfgs = {s: arms["targeted"] if s == P.pos else arms[f"pos {s}"] for s in P.positions}
 lens = lengths.lengths_for(P.max_digits)
 trained = lengths.longest_trained(P.max_digits)   # max_digits (2 at max_digits = 1: the d2 stages)
 len_set = lengths.eval_set(P.max_digits, P.n_len, P.eval_seed)
@@ -115,15 +114,19 @@ print(f"context: block_size {tasks.block_size_for(P.max_digits, P.fmt)} tokens h
 # %% [markdown]
 # ## Training: one targeted model per position scheme
 #
-# The arm whose scheme is this run's `pos` is 03's targeted model (loaded from the cache).
+# 03 trained these arms with its own (they are loaded from the cache); the arm whose scheme
+# is this run's `pos` is 03's targeted model. Arms missing from the cache train here, at
+# the same time, one process each.
 
 # %% tags=["nbval-ignore-output"]
-runs = {s: sft.get_or_train(c, artifacts.resolve(P.artifacts_dir), device=dev) for s, c in cfgs.items()}
+runs = dict(zip(cfgs, sft.get_or_train_many(cfgs.values(), artifacts.resolve(P.artifacts_dir),
+                                            device=dev)))
 for s, r in runs.items():
     print(f"{s}: {'trained now' if r.trained_now else 'loaded from cache'} -> {artifacts.shown(r.path)}")
     print("   " + artifacts.describe_provenance(r.provenance).replace("\n", "\n   "))
     if r.timing:
-        print(f"   {r.history['step'][-1]} steps, {r.timing['loop_s']:.1f} s in the loop")
+        print(f"   {r.history['step'][-1]} steps, {r.timing['loop_s']:.1f} s in the loop "
+              f"({r.timing.get('cpu_s', float('nan')):.1f} CPU s)")
 
 # %% tags=["nbval-check-output"]
 print(table([[s, c.pos_offset, f"{runs[s].history['tokens'][-1]:,}", runs[s].history["step"][-1],

@@ -1,11 +1,15 @@
-"""Device resolution, done once per notebook: ``auto`` picks cuda > mps > cpu.
+"""Device resolution, done once per notebook: ``auto`` picks cuda > mps > cpu; the thread
+count of training runs, and several of them at once in worker processes.
 
 Importing this module applies ``REASONLIB_THREADS`` (set by ``python -m reasonlib run`` for
 each notebook kernel, so parallel workers do not oversubscribe the cores) to torch.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 
 import torch
 
@@ -31,3 +35,56 @@ def resolve_device(name: str = "auto") -> str:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device='mps' was asked for but MPS is not available; allowed here: auto, cpu")
     return name
+
+
+# ---- training at one thread, several runs at once ------------------------------------------
+TRAIN_THREADS = 1   # torch threads of every SFT run on CPU (README, Determinism)
+
+
+@contextmanager
+def train_threads(device: str):
+    """:data:`TRAIN_THREADS` torch threads on CPU for the block, the process's own after it:
+    one number per SFT run whichever way it is trained (alone in a kernel, or beside others
+    in :func:`in_processes`), and the setting the recipe was calibrated at."""
+    before = torch.get_num_threads()
+    if str(device) == "cpu":
+        torch.set_num_threads(TRAIN_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+MAX_PROCESSES = 8   # worker processes of one in_processes call (each holds torch, ~0.5 GB)
+
+
+def in_processes(fn, jobs: dict, desc: str, progress: bool = True) -> dict:
+    """``{name: fn(*args)}`` for ``jobs = {name: args}``, each call in its own spawned worker
+    process (at most :data:`MAX_PROCESSES` at a time). Training runs at one thread each, so
+    single-thread processes share the cores without the spin-waits of oversubscribed thread
+    pools: three runs on two cores finish sooner than one after the other. ``fn`` must be
+    importable (a module-level function) and its arguments picklable. A failure is re-raised
+    as the worker raised it (type and message), with a note naming the job."""
+    out = {}
+    if not jobs:
+        return out
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(jobs), desc=f"{desc}, {len(jobs)} at once", unit="run")
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(len(jobs), MAX_PROCESSES), mp_context=ctx) as ex:
+        futs = {ex.submit(fn, *args): name for name, args in jobs.items()}
+        for f in as_completed(futs):
+            name = futs[f]
+            try:
+                out[name] = f.result()
+            except Exception as e:   # the worker's own exception (its type and message), named
+                e.add_note(f"raised in the worker process of {desc} {name}")
+                raise
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(str(name), refresh=True)
+    if bar is not None:
+        bar.close()
+    return out

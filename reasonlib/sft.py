@@ -4,13 +4,23 @@ AdamW, linear warmup then cosine decay (both driven by the share of the token bu
 used), gradient clipping, a periodic greedy probe on a fixed slice of the eval set, and
 checkpoints that hold everything needed to resume bit for bit: model, optimizer, the data
 generator's state, the torch RNG, step, tokens seen, history and config.
+
+Snapshots: an arm with ``snapshots`` also keeps such a checkpoint at every probe step
+(``snapshots/step-NNNNN.pt`` beside ``ckpt.pt``), so RL can start from any point of the
+schedule (05's headroom curve) and the schedule can be continued from it (:func:`continued`,
+"more SFT").
+
+Threads: SFT trains at one torch thread on CPU (``runtime.TRAIN_THREADS``), whatever the
+process has: the setting the recipe was calibrated at, and one number per arm whichever way
+it is trained. Several arms train at once in worker processes instead
+(:func:`get_or_train_many`).
 """
 from __future__ import annotations
 
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from . import artifacts, metrics, params, tasks
+from .runtime import in_processes, train_threads
 from .curriculum import BatchMaker, check_curriculum, stages
 from .model import GPT, PLACED, ModelConfig
 from .tokenizer import PAD
 
 
 _D = params.DEFAULTS  # the one home of every default (a test compares them all)
+SNAPSHOTS = "snapshots"   # the folder of an arm's probe-step checkpoints, beside ckpt.pt
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,9 @@ class SFTConfig:
     eval_every: int = _D["eval_every"]
     eval_n: int = _D["eval_n"]
     eval_seed: int = _D["eval_seed"]  # fixes the eval problems, so what training never draws
+    # not a parameter: keep a resumable checkpoint at every probe step (the curriculum arms
+    # do; the format and position-scheme arms of 03 and 08 do not, see study_arms)
+    snapshots: bool = True
 
     def __post_init__(self):
         check_curriculum(self.curriculum)
@@ -146,12 +161,22 @@ def _set_rng_state(rng: np.random.Generator, s: str) -> None:
 
 
 def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str = "cpu",
-              progress: bool = True, stop_after_step: int | None = None) -> SFTResult:
+              progress: bool = True, stop_after_step: int | None = None,
+              stop_at_tokens: int | None = None, snapshot_dir=None) -> SFTResult:
     """Train (or resume, when ``ckpt_path`` holds an unfinished checkpoint of this config).
 
-    ``stop_after_step`` ends the loop early after saving a checkpoint: tests use it to
-    simulate an interrupted run.
+    ``stop_after_step`` / ``stop_at_tokens`` end the loop early (after that step, or once
+    that many tokens were seen) with an unfinished checkpoint saved: tests use the first to
+    simulate an interrupted run, :func:`continued` the second. ``snapshot_dir``: where a
+    checkpoint of every probe step is kept (``step-NNNNN.pt``).
     """
+    with train_threads(device):
+        return _train_sft(cfg, ckpt_path, ckpt_every, device, progress, stop_after_step,
+                          stop_at_tokens, snapshot_dir)
+
+
+def _train_sft(cfg, ckpt_path, ckpt_every, device, progress, stop_after_step, stop_at_tokens,
+               snapshot_dir) -> SFTResult:
     torch.manual_seed(cfg.seed)
     model = GPT(cfg.model_config()).to(device)
     opt = make_optimizer(model, cfg)
@@ -176,16 +201,17 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
         step, seen, hist = ck["step"], ck["tokens"], ck["history"]
         prov = artifacts.provenance_segments(ck.get("provenance", []), device)
 
-    def save(done: bool):
-        if ckpt_path:
-            artifacts.save_checkpoint(ckpt_path, {
+    def save(done: bool, path=None):
+        path = path or ckpt_path
+        if path:
+            artifacts.save_checkpoint(path, {
                 "config": cfg.to_dict(), "model": model.state_dict(), "optim": opt.state_dict(),
                 "rng_np": _rng_state(data_rng), "rng_torch": torch.get_rng_state(),
                 "step": step, "tokens": seen, "history": hist, "done": done,
                 "timing": _timing(), "provenance": prov, "key": key})
 
     def _timing():  # this process's share of the run (a resumed run counts from the resume)
-        return {"data_s": t_data, "loop_s": t_loop,
+        return {"data_s": t_data, "loop_s": t_loop, "cpu_s": t_cpu,
                 "data_share": t_data / t_loop if t_loop else 0.0}
 
     bar = None
@@ -193,10 +219,10 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.total_tokens, initial=seen, unit="tok", unit_scale=True,
                    desc=f"SFT {cfg.curriculum}")
-    t_data = t_loop = 0.0
+    t_data = t_loop = t_cpu = 0.0   # t_cpu: CPU seconds, the run's cost whatever ran beside it
     model.train()
     while seen < cfg.total_tokens:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         frac = seen / cfg.total_tokens
         toks, ans = maker.next_batch(frac)
         toks_t = torch.from_numpy(toks).to(device)
@@ -224,6 +250,7 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
         t2 = time.perf_counter()
         t_data += t1 - t0
         t_loop += t2 - t0
+        t_cpu += time.process_time() - c0
         hist["step"].append(step)
         hist["tokens"].append(seen)
         hist["loss"].append(loss)
@@ -240,9 +267,13 @@ def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str =
             hist["eval"].append({"step": step, "tokens": seen,
                                  **{b: r["acc"] for b, r in g.items()},
                                  **{f"parse_{b}": r["parse"] for b, r in g.items()}})
+            if snapshot_dir is not None and not finished:   # the finished one is ckpt.pt
+                save(False, Path(snapshot_dir) / f"step-{step:05d}.pt")
         if finished or (ckpt_every and step % ckpt_every == 0):
             save(finished)
-        if stop_after_step is not None and step >= stop_after_step and not finished:
+        stop = ((stop_after_step is not None and step >= stop_after_step)
+                or (stop_at_tokens is not None and seen >= stop_at_tokens))
+        if stop and not finished:
             save(False)
             break
     if bar is not None:
@@ -308,11 +339,107 @@ def get_or_train(cfg: SFTConfig, root, device: str = "cpu", progress: bool = Tru
     d = artifact_dir_for(cfg, root)
     path = d / "ckpt.pt"
     artifacts.write_json(d / "key.json", artifact_key(cfg))
-    return train_sft(cfg, path, ckpt_every=ckpt_every, device=device, progress=progress)
+    return train_sft(cfg, path, ckpt_every=ckpt_every, device=device, progress=progress,
+                     snapshot_dir=d / SNAPSHOTS if cfg.snapshots else None)
+
+
+def _train_arm(cfg: SFTConfig, root: str) -> float:
+    """One arm in a worker process of :func:`get_or_train_many`: its loop seconds."""
+    return get_or_train(cfg, root, progress=False).timing.get("loop_s", 0.0)
+
+
+def get_or_train_many(cfgs, root, device: str = "cpu", progress: bool = True) -> list[SFTResult]:
+    """:func:`get_or_train` for several arms; on CPU the ones not in the cache train at the
+    same time, one worker process each (``runtime.in_processes``). An arm's numbers are those
+    it gets trained alone: one thread each, and the processes share nothing."""
+    cfgs = list(cfgs)
+    todo = [c for c in dict.fromkeys(cfgs) if load_cached(c, root, device) is None]
+    if len(todo) > 1 and str(device) == "cpu":
+        in_processes(_train_arm, {f"{i + 1} ({arm_label(c)}, seed {c.seed})": (c, str(root))
+                                  for i, c in enumerate(todo)}, "SFT arm", progress)
+    out = [get_or_train(c, root, device, progress) for c in cfgs]
+    for c, r in zip(cfgs, out):
+        r.trained_now = r.trained_now or c in todo   # by a worker, just now
+    return out
+
+
+def arm_label(cfg: SFTConfig) -> str:
+    """``targeted`` / ``targeted, plain`` / ``targeted, local``: what tells an arm apart."""
+    extra = [cfg.fmt] if cfg.fmt != _D["fmt"] else []
+    extra += [cfg.pos] if cfg.pos != _D["pos"] else []
+    return ", ".join([cfg.curriculum, *extra])
+
+
+def study_arms(P) -> dict[str, SFTConfig]:
+    """Every SFT arm a seed's notebooks use, the one home of how they are built: the
+    curricula (03-07, with snapshots; targeted always), the targeted curriculum once per
+    other answer format (03) and once per other position scheme (08), with this run's
+    budget. Keys: the curriculum, ``format <fmt>``, ``pos <scheme>``."""
+    # the targeted arm always: the variants' own-format, own-scheme arm
+    arms = {c: config_from_params(P, c) for c in dict.fromkeys([*P.curricula, "targeted"])}
+    base = arms["targeted"]
+    for f in P.formats:
+        if f != P.fmt:
+            arms[f"format {f}"] = replace(base, fmt=f, snapshots=False)
+    for s in P.positions:
+        if s != P.pos:
+            arms[f"pos {s}"] = replace(base, pos=s, pos_offset=P.pos_offset, snapshots=False)
+    return arms
+
+
+# ---- snapshots and continued SFT ---------------------------------------------------------
+
+def snapshot_steps(cfg: SFTConfig, root) -> list[int]:
+    """The probe steps of ``cfg``'s snapshots (empty when it keeps none or is not trained)."""
+    d = artifact_dir_for(cfg, root) / SNAPSHOTS
+    return sorted(int(p.stem.split("-")[1]) for p in d.glob("step-*.pt"))
+
+
+def snapshot_path(cfg: SFTConfig, root, step: int) -> Path:
+    p = artifact_dir_for(cfg, root) / SNAPSHOTS / f"step-{step:05d}.pt"
+    if not p.is_file():
+        have = snapshot_steps(cfg, root)
+        raise ValueError(f"no SFT snapshot at step {step} for {arm_label(cfg)} (seed {cfg.seed}); "
+                         + (f"its snapshots are at steps {', '.join(map(str, have))}" if have else
+                            "it has none (train it with snapshots=True first)"))
+    return p
+
+
+def load_snapshot(cfg: SFTConfig, root, step: int, device: str = "cpu") -> GPT:
+    """The model of ``cfg`` at probe step ``step`` of its schedule."""
+    return _model_from(cfg, artifacts.load_checkpoint(snapshot_path(cfg, root, step),
+                                                      cfg.to_dict())).to(device)
+
+
+def continued(cfg: SFTConfig, root, step: int, tokens: int, device: str = "cpu",
+              progress: bool = True) -> SFTResult:
+    """The SFT run of ``cfg`` continued from its snapshot at ``step`` for ``tokens`` more
+    training tokens: the same schedule, data stream and optimizer state, so the run it would
+    have been (05's "more SFT" arm). Cached in ``root/sft-more-<hash>/``; an interrupted
+    continuation resumes."""
+    snap = snapshot_path(cfg, root, step)
+    key = dict(artifact_key(cfg), kind="sft-more", more={"from_step": step, "tokens": int(tokens)})
+    d = artifacts.artifact_dir(root, key)
+    path, done = d / "ckpt.pt", d / "done.json"
+    if done.is_file():
+        ck = artifacts.load_checkpoint(path, cfg.to_dict())
+        return SFTResult(_model_from(cfg, ck).to(device), ck["history"], path, False,
+                         artifacts.read_json(done)["timing"], ck.get("provenance", []))
+    artifacts.write_json(d / "key.json", key)
+    if not path.exists():
+        artifacts.write_bytes(path, snap.read_bytes())
+    start = artifacts.load_checkpoint(snap, cfg.to_dict())["tokens"]
+    res = train_sft(cfg, path, device=device, progress=progress, stop_at_tokens=start + int(tokens))
+    artifacts.write_json(done, {"timing": res.timing, "from_tokens": start})
+    return res
 
 
 def config_from_params(P, curriculum: str) -> SFTConfig:
     """The SFT config of one curriculum arm, from validated notebook parameters (every field
     but ``curriculum`` is the parameter of the same name)."""
     return SFTConfig(curriculum=curriculum,
-                     **{f.name: getattr(P, f.name) for f in fields(SFTConfig) if f.name != "curriculum"})
+                     **{f.name: getattr(P, f.name) for f in fields(SFTConfig)
+                        if f.name not in CONFIG_ONLY})
+
+
+CONFIG_ONLY = ("curriculum", "snapshots")   # the SFTConfig fields no parameter sets

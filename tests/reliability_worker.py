@@ -34,7 +34,8 @@ def main(root: str) -> None:
 
     def save_and_report(path, payload):
         out = real_save(path, payload)
-        print(f"saved {Path(path).parent.name.split('-')[0]} {payload['step']}", flush=True)
+        if Path(path).parent.name != sft.SNAPSHOTS:   # a probe step's snapshot is not the run's checkpoint
+            print(f"saved {Path(path).parent.name.split('-')[0]} {payload['step']}", flush=True)
         return out
 
     artifacts.save_checkpoint = save_and_report  # sft and rl call it as artifacts.save_checkpoint

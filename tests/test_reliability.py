@@ -110,7 +110,10 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
         assert json.dumps(got["optim"]["param_groups"]) == json.dumps(want["optim"]["param_groups"])
     # a kill inside a checkpoint write leaves at most a stray temp file, never a torn ckpt.pt
     for d in root.iterdir():
-        assert {p.name for p in d.iterdir() if not p.name.endswith(".tmp")} == {"ckpt.pt", "key.json"}
+        snaps = {"snapshots"} if d.name.startswith("sft-") else set()   # the probe steps' (sft.py)
+        assert {p.name for p in d.iterdir() if not p.name.endswith(".tmp")} == {"ckpt.pt", "key.json"} | snaps
+        for f in (d / "snapshots").glob("*.pt"):
+            artifacts.load_checkpoint(f)   # whole (CRC-checked), or this raises
 
 
 # ---- 2. atomic writes, corrupted artifacts ----------------------------------------------

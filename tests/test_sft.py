@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reasonlib import artifacts, params, sft, tasks
+from reasonlib import artifacts, params, runtime, sft, tasks
 from reasonlib.artifacts import CheckpointError
 
 
@@ -26,7 +26,8 @@ def test_loss_goes_down(sft_config_factory):
     assert np.mean(loss[-10:]) < 0.6 * loss[0]
     assert res.trained_now and not res.model.training
     assert res.history["eval"] and res.history["eval"][-1]["step"] == len(loss)
-    assert set(res.timing) == {"data_s", "loop_s", "data_share"}
+    assert set(res.timing) == {"data_s", "loop_s", "cpu_s", "data_share"}
+    assert 0 < res.timing["cpu_s"] <= 1.5 * res.timing["loop_s"] + 0.5   # one thread
 
 
 def test_answer_loss_scores_answer_tokens_only(tiny_model):
@@ -200,5 +201,83 @@ def test_config_from_params_maps_every_field():
     cfg = sft.config_from_params(P, "control")
     assert cfg.curriculum == "control"
     for f in dataclasses.fields(sft.SFTConfig):
-        if f.name != "curriculum":
+        if f.name not in sft.CONFIG_ONLY:
             assert getattr(cfg, f.name) == getattr(P, f.name), f.name
+
+
+# ---- snapshots, continued SFT, several arms at once --------------------------------------
+
+def test_snapshots_at_every_probe_and_continuing_one_is_the_run(tmp_path, sft_config_factory):
+    cfg = sft_config_factory(eval_every=20, total_tokens=6000)
+    full = sft.get_or_train(cfg, tmp_path, progress=False)
+    probes = [e["step"] for e in full.history["eval"]]
+    assert sft.snapshot_steps(cfg, tmp_path) == probes[:-1]   # the last probe is ckpt.pt
+    snap = artifacts.load_checkpoint(sft.snapshot_path(cfg, tmp_path, probes[0]), cfg.to_dict())
+    assert snap["step"] == probes[0] and not snap["done"]
+    # the snapshot's model is the run's at that step: its probe repeats exactly
+    m = sft.load_snapshot(cfg, tmp_path, probes[0])
+    probe = tasks.make_eval_set(cfg.max_digits, cfg.eval_n, cfg.eval_seed)
+    from reasonlib import metrics
+    g = metrics.greedy_eval(m, probe, cfg.fmt)
+    assert {b: r["acc"] for b, r in g.items()} == {b: full.history["eval"][0][b] for b in g}
+    # continued to the end of the budget: the uninterrupted run, bit for bit
+    rest = full.history["tokens"][-1] - snap["tokens"]
+    c = sft.continued(cfg, tmp_path, probes[0], rest, progress=False)
+    assert c.trained_now and _state_equal(c.model, full.model)
+    # a shorter continuation stops after the first step that reaches its tokens, and is cached
+    short = sft.continued(cfg, tmp_path, probes[0], 500, progress=False)
+    seen = short.history["tokens"]
+    assert seen[-1] - snap["tokens"] >= 500 > seen[-2] - snap["tokens"]
+    again = sft.continued(cfg, tmp_path, probes[0], 500, progress=False)
+    assert not again.trained_now and _state_equal(again.model, short.model)
+    assert again.timing == short.timing
+
+
+def test_snapshot_errors_name_the_step_and_what_exists(tmp_path, sft_config_factory):
+    cfg = sft_config_factory(eval_every=20, total_tokens=6000)
+    sft.get_or_train(cfg, tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"no SFT snapshot at step 21 .* at steps 20"):
+        sft.load_snapshot(cfg, tmp_path, 21)
+    none = dataclasses.replace(cfg, snapshots=False)
+    sft.get_or_train(none, tmp_path, progress=False)
+    assert sft.snapshot_steps(none, tmp_path) == []
+    with pytest.raises(ValueError, match="it has none"):
+        sft.continued(none, tmp_path, 20, 100, progress=False)
+
+
+def test_sft_trains_at_one_thread_and_restores_the_process_threads(sft_config_factory):
+    before = torch.get_num_threads()
+    res = sft.train_sft(sft_config_factory(total_tokens=500), progress=False)
+    assert res.provenance[0]["threads"] == runtime.TRAIN_THREADS == 1
+    assert torch.get_num_threads() == before
+
+
+def test_arms_trained_at_once_equal_arms_trained_alone(tmp_path, sft_config_factory):
+    a = sft_config_factory(total_tokens=2000)
+    b = sft_config_factory(total_tokens=2000, curriculum="control", snapshots=False)
+    together = sft.get_or_train_many([a, b, a], tmp_path / "many", progress=False)
+    assert [r.trained_now for r in together] == [True, True, True]   # by the workers, just now
+    assert not any(r.trained_now for r in sft.get_or_train_many([a, b], tmp_path / "many", progress=False))
+    assert _state_equal(together[0].model, together[2].model)
+    for cfg, r in zip((a, b), together):
+        alone = sft.get_or_train(cfg, tmp_path / "alone", progress=False)
+        assert _state_equal(alone.model, r.model)
+
+
+def test_study_arms_lists_every_arm_once():
+    P = params.validate({"curricula": ["control"], "formats": ["plain", "reversed"],
+                         "positions": ["rope", "local"], "pos_offset": 4})
+    arms = sft.study_arms(P)
+    assert list(arms) == ["control", "targeted", "format plain", "pos local"]
+    assert arms["targeted"] == sft.config_from_params(P, "targeted") and arms["targeted"].snapshots
+    assert arms["format plain"] == dataclasses.replace(arms["targeted"], fmt="plain", snapshots=False)
+    assert arms["pos local"].pos == "local" and arms["pos local"].pos_offset == 4
+    assert not arms["pos local"].snapshots
+
+
+def test_an_arm_failing_in_its_worker_raises_its_own_error(tmp_path, sft_config_factory):
+    good = sft_config_factory(total_tokens=1000)
+    bad = sft_config_factory(total_tokens=1000, lr=1e30, curriculum="control")
+    with pytest.raises(FloatingPointError, match="SFT loss is nan at step 2") as e:
+        sft.get_or_train_many([good, bad], tmp_path, progress=False)
+    assert any("worker process of SFT arm" in n for n in e.value.__notes__)
