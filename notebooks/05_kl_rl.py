@@ -44,6 +44,7 @@
 # %% tags=["parameters"]
 seed = 0
 fmt = "reversed"
+formats = ["plain", "reversed", "scratchpad"]
 max_digits = 3
 curricula = ["control", "targeted"]
 buckets = ["d1", "d2_nocarry", "d2_carry", "mixed", "low_sum", "mixed3", "general", "ood_long"]
@@ -113,15 +114,34 @@ unpractised = [b for b in ("d1", "d2_nocarry", "d2_carry") if b in P.buckets and
 # ## RL from each SFT checkpoint
 #
 # SFT models come from the artifact cache (03 trained them; they are trained here if
-# missing). RL runs are cached the same way, keyed by their config and their start.
+# missing). RL runs are cached the same way, keyed by their config and their start. This
+# cell trains every RL run of this notebook: from each finished curriculum arm (this
+# section) and from the starts of the headroom curve (below).
 
 # %% tags=["nbval-ignore-output"]
 sft_cfgs = {c: sft.config_from_params(P, c) for c in P.curricula}
 sfts = {c: sft.get_or_train(cfg, root, device=dev) for c, cfg in sft_cfgs.items()}
-rls = {c: rl.get_or_train(rl.config_from_params(P, sft_cfgs[c]), sfts[c].model, sft_cfgs[c],
-                          root, device=dev) for c in P.curricula}
+arms = sft.study_arms(P)
+tcfg = arms["targeted"]
+t_run = sfts["targeted"] if "targeted" in sfts else sft.get_or_train(tcfg, root, device=dev)
+starts, label = {}, {}   # key -> (start model, its SFT config, snapshot step or None: finished)
+for what, step in rl.schedule_starts(t_run.history).items():
+    starts[f"targeted@{step}"] = (sft.load_snapshot(tcfg, root, step, dev), tcfg, step)
+    label[f"targeted@{step}"] = f"targeted, {what}"
+for c in P.curricula:
+    starts[f"{c}@end"] = (sfts[c].model, sft_cfgs[c], None)
+    label[f"{c}@end"] = f"{c}, finished"
+for f in P.formats:
+    if f != P.fmt:
+        starts[f"{f}@end"] = (sft.get_or_train(arms[f"format {f}"], root, device=dev).model,
+                              arms[f"format {f}"], None)
+        label[f"{f}@end"] = f"targeted, {f} format, finished"
+head = {k: rl.get_or_train(rl.config_from_params(P, c, start_step=st), m, c, root, device=dev)
+        for k, (m, c, st) in starts.items()}
+rls = {c: head[f"{c}@end"] for c in P.curricula}
+print(f"{len(head)} RL runs ({sum(r.trained_now for r in head.values())} trained now)")
 for c, r in rls.items():
-    print(f"{c}: RL {'trained now' if r.trained_now else 'loaded from cache'} -> {artifacts.shown(r.path)}")
+    print(f"{c}: RL -> {artifacts.shown(r.path)}")
     for what, run in (("SFT start", sfts[c]), ("RL", r)):
         print(f"   {what}: " + artifacts.describe_provenance(run.provenance).replace("\n", "\n   "))
 
@@ -273,6 +293,135 @@ if unpractised:
                 ["start", f"SFT % ({', '.join(unpractised)}, n={len(unp[(P.curricula[0], 'SFT')])})",
                  "SFT+RL %", "change (points)"]))
 
+# %% [markdown]
+# ## The headroom curve: RL from starts of every quality
+#
+# **Question.** How much can RL add, as a function of what the start can already do? RL's
+# reward carries signal only where the start sometimes samples a correct answer: a start
+# with pass@k = 0 gives every group the same reward. **Method.** The same RL budget and
+# beta from starts along the targeted SFT schedule: its checkpoints at the probe steps
+# where the probe's greedy `general` first reached 20%, 50% and 80%, one two probes
+# before the first of these and the start 06 and the RL-vs-SFT comparison below use
+# (`rl.schedule_starts`), then the finished
+# arms (each curriculum, and the other answer formats where this run trains them). For each
+# start and its RL model: greedy accuracy and pass@1 / pass@8 (`n_samples` samples at T =
+# `temperature`) on `n_passk` held-out `general` problems, and greedy accuracy on the
+# buckets RL never practises.
+
+# %%
+print(table([[label[k], f"{r.timing.get('loop_s', float('nan')):.1f}", artifacts.shown(r.path.parent)]
+             for k, r in head.items()], ["start", "RL s", "artifact"]))
+
+# %%
+hb_set = tasks.make_eval_set(P.max_digits, P.n_passk, P.eval_seed, buckets=["general"])
+un_set = tasks.make_eval_set(P.max_digits, P.n_passk, P.eval_seed, buckets=unpractised) if unpractised else None
+k_top = 8 if P.n_samples >= 8 else P.n_samples
+
+
+def headroom_eval(model, fmt) -> dict:
+    """Greedy and pass@1 / pass@k_top on general, greedy on the unpractised buckets."""
+    g = metrics.greedy_eval(model, hb_set, fmt)["general"]
+    s = metrics.sampled_eval(model, hb_set, fmt, P.n_samples, P.temperature, P.top_k, P.seed,
+                             sorted({1, k_top}))["general"]
+    out = {"greedy": g["acc"], "correct": g["correct"], "pass1": s["pass"][1]["value"],
+           "passk": s["pass"][k_top]["value"]}
+    if un_set is not None:
+        u = metrics.greedy_eval(model, un_set, fmt)
+        out["unpractised"] = np.concatenate([u[b]["correct"] for b in unpractised])
+    return out
+
+
+hr = {k: (headroom_eval(starts[k][0], starts[k][1].fmt), headroom_eval(r.model, starts[k][1].fmt))
+      for k, r in head.items()}
+print(f"general, n={n_per.get('general', P.n_passk)} problems, seed {P.seed}; gains in points")
+print(table([[label[k], pct(a["greedy"]), pct(a["pass1"]), pct(a["passk"]),
+              f"{100 * (b['greedy'] - a['greedy']):+.1f}", f"{100 * (b['pass1'] - a['pass1']):+.1f}",
+              f"{100 * (b['passk'] - a['passk']):+.1f}",
+              f"{100 * (b['unpractised'].mean() - a['unpractised'].mean()):+.1f}" if un_set else "",
+              f"{head[k].history['kl'][-1]:.4f}" if P.beta > 0 else ""] for k, (a, b) in hr.items()],
+            ["start", "greedy %", "pass@1 %", f"pass@{k_top} %", "RL gain: greedy", "pass@1",
+             f"pass@{k_top}", f"unpractised ({', '.join(unpractised)})", "KL at the end"]))
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+for ax, (xk, xname) in zip(axes, [("pass1", "pass@1"), ("passk", f"pass@{k_top}")]):
+    for k, (a, b) in hr.items():
+        x = a[xk]
+        ax.plot(x, 100 * (b["greedy"] - a["greedy"]), "o", color="tab:blue",
+                label="gain in greedy accuracy" if k == next(iter(hr)) else None)
+        ax.plot(x, 100 * (b["pass1"] - a["pass1"]), "x", color="tab:orange", ms=8,
+                label="gain in pass@1" if k == next(iter(hr)) else None)
+        ax.annotate(label[k].replace("targeted, ", "").replace(", finished", ""), (x, 100 * (b["greedy"] - a["greedy"])), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel=f"the start's {xname} on general", xlim=(-0.05, 1.05),
+           title=f"RL's gain against the start's {xname}")
+axes[0].set_ylabel("RL gain on general (points)")
+axes[0].legend(fontsize=8)
+fig.suptitle(f"the headroom curve: {P.rl_steps} RL steps, beta={P.beta:g}, from every start, seed {P.seed} "
+             f"(n={P.n_passk} general problems)")
+fig.tight_layout()
+fig.savefig(out_dir / "headroom.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# ## RL against more SFT, at equal compute
+#
+# **Question.** From a model in the middle of its transition, is the compute RL spends
+# better spent on more SFT? **Method.** From the targeted snapshot where the probe first
+# reached 50% (`rl.moving_start`; its best probe in a run that never got there; 06's beta
+# scan starts there too), one arm is the RL run of
+# the headroom curve and the other continues the SFT run itself (the same schedule, data
+# stream and optimizer state) for the same compute: RL's FLOPs in SFT training tokens
+# (`rl.sft_tokens_of`: the sampler's forward passes, the update's forward and backward and
+# the reference's forward, 2N / 6N / 2N FLOPs per real token for N weights, against 6N per
+# SFT token). The CPU seconds of each (over all its threads: RL's updates use two, SFT
+# one) are printed beside it: per FLOP, sampling is slower than training.
+
+# %% tags=["nbval-ignore-output"]
+mv = rl.moving_start(t_run.history)
+vs = None
+if mv is not None:
+    k_mv = next(k for k, (_, c, st) in starts.items() if c == tcfg and st == mv)
+    rl_mv = head[k_mv]
+    more_tok = rl.sft_tokens_of(rl_mv.history, reference=P.beta > 0)
+    more = sft.continued(tcfg, root, mv, more_tok, device=dev)
+    vs = {"start": starts[k_mv][0], "RL": rl_mv.model, "more SFT": more.model}
+    vs_ev = {k: metrics.full_eval(m, eval_set, P.fmt, P.n_samples, P.temperature, P.top_k, P.seed, P.ks)
+             for k, m in vs.items()}
+    vs_s = {"start": float("nan"), "RL": rl_mv.timing.get("cpu_s", float("nan")),
+            "more SFT": more.timing.get("cpu_s", float("nan"))}
+    n_sft_steps = more.history["step"][-1] - mv
+    print(f"start: targeted SFT at step {mv}; RL {P.rl_steps} steps = {more_tok:,} SFT tokens of compute; "
+          f"more SFT: {n_sft_steps} steps, {more.history['tokens'][-1] - more.history['tokens'][mv - 1]:,} tokens")
+else:
+    print("the targeted run has no probe before its end: no snapshot to start from")
+
+# %%
+if vs is not None:
+    print(table([[k, f"{vs_s[k]:.1f}" if k != "start" else "", ci(e["general"]["acc"], e["general"]["acc_ci"]),
+                  pct(e["general"]["pass"][1]["value"]), pct(e["general"]["pass"][k8]["value"]),
+                  pct(np.concatenate([e[b]["correct"] for b in unpractised]).mean()) if unpractised else "",
+                  *[pct(e[b]["acc"]) for b in ("mixed", "low_sum", "mixed3") if b in P.buckets],
+                  pct(e["general"]["parse"])]
+                 for k, e in vs_ev.items()],
+                ["arm", "CPU s", "general greedy %", "pass@1 %", f"pass@{k8} %",
+                 f"unpractised % ({', '.join(unpractised)})",
+                 *[f"{b} %" for b in ("mixed", "low_sum", "mixed3") if b in P.buckets], "parse %"]))
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    show_b = [b for b in P.buckets if b != "ood_long"]
+    x = np.arange(len(show_b))
+    for i, (k, e) in enumerate(vs_ev.items()):
+        ax.bar(x + (i - 1) * 0.27, [e[b]["acc"] for b in show_b], 0.27, label=k,
+               color={"start": "lightgrey", "RL": "tab:orange", "more SFT": "tab:blue"}[k])
+    ax.set_xticks(x, plots.with_n(show_b, n_per))
+    ax.set(ylim=(0, 1.05), ylabel="greedy accuracy",
+           title=f"RL vs more SFT from step {mv}, equal FLOPs, seed {P.seed}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "rl_vs_sft.png", dpi=120)
+    plt.show()
+
 # %% tags=["nbval-ignore-output"]
 rec = {}
 for (c, stage), d in ev.items():
@@ -289,6 +438,23 @@ for c, r in rls.items():
     rec[f"rl/{c}/final_kl"] = r.history["kl"][-1]
     rec[f"rl/{c}/final_reward"] = r.history["reward"][-1]
 rec["rl/parse_after"] = parse_after
+for k, (a, b) in hr.items():   # the headroom curve: start and RL end per start
+    for st, d in (("start", a), ("rl", b)):
+        rec.update({f"headroom/{k}/{st}/greedy": d["greedy"], f"headroom/{k}/{st}/pass@1": d["pass1"],
+                    f"headroom/{k}/{st}/pass@{k_top}": d["passk"]})
+        records.mean_with_problems(f"headroom/{k}/{st}/general/acc", d["correct"], rec)
+        if un_set is not None:
+            records.mean_with_problems(f"headroom/{k}/{st}/unpractised/acc", d["unpractised"], rec)
+if vs is not None:
+    rec["rl_vs_sft/start_step"] = mv
+    rec["rl_vs_sft/sft_tokens"] = more_tok
+    for k, e in vs_ev.items():
+        name = k.replace(" ", "_")
+        rec[f"rl_vs_sft/{name}/cpu_s"] = vs_s[k]
+        for b in P.buckets:
+            records.mean_with_problems(f"rl_vs_sft/{name}/{b}/acc", e[b]["correct"], rec)
+        rec[f"rl_vs_sft/{name}/general/pass@1"] = e["general"]["pass"][1]["value"]
+        rec[f"rl_vs_sft/{name}/general/parse"] = e["general"]["parse"]
 metrics_05 = {"notebook": "05_kl_rl", "seed": P.seed, "params": vars(P), "records": rec}
 records.write(out_dir / "metrics.json", "05_kl_rl", P.seed, rec, vars(P),
               history={c: {k: r.history[k] for k in ("reward", "kl", "kl_k1", "kl_k3", "entropy",

@@ -21,13 +21,21 @@
 # actually constraining the policy at those values, or is the policy staying close to its
 # start for other reasons (few steps, a small learning rate)?
 #
-# **Method.** From the same targeted SFT checkpoint, run the RL of 05 once per beta in
-# `betas` (beta = 0 included: no reference forward at all), with the same budget and the
-# same seed. Every arm uses the same RL seed, so its prompts and sampling randomness come
-# from the same streams: the arms differ only in beta (common random numbers), which makes
-# the comparison paired. For each arm we measure greedy and sampled accuracy, pass@8, the
-# exact KL to the start on the policy's own samples, and accuracy on the buckets RL never
-# practises (forgetting). The KL term *binds* when, at a beta, the policy ends measurably
+# **Method.** From one targeted SFT checkpoint, run the RL of 05 once per beta in `betas`
+# (beta = 0 included: no reference forward at all), with the same budget and the same seed.
+# The start is where RL moves the policy: the checkpoint of the targeted schedule where the
+# probe's greedy `general` first reached 50% (`rl.moving_start`, 05's RL-vs-SFT start; its
+# best probe in a run that never got there). From a finished model that already
+# solves `general`, RL has nothing to do, every beta gives the same number and the KL term
+# never binds. Every arm uses the same RL seed, so its prompts and sampling randomness
+# come from the same streams (common random numbers): at the first step every arm draws
+# the same prompts and, its policy being the start, the same samples; afterwards the
+# prompts stay the same (with the uniform mix and without dynamic sampling, whose draws
+# follow the policy) and the samples differ only where the policies do. The arms differ
+# only in beta, which makes the comparison paired: a difference between two betas is not
+# the luck of different draws. For each arm we measure greedy accuracy on every bucket
+# (on the buckets RL never practises: forgetting), sampled accuracy and pass@8 on `general`,
+# and the exact KL to the start on the policy's own samples. The KL term *binds* when, at a beta, the policy ends measurably
 # closer to its start than at beta = 0: the 95% interval of KL(beta = 0) - KL(beta) lies
 # above 0 (`reasonlib.findings.BINDS`, the same rule 09 applies across seeds).
 
@@ -99,14 +107,14 @@ root = artifacts.resolve(P.artifacts_dir)
 eval_set = tasks.make_eval_set(P.max_digits, P.n_passk, P.eval_seed, buckets=P.buckets)
 n_per = {b: len(v[0]) for b, v in eval_set.problems.items()}
 unpractised = [b for b in ("d1", "d2_nocarry", "d2_carry") if b in P.buckets and b not in P.rl_buckets]
-arm = "targeted" if "targeted" in P.curricula else P.curricula[-1]
 
 # %% tags=["nbval-ignore-output"]
-sft_cfg = sft.config_from_params(P, arm)
-start = sft.get_or_train(sft_cfg, root, device=dev)
-runs = {beta: rl.get_or_train(rl.config_from_params(P, sft_cfg, beta), start.model, sft_cfg,
-                              root, device=dev) for beta in P.betas}
-print(f"SFT start ({arm}): " + artifacts.describe_provenance(start.provenance))
+jobs, info = rl.beta_scan_jobs(P, root, dev)   # beta = 0.05 is 05's RL-vs-SFT run (cached)
+sft_run, at, arm = info["sft"], info["step"], info["arm"]
+start = next(iter(jobs.values()))[1]
+where = "the finished model" if at is None else f"its checkpoint at step {at} of {sft_run.history['step'][-1]}"
+runs = {b: rl.get_or_train(cfg, m, scfg, root, device=dev) for b, (cfg, m, scfg) in jobs.items()}
+print(f"SFT start ({arm}, {where}): " + artifacts.describe_provenance(sft_run.provenance))
 for beta, r in runs.items():
     print(f"beta={beta:g}: {artifacts.shown(r.path)}\n   " + artifacts.describe_provenance(r.provenance).replace("\n", "\n   "))
 
@@ -115,11 +123,12 @@ print(table([[f"{beta:g}", len(r.history["step"]), P.rl_prompts, P.rl_group] for
             ["beta", "updates", "prompts per update", "samples each"]))
 
 # %%
+hb = "general" if "general" in P.buckets else P.buckets[-1]   # sampled there; greedy everywhere
 ev = {beta: metrics.full_eval(r.model, eval_set, P.fmt, P.n_samples, P.temperature, P.top_k,
-                              P.seed, P.ks) for beta, r in runs.items()}
-ev0 = metrics.full_eval(start.model, eval_set, P.fmt, P.n_samples, P.temperature, P.top_k,
-                        P.seed, P.ks)
-kl_pp = {beta: np.concatenate(list(rl.kl_per_problem(r.model, start.model, eval_set, P.fmt,
+                              P.seed, P.ks, sampled=[hb]) for beta, r in runs.items()}
+ev0 = metrics.full_eval(start, eval_set, P.fmt, P.n_samples, P.temperature, P.top_k,
+                        P.seed, P.ks, sampled=[hb])
+kl_pp = {beta: np.concatenate(list(rl.kl_per_problem(r.model, start, eval_set, P.fmt,
                                                      seed=P.seed).values()))
          for beta, r in runs.items()}   # per problem, same problems for every beta: paired
 kl = {beta: float(v.mean()) for beta, v in kl_pp.items()}
@@ -132,9 +141,9 @@ for key, e in [("start", ev0), *ev.items()]:
     name = key if key == "start" else f"{key:g}"
     for b in P.buckets:
         records.mean_with_problems(f"beta/{name}/{b}/acc", e[b]["correct"], rec)
-        rec[f"beta/{name}/{b}/sampled_acc"] = e[b]["sampled_acc"]
-        if 8 in P.ks:
-            rec[f"beta/{name}/{b}/pass@8"] = e[b]["pass"][8]["value"]
+    rec[f"beta/{name}/{hb}/sampled_acc"] = e[hb]["sampled_acc"]
+    if 8 in P.ks:
+        rec[f"beta/{name}/{hb}/pass@8"] = e[hb]["pass"][8]["value"]
     if unpractised:
         records.mean_with_problems(f"beta/{name}/unpractised/acc", forget[key], rec)
 for beta in P.betas:
@@ -155,7 +164,6 @@ def binds(beta) -> dict:
 # KL is nats per generated answer token, on the policy's own samples.
 
 # %%
-hb = "general" if "general" in P.buckets else P.buckets[-1]
 k8 = 8 if 8 in P.ks else max(P.ks)
 rows = [["SFT start", ci(ev0[hb]["acc"], ev0[hb]["acc_ci"]),
          ci(ev0[hb]["sampled_acc"], ev0[hb]["sampled_acc_ci"]),
@@ -232,6 +240,78 @@ if unpractised:
     fig.tight_layout()
     fig.savefig(out_dir / "forgetting.png", dpi=120)
     plt.show()
+
+# %% [markdown]
+# ## Beta against forgetting
+#
+# Per beta, in points of greedy accuracy against the start: the gain on the buckets RL
+# practises (`rl_buckets`, pooled over their problems), the change on the buckets it never
+# practises (pooled), and the exact KL to the start. Two starts: the mid-transition one
+# above, and the finished control model, the study's "early RL" arm, where RL was seen to
+# unlearn `d1` and `d2_*` (`rl.forgetting_jobs`: beta 0, this run's beta, whose run is 05's,
+# and the largest). A KL term that guards against forgetting shrinks the second as beta
+# grows, at some cost to the first.
+
+# %% tags=["nbval-ignore-output"]
+f_jobs, f_info = rl.forgetting_jobs(P, root, dev)   # empty when the control arm is not run
+f_runs = {b: rl.get_or_train(c, m, s, root, device=dev) for b, (c, m, s) in f_jobs.items()}
+
+# %%
+rl_b = [b for b in P.rl_buckets if b in P.buckets]
+
+
+def pooled(e, bs):
+    return float(np.concatenate([e[b]["correct"] for b in bs]).mean()) if bs else float("nan")
+
+
+scans = {f"{arm}, {where}": (ev0, ev, kl, list(P.betas))}
+if f_runs:
+    c_start = next(iter(f_jobs.values()))[1]
+    f_ev0 = metrics.greedy_eval(c_start, eval_set, P.fmt)
+    f_ev = {b: metrics.greedy_eval(r.model, eval_set, P.fmt) for b, r in f_runs.items()}
+    f_kl = {b: float(np.concatenate(list(rl.kl_per_problem(r.model, c_start, eval_set, P.fmt,
+                                                           seed=P.seed).values())).mean())
+            for b, r in f_runs.items()}
+    scans["control, finished (early RL)"] = (f_ev0, f_ev, f_kl, list(f_runs))
+change = {}   # (start, beta) -> (gain on the RL buckets, change on the unpractised ones), points
+for name, (e0, es, kls, bs) in scans.items():
+    for b in bs:
+        change[(name, b)] = (100 * (pooled(es[b], rl_b) - pooled(e0, rl_b)),
+                             100 * (pooled(es[b], unpractised) - pooled(e0, unpractised)))
+print(f"seed {P.seed}: greedy points against each start (n={sum(n_per[b] for b in rl_b)} RL-bucket "
+      f"and {sum(n_per[b] for b in unpractised)} unpractised problems)")
+print(table([[name, f"{b:g}", f"{change[(name, b)][0]:+.1f}", f"{change[(name, b)][1]:+.1f}",
+              f"{kls[b]:.4f}"] for name, (_, _, kls, bs) in scans.items() for b in bs],
+            ["start", "beta", f"gain on {', '.join(rl_b)}", f"change on {', '.join(unpractised)}",
+             "exact KL to start"]))
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+xb = {b: i for i, b in enumerate(P.betas)}
+for k, (name, (_, _, kls, bs)) in enumerate(scans.items()):
+    x = np.array([xb[b] for b in bs]) + (k - 0.5 * (len(scans) - 1)) * 0.35
+    for ax, vals in zip(axes, [[change[(name, b)][0] for b in bs], [change[(name, b)][1] for b in bs],
+                               [kls[b] for b in bs]]):
+        ax.bar(x, vals, 0.35, label=name, color=("tab:purple", "tab:grey")[k % 2])
+for ax, title in zip(axes, ["gain on the RL buckets (points)", "change on the unpractised buckets (points)",
+                            "exact KL to the start (nats/token)"]):
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(P.betas)), [f"{b:g}" for b in P.betas])
+    ax.set(xlabel="beta", title=title)
+axes[0].legend(fontsize=7)
+fig.suptitle(f"beta against forgetting, two starts, seed {P.seed}")
+fig.tight_layout()
+fig.savefig(out_dir / "beta_forgetting.png", dpi=120)
+plt.show()
+rec["beta/start_step"] = at if at is not None else sft_run.history["step"][-1]
+for b in P.betas:
+    if rl_b:
+        rec[f"beta/{b:g}/rl_buckets_gain"] = change[(next(iter(scans)), b)][0] / 100
+if f_runs:
+    records.mean_with_problems("forget/start/unpractised/acc",
+                               np.concatenate([f_ev0[b]["correct"] for b in unpractised]), rec)
+    for b in f_runs:
+        records.mean_with_problems(f"forget/{b:g}/unpractised/acc",
+                                   np.concatenate([f_ev[b][u]["correct"] for u in unpractised]), rec)
+        rec[f"forget/{b:g}/kl"] = f_kl[b]
 
 # %% tags=["nbval-ignore-output"]
 records.write(out_dir / "metrics.json", "06_beta_scan", P.seed, rec, vars(P),

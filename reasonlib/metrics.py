@@ -78,11 +78,14 @@ def greedy_eval(model, eval_set: tasks.EvalSet, fmt: str, batch_size: int = 2048
 
 
 def sampled_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, temperature: float,
-                 top_k: int, seed: int, ks, batch_size: int = 4096) -> dict:
+                 top_k: int, seed: int, ks, batch_size: int = 4096, only=None) -> dict:
     """Per bucket: sampled accuracy, parse rate and pass@k (k <= n_samples) with intervals,
-    and the per-problem correct counts ``c`` (n_samples samples per problem)."""
+    and the per-problem correct counts ``c`` (n_samples samples per problem). ``only``: the
+    buckets to sample (default all); a bucket's samples are the same either way."""
     out = {}
     for i, (bucket, (a, b)) in enumerate(eval_set.problems.items()):
+        if only is not None and bucket not in only:
+            continue
         texts, _ = _answers(model, a, b, fmt, eval_set.max_digits, temperature=temperature,
                             top_k=top_k, n_samples=n_samples, seed=seed * 1000 + i,
                             batch_size=batch_size)
@@ -104,13 +107,14 @@ def sampled_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, tempe
 
 
 def full_eval(model, eval_set: tasks.EvalSet, fmt: str, n_samples: int, temperature: float,
-              top_k: int, seed: int, ks) -> dict:
-    """Greedy and sampled evaluation merged per bucket (what 05-07 tabulate)."""
+              top_k: int, seed: int, ks, sampled=None) -> dict:
+    """Greedy and sampled evaluation merged per bucket (what 05-07 tabulate). ``sampled``:
+    the buckets to sample too (default all); the others carry greedy results only."""
     g = greedy_eval(model, eval_set, fmt)
-    s = sampled_eval(model, eval_set, fmt, n_samples, temperature, top_k, seed, ks)
+    s = sampled_eval(model, eval_set, fmt, n_samples, temperature, top_k, seed, ks, only=sampled)
     return {b: {"n": g[b]["n"], "acc": g[b]["acc"], "acc_ci": g[b]["acc_ci"],
-                "parse": g[b]["parse"], "parse_ci": g[b]["parse_ci"],
-                "sampled_acc": s[b]["sampled_acc"], "sampled_acc_ci": s[b]["sampled_acc_ci"],
-                "sampled_parse": s[b]["parse"], "pass": s[b]["pass"],
-                "correct": g[b]["correct"], "c": s[b]["c"]}
+                "parse": g[b]["parse"], "parse_ci": g[b]["parse_ci"], "correct": g[b]["correct"],
+                **({"sampled_acc": s[b]["sampled_acc"], "sampled_acc_ci": s[b]["sampled_acc_ci"],
+                    "sampled_parse": s[b]["parse"], "pass": s[b]["pass"], "c": s[b]["c"]}
+                   if b in s else {})}
             for b in g}

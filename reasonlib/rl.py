@@ -179,6 +179,7 @@ class Rollouts:
     parse: float
     ended: float
     bucket_correct: dict     # bucket index -> mean correct over its drawn samples
+    sampled_tokens: int = 0  # real tokens the sampler ran the model on (prompts + answers)
     sample_s: float = 0.0    # seconds in the sampler
     score_s: float = 0.0     # seconds in the validator
 
@@ -196,7 +197,7 @@ def collect_groups(policy: GPT, prompts_per_step: int, group_size: int, buckets,
     samples with ``seed`` (the loop's per-step seed), round r with a seed derived from it."""
     P, G = prompts_per_step, group_size
     cap = P * (max_draws if dynamic else 1)
-    kept, stats, drawn, found, rounds = [], [], 0, 0, 0
+    kept, stats, drawn, found, rounds, n_tok = [], [], 0, 0, 0, 0
     t_sample = t_score = 0.0
     while found < P and drawn < cap:
         share = 1.0 if rounds == 0 else max(found / drawn, 1 / max_draws)   # kept share so far
@@ -216,6 +217,8 @@ def collect_groups(policy: GPT, prompts_per_step: int, group_size: int, buckets,
             keep &= np.cumsum(keep) <= P - found
         kept.append(((a, b, g.tokens), which, keep))
         stats.append((rw, which, inf))
+        stop = (g.tokens == EOS) | (g.tokens == PAD)
+        n_tok += int(v.sum()) * G + int(((np.cumsum(stop, axis=1) - stop) == 0).sum())
         drawn += n
         found += int(keep.sum())
         rounds += 1
@@ -235,7 +238,7 @@ def collect_groups(policy: GPT, prompts_per_step: int, group_size: int, buckets,
         parse=float(np.concatenate([r.parsed for r, _, _ in stats]).mean()),
         ended=float(np.concatenate([r.ended for r, _, _ in stats]).mean()),
         bucket_correct={int(i): float(cor[which_all == i].mean()) for i in np.unique(which_all)},
-        sample_s=t_sample, score_s=t_score)
+        sampled_tokens=n_tok, sample_s=t_sample, score_s=t_score)
 
 
 # ---- the loop ------------------------------------------------------------------------
@@ -300,7 +303,11 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
              device: str = "cpu", progress: bool = True,
              stop_after_step: int | None = None) -> RLResult:
     """RL from ``sft_model`` (also the frozen reference). ``sft_cfg`` is its SFTConfig
-    (format, digits, eval seed). Resumes from ``ckpt_path`` when it holds an unfinished run."""
+    (format, digits, eval seed). Resumes from ``ckpt_path`` when it holds an unfinished run.
+    It runs at the process's torch threads: unlike SFT's small batches, an update of
+    ``prompts_per_step x group_size`` rollouts uses two threads fully (measured: 26-28 CPU s
+    per quick-profile run at one thread, 13 s of wall time at two), so RL runs one after
+    the other in the kernel rather than beside each other in one-thread processes."""
     for b in cfg.buckets:
         tasks.check_bucket(b)
     torch.manual_seed(cfg.seed)
@@ -318,7 +325,7 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
     max_new = tasks.max_answer_tokens(D, fmt)
     keys = ("reward", "sampled_acc", "parse", "ended", "kl", "kl_k1", "kl_k3", "entropy",
             "zero_signal", "grad_norm", "pg", "drawn", "groups", "rounds", "draws_per_group",
-            "capped", "grad_tokens")
+            "capped", "grad_tokens", "sampled_tokens", "update_tokens")
     hist = {"step": [], **{k: [] for k in keys}, "mix": [], "eval": []}
     pass_est = [None] * len(cfg.buckets)   # per-bucket sampled pass rate (adaptive mix), EMA
     step = 0
@@ -345,15 +352,17 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
 
     def _timing():  # this process's share of the run (a resumed run counts from the resume)
         return {"rollout_s": t_roll, "score_s": t_score, "probe_s": t_probe,
-                "update_s": t_all - t_roll - t_score - t_probe, "loop_s": t_all}
+                "update_s": t_all - t_roll - t_score - t_probe, "loop_s": t_all,
+                "cpu_s": t_cpu}
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc=f"RL beta={cfg.beta}")
     t_roll = t_score = t_probe = t_all = 0.0   # sampling, validating, probes, all (rest: update)
+    t_cpu = 0.0   # CPU seconds of every thread: compute spent, whatever ran beside it
     while step < cfg.steps:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         seen = [0.5 if p is None else p for p in pass_est]   # unseen: the most informative guess
         weights = (mix_weights(seen, cfg.group_size, cfg.mix_floor) if cfg.mix == "adaptive"
                    else np.full(len(cfg.buckets), 1 / len(cfg.buckets)))
@@ -365,12 +374,13 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
             pass_est[i] = c if pass_est[i] is None else (1 - MIX_EMA) * pass_est[i] + MIX_EMA * c
         st = {"entropy": float("nan"), "kl": float("nan"), "kl_k1": float("nan"),
               "kl_k3": float("nan"), "pg": float("nan")}
-        gn, grad_tokens = 0.0, 0
+        gn, grad_tokens, update_tokens = 0.0, 0, 0
         if len(ro.a):   # dynamic sampling may find no informative group: then no update
             prompts, valid = tasks.render_prompts(ro.a, ro.b)
             adv, _ = group_advantages(torch.from_numpy(ro.rewards).float(), cfg.std_normalize)
             seq, sv, gm = rollout_batch(prompts, valid, ro.tokens)
             grad_tokens = int(gm[adv.reshape(-1) != 0].sum())
+            update_tokens = int(sv.sum())
             policy.train()
             for grp in opt.param_groups:
                 grp["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
@@ -391,7 +401,8 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
                "ended": ro.ended, "zero_signal": 1 - ro.informative / ro.drawn, "grad_norm": gn,
                "drawn": ro.drawn, "groups": len(ro.a), "rounds": ro.rounds,
                "draws_per_group": ro.drawn / max(1, len(ro.a)), "capped": ro.capped,
-               "grad_tokens": grad_tokens, **st}
+               "grad_tokens": grad_tokens, "sampled_tokens": ro.sampled_tokens,
+               "update_tokens": update_tokens, **st}
         hist["step"].append(step)
         for k in keys:
             hist[k].append(row[k])
@@ -406,6 +417,7 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
             hist["eval"].append({"step": step, **{b: v["acc"] for b, v in ge.items()}})
             t_probe += time.perf_counter() - t2
         t_all += time.perf_counter() - t0
+        t_cpu += time.process_time() - c0
         if finished or (ckpt_every and step % ckpt_every == 0):
             save(finished)
         if stop_after_step is not None and step >= stop_after_step and not finished:
@@ -453,19 +465,102 @@ def get_or_train(cfg: RLConfig, sft_model: GPT, sft_cfg, root, device: str = "cp
     return train_rl(cfg, sft_model, sft_cfg, path, ckpt_every, device, progress)
 
 
-def config_from_params(P, sft_cfg, beta: float | None = None) -> RLConfig:
-    """The RL config for one arm, from validated notebook parameters and its SFT start."""
+def config_from_params(P, sft_cfg, beta: float | None = None,
+                       start_step: int | None = None) -> RLConfig:
+    """The RL config for one arm, from validated notebook parameters and its SFT start (the
+    finished model, or its snapshot at probe step ``start_step``)."""
     vals = {f: getattr(P, p) for f, p in RL_PARAMS.items()}
     vals["buckets"] = tuple(vals["buckets"])
     if beta is not None:
         vals["beta"] = float(beta)
-    return RLConfig(init=init_key(sft_cfg), **vals)
+    return RLConfig(init=init_key(sft_cfg, start_step), **vals)
 
 
-def init_key(sft_cfg) -> str:
-    """How an RL config names its start: the hash of the SFT model's artifact key, so a change
-    to the SFT code or config also gives the RL run a new key."""
-    return artifacts.config_hash(sft.artifact_key(sft_cfg))
+def init_key(sft_cfg, start_step: int | None = None) -> str:
+    """How an RL config names its start: the hash of the SFT model's artifact key (so a change
+    to the SFT code or config also gives the RL run a new key), ``@step-N`` for a snapshot."""
+    h = artifacts.config_hash(sft.artifact_key(sft_cfg))
+    return h if start_step is None else f"{h}@step-{start_step}"
+
+
+# Where along the targeted SFT schedule RL starts (05's headroom curve, 06's beta scan, RL
+# against more SFT): probe steps picked by the probe's greedy `general` accuracy
+HEADROOM_LEVELS = (0.2, 0.5, 0.8)   # the first probe at or above each level
+BEFORE_PROBES = 2     # and the probe this many before the first at or above the lowest level
+MOVING_LEVEL = 0.5    # the start where RL has the most to do: the first probe at or above
+
+
+def schedule_starts(history: dict, bucket: str = "general") -> dict[str, int]:
+    """``{label: probe step}`` of an SFT run's snapshots to start RL from, in step order,
+    each step once: one before the transition (:data:`BEFORE_PROBES` probes before the first
+    at or above the lowest level), the first probe at or above each of
+    :data:`HEADROOM_LEVELS` and the :func:`moving_start`. The finished run's last probe is
+    not a snapshot (it is the finished model); a level no earlier probe reached gives no
+    start."""
+    ev = history["eval"][:-1]   # the last probe is the finished model's
+    steps = [e["step"] for e in ev]
+    out = {}
+    for lv in HEADROOM_LEVELS:
+        st = next((e["step"] for e in ev if e.get(bucket, 0.0) >= lv), None)
+        if st is None:
+            continue
+        if lv == HEADROOM_LEVELS[0] and steps.index(st) >= BEFORE_PROBES:
+            before = steps[steps.index(st) - BEFORE_PROBES]
+            out[before] = f"step {before} (before)"
+        out.setdefault(st, f"step {st} (>= {lv:.0%})")
+    mv = moving_start(history, bucket)
+    if mv is not None:
+        out.setdefault(mv, f"step {mv} (best probe)")
+    return {out[k]: k for k in sorted(out)}
+
+
+def moving_start(history: dict, bucket: str = "general") -> int | None:
+    """The probe step RL starts from where it can move the policy (06's beta scan, 05's RL
+    against more SFT): the first probe at or above :data:`MOVING_LEVEL`, or, in a run whose
+    probes before the end never got there, its best one (the first of equals). None: no
+    probe before the end at all."""
+    ev = history["eval"][:-1]
+    if not ev:
+        return None
+    hit = next((e["step"] for e in ev if e.get(bucket, 0.0) >= MOVING_LEVEL), None)
+    return hit if hit is not None else max(ev, key=lambda e: e.get(bucket, 0.0))["step"]
+
+
+def beta_scan_jobs(P, root, device: str = "cpu") -> tuple[dict, dict]:
+    """06's runs, the one home of what they are: ``{beta: (RLConfig, start model, SFTConfig)}``
+    for every beta in ``P.betas``, all from the :func:`moving_start` of the targeted arm (the
+    last curriculum when targeted is not run), and ``{"arm", "step", "sft"}`` of that start
+    (``step`` None: the finished model). Its beta = ``P.beta`` run is 05's RL-vs-SFT run."""
+    arm = "targeted" if "targeted" in P.curricula else P.curricula[-1]
+    scfg = sft.config_from_params(P, arm)
+    run = sft.get_or_train(scfg, root, device=device)
+    at = moving_start(run.history)
+    start = run.model if at is None else sft.load_snapshot(scfg, root, at, device)
+    jobs = {b: (config_from_params(P, scfg, b, start_step=at), start, scfg) for b in P.betas}
+    return jobs, {"arm": arm, "step": at, "sft": run}
+
+
+def forgetting_jobs(P, root, device: str = "cpu") -> tuple[dict, dict]:
+    """06's second scan: ``{beta: (RLConfig, start model, SFTConfig)}`` from the finished
+    control arm (the study's "early RL": RL from a model that never saw the curriculum, where
+    RL was seen to unlearn ``d1`` and ``d2_*``) at beta 0, ``P.beta`` and the largest of
+    ``P.betas`` (its beta = ``P.beta`` run is 05's), and ``{"sft"}``; empty without control."""
+    if "control" not in P.curricula:
+        return {}, {}
+    scfg = sft.config_from_params(P, "control")
+    run = sft.get_or_train(scfg, root, device=device)
+    betas = sorted({0.0, float(P.beta), float(max(P.betas))})
+    return {b: (config_from_params(P, scfg, b), run.model, scfg) for b in betas}, {"sft": run}
+
+
+def sft_tokens_of(history: dict, reference: bool) -> int:
+    """An RL run's compute in SFT training tokens: the sampler's forward passes (2N FLOPs a
+    token for N weights) over ``sampled_tokens``, the update's forward and backward (6N) over
+    ``update_tokens``, and the frozen reference's forward (2N) over them too when it ran
+    (``reference``); an SFT token costs 6N. Real tokens only: padding, attention scores and
+    the probes are left out of both sides."""
+    s, u = sum(history["sampled_tokens"]), sum(history["update_tokens"])
+    return int(round(s / 3 + u * (1 + (1 / 3 if reference else 0))))
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_model, tiny_sft_config
-from reasonlib import artifacts, reward, rl, sampling, tasks
+from reasonlib import artifacts, params, reward, rl, sampling, tasks
 from reasonlib.artifacts import CheckpointError
 from reasonlib.tokenizer import EOS, PAD, VOCAB_SIZE, encode
 
@@ -611,3 +611,60 @@ def test_rl_config_refuses_bad_mix():
         rl_config(mix_floor=0.6, buckets=("d1", "mixed"))
     with pytest.raises(ValueError, match="max_draws=0"):
         rl_config(max_draws=0)
+
+
+# ---- where RL starts, and what it costs ---------------------------------------------------
+
+def _history(probes):
+    return {"eval": [{"step": 100 * (i + 1), "general": v} for i, v in enumerate(probes)]}
+
+
+def test_schedule_starts_hand_example():
+    h = _history([0.0, 0.0, 0.0, 0.1, 0.3, 0.6, 0.9, 0.95, 0.97])
+    assert rl.schedule_starts(h) == {"step 300 (before)": 300, "step 500 (>= 20%)": 500,
+                                     "step 600 (>= 50%)": 600, "step 700 (>= 80%)": 700}
+    assert rl.moving_start(h) == 600
+    # one probe passing several levels is one start; the last probe (the finished model) is none
+    h = _history([0.0, 0.0, 0.0, 0.9, 0.99])
+    assert rl.schedule_starts(h) == {"step 200 (before)": 200, "step 400 (>= 20%)": 400}
+    assert rl.moving_start(h) == 400
+    assert rl.schedule_starts(_history([0.0, 0.0, 0.95])) == {"step 100 (best probe)": 100}
+
+
+def test_moving_start_falls_back_to_the_best_probe():
+    assert rl.moving_start(_history([0.02, 0.18, 0.05, 0.9])) == 200   # 0.9 is the end
+    assert rl.moving_start(_history([0.0, 0.0, 0.0])) == 100           # the first of equals
+    assert rl.moving_start(_history([0.7])) is None                    # only the end
+    assert rl.schedule_starts(_history([0.02, 0.25, 0.05, 0.9])) == {"step 200 (>= 20%)": 200}
+
+
+def test_sft_tokens_of_hand_example():
+    h = {"sampled_tokens": [300, 300], "update_tokens": [150, 0]}
+    assert rl.sft_tokens_of(h, reference=False) == 200 + 150
+    assert rl.sft_tokens_of(h, reference=True) == 200 + 200
+
+
+def test_rollout_and_update_tokens_are_the_real_tokens(sft_start, monkeypatch):
+    model, scfg = sft_start
+    monkeypatch.setattr(sampling, "generate", _fake_generate)
+    excl = tasks.train_exclusions(scfg.max_digits, scfg.eval_seed)
+    ro = rl.collect_groups(model, 6, 3, ("d1", "d2_nocarry"), [0.5, 0.5], np.random.default_rng(0), 1,
+                           scfg.max_digits, excl, scfg.fmt, tasks.max_answer_tokens(scfg.max_digits, scfg.fmt))
+    prompts, valid = tasks.render_prompts(ro.a, ro.b)
+    # every sample: its prompt, then at least one digit and EOS
+    assert ro.sampled_tokens >= int(valid.sum()) * 3 + 2 * 18
+    seq, sv, gm = rl.rollout_batch(prompts, valid, ro.tokens)
+    assert ro.sampled_tokens == int(sv.sum())   # what the sampler ran on is what the update runs on
+    cfg = rl_config(steps=1, eval_every=100, buckets=("d1", "d2_nocarry"))
+    h = rl.train_rl(cfg, model, scfg, progress=False).history
+    assert h["update_tokens"][0] > 0 and h["sampled_tokens"][0] > 0
+
+
+def test_a_snapshot_start_is_its_own_rl_key(sft_start):
+    _, scfg = sft_start
+    P = params.validate({})
+    a = rl.config_from_params(P, scfg)
+    b = rl.config_from_params(P, scfg, start_step=500)
+    assert a.init == rl.init_key(scfg) and b.init == f"{rl.init_key(scfg)}@step-500"
+    assert rl.artifact_key(a) != rl.artifact_key(b)
+
