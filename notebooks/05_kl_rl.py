@@ -343,24 +343,12 @@ print(table([[label[k], pct(a["greedy"]), pct(a["pass1"]), pct(a["passk"]),
              f"pass@{k_top}", f"unpractised ({', '.join(unpractised)})", "KL at the end"]))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
-for ax, (xk, xname) in zip(axes, [("pass1", "pass@1"), ("passk", f"pass@{k_top}")]):
-    for k, (a, b) in hr.items():
-        x = a[xk]
-        ax.plot(x, 100 * (b["greedy"] - a["greedy"]), "o", color="tab:blue",
-                label="gain in greedy accuracy" if k == next(iter(hr)) else None)
-        ax.plot(x, 100 * (b["pass1"] - a["pass1"]), "x", color="tab:orange", ms=8,
-                label="gain in pass@1" if k == next(iter(hr)) else None)
-        ax.annotate(label[k].replace("targeted, ", "").replace(", finished", ""), (x, 100 * (b["greedy"] - a["greedy"])), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xlabel=f"the start's {xname} on general", xlim=(-0.05, 1.05),
-           title=f"RL's gain against the start's {xname}")
-axes[0].set_ylabel("RL gain on general (points)")
-axes[0].legend(fontsize=8)
-fig.suptitle(f"the headroom curve: {P.rl_steps} RL steps, beta={P.beta:g}, from every start, seed {P.seed} "
-             f"(n={P.n_passk} general problems)")
-fig.tight_layout()
+fig = plots.headroom_curve(
+    {label[k].replace("targeted, ", "").replace(", finished", ""):
+     (a["pass1"], a["passk"], 100 * (b["greedy"] - a["greedy"]), 100 * (b["pass1"] - a["pass1"]))
+     for k, (a, b) in hr.items()}, k_top,
+    f"the headroom curve: {P.rl_steps} RL steps, beta={P.beta:g}, from every start, seed {P.seed} "
+    f"(n={P.n_passk} general problems)")
 fig.savefig(out_dir / "headroom.png", dpi=120)
 plt.show()
 

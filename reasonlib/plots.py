@@ -145,6 +145,25 @@ def passk_curves(curves: dict[str, dict[str, list[tuple[int, float, float, float
     return fig
 
 
+def headroom_curve(points: dict[str, tuple], k: int, title: str):
+    """points[label] = (start pass@1, start pass@k, gain in greedy, gain in pass@1), gains
+    in points: RL's gain against each of the start's two pass rates, one point per start."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    for ax, i, xname in ((axes[0], 0, "pass@1"), (axes[1], 1, f"pass@{k}")):
+        for j, (name, p) in enumerate(points.items()):
+            ax.plot(p[i], p[2], "o", color="tab:blue", label="gain in greedy accuracy" if j == 0 else None)
+            ax.plot(p[i], p[3], "x", color="tab:orange", ms=8, label="gain in pass@1" if j == 0 else None)
+            ax.annotate(name, (p[i], p[2]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xlabel=f"the start's {xname} on general", xlim=(-0.05, 1.05),
+               title=f"RL's gain against the start's {xname}")
+    axes[0].set_ylabel("RL gain on general (points)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def length_curves(curves: dict[str, list[tuple]], trained_max: int, k: int, title: str):
     """curves[scheme] = [(digits, greedy, lo, hi, pass@k), ...]: greedy with its interval
     (solid) and pass@k (dashed) against operand length, the trained lengths shaded."""

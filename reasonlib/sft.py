@@ -343,24 +343,27 @@ def get_or_train(cfg: SFTConfig, root, device: str = "cpu", progress: bool = Tru
                      snapshot_dir=d / SNAPSHOTS if cfg.snapshots else None)
 
 
-def _train_arm(cfg: SFTConfig, root: str) -> float:
-    """One arm in a worker process of :func:`get_or_train_many`: its loop seconds."""
-    return get_or_train(cfg, root, progress=False).timing.get("loop_s", 0.0)
+def _train_arm(cfg: SFTConfig, root: str) -> None:
+    """One arm in a worker process of :func:`get_or_train_many`."""
+    get_or_train(cfg, root, progress=False)
 
 
 def get_or_train_many(cfgs, root, device: str = "cpu", progress: bool = True) -> list[SFTResult]:
     """:func:`get_or_train` for several arms; on CPU the ones not in the cache train at the
     same time, one worker process each (``runtime.in_processes``). An arm's numbers are those
-    it gets trained alone: one thread each, and the processes share nothing."""
+    it gets trained alone: one thread each, and the processes share nothing. Each checkpoint
+    is read once; an arm listed twice is one result."""
     cfgs = list(cfgs)
-    todo = [c for c in dict.fromkeys(cfgs) if load_cached(c, root, device) is None]
+    found = {c: load_cached(c, root, device) for c in dict.fromkeys(cfgs)}
+    todo = [c for c, r in found.items() if r is None]
     if len(todo) > 1 and str(device) == "cpu":
         in_processes(_train_arm, {f"{i + 1} ({arm_label(c)}, seed {c.seed})": (c, str(root))
                                   for i, c in enumerate(todo)}, "SFT arm", progress)
-    out = [get_or_train(c, root, device, progress) for c in cfgs]
-    for c, r in zip(cfgs, out):
-        r.trained_now = r.trained_now or c in todo   # by a worker, just now
-    return out
+        for c in todo:   # trained by a worker, just now
+            found[c] = load_cached(c, root, device)
+            found[c].trained_now = True
+    found = {c: r or get_or_train(c, root, device, progress) for c, r in found.items()}
+    return [found[c] for c in cfgs]
 
 
 def arm_label(cfg: SFTConfig) -> str:
