@@ -66,7 +66,7 @@ except Exception as e:  # optional "bench" extra (ImportError), or a broken inst
     transformers = None
     _HF_ERROR = e
 
-TARGETS = {"training": 2.0, "sampling": 2.0}
+TARGETS = {"training": 2.0, "sampling": 5.0}  # issues 13 and 14
 
 
 class OtherLoad:

@@ -91,28 +91,69 @@ class ModelConfig:
 
 
 class KVCache:
-    """Preallocated keys/values for every layer: (L, B, H, T_max, D), plus which slots hold
-    real tokens (``valid``, (B, T_max)) and each row's next position id (``next_pos``, (B,))."""
+    """Keys and values of a batch being decoded, in two parts.
+
+    * The prompt part, written by ``prefill``: per layer (B, H, P, D) keys and values of the B
+      prompts. It is stored once per prompt: after :meth:`repeat_interleave` (n), rows ``b * n``
+      to ``b * n + n - 1`` (the n samples of prompt b) all read prompt b's keys, which are
+      neither copied nor read n times.
+    * The generated part: ``k``, ``v`` (L, G, R, H, D), one slot per decoded token of each of
+      the R rows, time-major (see :func:`_decode_attention`).
+
+    Per row, time-major like the scores (P + G, R): ``key_valid``, the keys a row may see (its
+    prompt's real tokens, then every generated slot), and for ``local`` ``key_place``, the
+    keys' places. ``t`` counts the generated slots filled; ``next_pos`` (R,) is each row's next
+    rotary position and ``run`` (R,) the digits ending it (placed schemes)."""
 
     def __init__(self, cfg: ModelConfig, batch: int, t_max: int, device, dtype):
-        d = cfg.n_embd // cfg.n_head
-        self.k = torch.zeros(cfg.n_layer, batch, cfg.n_head, t_max, d, device=device, dtype=dtype)
-        self.v = torch.zeros_like(self.k)
-        self.valid = torch.zeros(batch, t_max, dtype=torch.bool, device=device)
+        self.cfg, self.t_max, self.device, self.dtype = cfg, t_max, device, dtype
+        self.batch, self.n = batch, 1       # prompts, and rows (samples) per prompt
+        self.pk: list = [None] * cfg.n_layer
+        self.pv: list = [None] * cfg.n_layer
+        self.prompt_len = 0                 # P once prefilled; 0 before
+        self.t = 0
         self.next_pos = torch.zeros(batch, dtype=torch.long, device=device)
-        self.run = torch.zeros(batch, dtype=torch.long, device=device)  # placed: digits ending the row
-        self.place = torch.zeros(batch, t_max, dtype=torch.long, device=device)  # local: slots' places
-        self.t = 0  # slots filled so far
+        self.run = torch.zeros(batch, dtype=torch.long, device=device)
+
+    @property
+    def rows(self) -> int:
+        return self.batch * self.n
+
+    def _set_prompt(self, valid: torch.Tensor, place: torch.Tensor | None):
+        """After prefill: the prompts' (B, P) validity and (``local``) places."""
+        self.prompt_len = valid.shape[1]
+        self._valid, self._place = valid, place
+        self._alloc_generated()
+
+    def _alloc_generated(self):
+        """Room for t_max - P generated tokens of every row; filled slots go with their rows."""
+        c, P, R = self.cfg, self.prompt_len, self.rows
+        G = self.t_max - P
+        k = torch.empty(c.n_layer, G, R, c.n_head, c.n_embd // c.n_head, device=self.device,
+                        dtype=self.dtype)
+        v = torch.empty_like(k)
+        if self.t:
+            r = R // self.k.shape[2]   # repeated after decoding began
+            k[:, : self.t] = self.k[:, : self.t].repeat_interleave(r, dim=2)
+            v[:, : self.t] = self.v[:, : self.t].repeat_interleave(r, dim=2)
+            self.key_place = (None if self.key_place is None
+                              else self.key_place.repeat_interleave(r, dim=1))
+        else:
+            self.key_place = None if self._place is None else torch.cat([
+                self._place.t().repeat_interleave(self.n, dim=1),
+                torch.zeros(G, R, dtype=torch.long, device=self.device)])
+        self.k, self.v = k, v
+        self.key_valid = torch.cat([self._valid.t().repeat_interleave(self.n, dim=1),
+                                    torch.ones(G, R, dtype=torch.bool, device=self.device)])
 
     def repeat_interleave(self, n: int) -> "KVCache":
-        """Each row repeated n times in place (n samples of one prompt share its prefill)."""
+        """Each row repeated n times (n samples of one prompt share its prefill)."""
         if n > 1:
-            self.k = self.k.repeat_interleave(n, dim=1)
-            self.v = self.v.repeat_interleave(n, dim=1)
-            self.valid = self.valid.repeat_interleave(n, dim=0)
+            self.n *= n
             self.next_pos = self.next_pos.repeat_interleave(n, dim=0)
             self.run = self.run.repeat_interleave(n, dim=0)
-            self.place = self.place.repeat_interleave(n, dim=0)
+            if self.prompt_len:
+                self._alloc_generated()
         return self
 
 
@@ -154,14 +195,19 @@ def place_ids(idx: torch.Tensor, offset: torch.Tensor | None = None,
     return place
 
 
-def place_window(q_place: torch.Tensor, k_place: torch.Tensor, below: int) -> torch.Tensor:
-    """(B, Tq), (B, Tk) places -> (B, 1, Tq, Tk) bool: query i may attend to key j (``local``)
-    iff key j has no place (0: the prompt's non-digits), or both have one and key j's place
-    is the query's or at most ``below`` places below it. (A query without a place sees no
-    digit: otherwise a training offset, which moves the digits away from place 0, would
-    change what it sees.)"""
-    q, k = q_place[:, None, :, None], k_place[:, None, None, :]
+def _in_window(q, k, below: int) -> torch.Tensor:
+    """Elementwise (broadcasting) rule of ``local`` attention: may a query at place q see a
+    key at place k? Yes iff the key has no place (0: the prompt's non-digits), or both have
+    one and the key's place is the query's or at most ``below`` places below it. (A query
+    without a place sees no digit: otherwise a training offset, which moves the digits away
+    from place 0, would change what it sees.)"""
     return (k == 0) | ((q > 0) & (k <= q) & (k >= q - below))
+
+
+def place_window(q_place: torch.Tensor, k_place: torch.Tensor, below: int) -> torch.Tensor:
+    """(B, Tq), (B, Tk) places -> (B, 1, Tq, Tk) bool: query i may attend to key j
+    (``local``; the rule is :func:`_in_window`)."""
+    return _in_window(q_place[:, None, :, None], k_place[:, None, None, :], below)
 
 
 def local_masks(base: torch.Tensor, q_place, k_place, n_layer: int) -> list[torch.Tensor]:
@@ -201,12 +247,11 @@ class Attention(nn.Module):
             qk = _rotate(qk, *rope)
         q, k = (t.transpose(1, 2) for t in qk.unbind(2))
         v = v.squeeze(2).transpose(1, 2)
-        if cache is not None:
-            s = cache.t
-            cache.k[layer, :, :, s:s + T] = k
-            cache.v[layer, :, :, s:s + T] = v
-            k = cache.k[layer, :, :, : s + T]
-            v = cache.v[layer, :, :, : s + T]
+        if cache is not None and cache.prompt_len:     # decoding: one token per row
+            y = _decode_attention(q, k, v, cache, layer, mask)
+            return self.proj(y.reshape(B, T, C))
+        if cache is not None:                          # prefill: the prompt part of the cache
+            cache.pk[layer], cache.pv[layer] = k.contiguous(), v.contiguous()
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
@@ -326,33 +371,64 @@ class GPT(nn.Module):
             # a prompt's last number would get its places from the right, the continuation's
             # from the left: only a prompt that ends with '=' decodes as the full forward does
             raise ValueError(f"{self.cfg.pos} positions need every prompt to end with '='")
-        cache.valid[:, :P] = valid
-        if self.cfg.pos == "local":
-            cache.place[:, :P] = pos
+        if cache.prompt_len or cache.n > 1:
+            raise ValueError("prefill needs an empty KV cache (new_cache)")
+        if P >= cache.t_max:
+            raise ValueError(f"prompt length {P} leaves no room in a KV cache of {cache.t_max}")
         h = self._trunk(idx, pos, self._mask(valid, pos), cache, place=place)
-        cache.t = P
+        cache._set_prompt(valid, pos if self.cfg.pos == "local" else None)
         cache.next_pos = valid.long().sum(1)   # rope: the next token's position
         cache.run = torch.zeros_like(cache.next_pos)  # the prompt ends with a non-digit
         return self.head(h[:, -1])
 
     def decode_step(self, tok, cache: KVCache):
-        """Append one token per row (B,) and return the next logits (B, V)."""
-        if cache.t >= cache.k.shape[3]:
+        """Append one token per row (R,) and return the next logits (R, V)."""
+        if not cache.prompt_len:
+            raise ValueError("decode_step needs a prefilled KV cache (prefill first)")
+        if cache.t >= cache.k.shape[1]:
             raise ValueError("KV cache is full")
-        cache.valid[:, cache.t] = True
-        mask = cache.valid[:, None, None, : cache.t + 1]  # (B, 1, 1, t+1)
-        s = self.cfg.pos
+        s, t = self.cfg.pos, cache.prompt_len + cache.t + 1   # keys this step: prompt + generated
         if s in PLACED:  # after '=': a digit's place is its index in its run
             cache.run = torch.where(is_digit(tok), cache.run + 1, torch.zeros_like(cache.run))
         pos = {"rope": cache.next_pos, "coupled": cache.run + 1, "local": cache.run + 1}.get(s)
         place = cache.run[:, None] if s == "abacus" else None
+        mask = cache.key_valid[:t, :, None]              # (t, R, 1), time-major like the scores
         if s == "local":
-            cache.place[:, cache.t] = pos
-            mask = local_masks(mask, pos[:, None], cache.place[:, : cache.t + 1], self.cfg.n_layer)
+            cache.key_place[t - 1] = pos
+            k_place = cache.key_place[:t]                               # (t, R)
+            first, rest = (mask & _in_window(pos, k_place, w)[:, :, None] for w in WINDOW)
+            mask = [first] + [rest] * (self.cfg.n_layer - 1)
         h = self._trunk(tok[:, None], None if pos is None else pos[:, None], mask, cache, place=place)
         cache.t += 1
         cache.next_pos = cache.next_pos + 1
         return self.head(h[:, -1])
+
+
+def _decode_attention(q, k, v, cache: KVCache, layer: int, mask) -> torch.Tensor:
+    """Attention of one new token per row: q, k, v (R, H, 1, D) -> (R, H, D); k and v are
+    written to the cache's generated part first. ``mask`` (T, R, 1): the keys (prompt, then
+    generated) each row may see.
+
+    The same maths as the full forward's attention, arranged for decoding. Each prompt's keys
+    are read once for its n samples: a batched product (B, H, n, D) @ (B, H, D, P). Scores
+    are time-major (T, R, H), so the softmax runs over the leading dim and vectorises across
+    the R * H rows; on the last dim (T is 10-20) it is about 15x slower, and the fused
+    attention kernel, built for long sequences, costs about 3x this whole function."""
+    R, H, _, D = q.shape
+    B, n, P, g = cache.batch, cache.n, cache.prompt_len, cache.t + 1
+    cache.k[layer, cache.t] = k[:, :, 0]
+    cache.v[layer, cache.t] = v[:, :, 0]
+    q = q[:, :, 0] * D ** -0.5                                             # (R, H, D)
+    s_prompt = q.view(B, n, H, D).transpose(1, 2) @ cache.pk[layer].transpose(-1, -2)
+    s_prompt = s_prompt.permute(3, 0, 2, 1).reshape(P, R, H)               # (B, H, n, P) -> (P, R, H)
+    s_gen = torch.einsum("trhd,rhd->trh", cache.k[layer, :g], q)            # (g, R, H)
+    w = torch.cat([s_prompt, s_gen]).masked_fill(~mask, float("-inf")).softmax(0)
+    w_prompt, w_gen = w.split((P, g))
+    y = w_prompt.view(P, B, n, H).permute(1, 3, 2, 0) @ cache.pv[layer]     # (B, H, n, D)
+    y = y.transpose(1, 2).reshape(R, H, D)
+    for i in range(g):
+        y.addcmul_(w_gen[i, :, :, None], cache.v[layer, i])
+    return y
 
 
 def _padded_causal_mask(valid: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from reasonlib import model as model_mod
 from reasonlib import tasks
 from reasonlib.model import GPT, ModelConfig
 from reasonlib.tokenizer import PAD, VOCAB_SIZE
@@ -107,11 +108,34 @@ def test_cache_repeat_interleave(tiny_model):
         tiny_model.prefill(p, v, c1)
         tiny_model.prefill(p, v, c2)
         c2.repeat_interleave(3)
-        assert c2.k.shape[1] == 6 and c2.valid.shape[0] == 6
+        # 6 rows decode; the prompt's keys stay stored once per prompt
+        assert c2.rows == 6 and c2.k.shape[2] == 6 and c2.key_valid.shape[1] == 6
+        assert c2.pk[0].shape[0] == 2
         nxt = torch.tensor([52, 53])
         ref = tiny_model.decode_step(nxt, c1)
         rep = tiny_model.decode_step(nxt.repeat_interleave(3), c2)
+        torch.testing.assert_close(rep, ref.repeat_interleave(3, dim=0), rtol=0, atol=1e-6)
+        # repeated again after a decoded token: the filled slot goes with its rows
+        c1.repeat_interleave(2)
+        c2.repeat_interleave(2)
+        nxt = torch.tensor([54, 55])
+        ref = tiny_model.decode_step(nxt.repeat_interleave(2), c1)
+        rep = tiny_model.decode_step(nxt.repeat_interleave(6), c2)
     torch.testing.assert_close(rep, ref.repeat_interleave(3, dim=0), rtol=0, atol=1e-6)
+
+
+def test_decode_needs_prefill_and_prefill_an_empty_cache(tiny_model):
+    p = torch.tensor([[257, 49]])
+    v = torch.ones_like(p, dtype=torch.bool)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="prefill first"):
+            tiny_model.decode_step(torch.tensor([50]), tiny_model.new_cache(1, 4))
+        with pytest.raises(ValueError, match="no room"):
+            tiny_model.prefill(p, v, tiny_model.new_cache(1, 2))
+        cache = tiny_model.new_cache(1, 4)
+        tiny_model.prefill(p, v, cache)
+        with pytest.raises(ValueError, match="empty KV cache"):
+            tiny_model.prefill(p, v, cache)
 
 
 @pytest.mark.parametrize("L,H,C,mlp", [(1, 2, 32, 4), (2, 4, 64, 4), (3, 1, 8, 2)])
@@ -355,3 +379,16 @@ def test_abacus_offset_shifts_only_digits_and_stays_in_table():
 def test_unknown_scheme_is_refused():
     with pytest.raises(ValueError, match="pos='alibi'.*rope, nope, abacus, coupled"):
         ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, pos="alibi")
+
+
+# ---- the attention and rotary functions against their textbook forms ----------------------
+def test_rotary_scores_depend_on_offsets_only():
+    g = torch.Generator().manual_seed(0)
+    D = 8
+    q, k = torch.randn(D, generator=g), torch.randn(D, generator=g)
+    cos, sin = model_mod.rope_tables(torch.tensor([[0, 2, 3, 5]]), D)   # (1, 4, 1, 1, D/2)
+    rq, rk = (model_mod._rotate(t.expand(1, 4, D), cos[:, :, 0, 0], sin[:, :, 0, 0])[0]
+              for t in (q, k))
+    # the same query and key at positions (3, 0) and (5, 2): the same score; (2, 0): another
+    torch.testing.assert_close(rq[2] @ rk[0], rq[3] @ rk[1], rtol=0, atol=1e-5)
+    assert not torch.allclose(rq[2] @ rk[0], rq[1] @ rk[0], atol=1e-3)
