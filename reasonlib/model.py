@@ -412,8 +412,9 @@ def _decode_attention(q, k, v, cache: KVCache, layer: int, mask) -> torch.Tensor
     The same maths as the full forward's attention, arranged for decoding. Each prompt's keys
     are read once for its n samples: a batched product (B, H, n, D) @ (B, H, D, P). Scores
     are time-major (T, R, H), so the softmax runs over the leading dim and vectorises across
-    the R * H rows; on the last dim (T is 10-20) it is about 15x slower, and the fused
-    attention kernel, built for long sequences, costs about 3x this whole function."""
+    the R * H rows. Measured with 2,048 rows and 13 keys: a softmax over the last dim is about
+    20x slower, and the fused attention kernel, built for long sequences, takes about 3x
+    this whole function."""
     R, H, _, D = q.shape
     B, n, P, g = cache.batch, cache.n, cache.prompt_len, cache.t + 1
     cache.k[layer, cache.t] = k[:, :, 0]

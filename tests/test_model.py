@@ -381,7 +381,7 @@ def test_unknown_scheme_is_refused():
         ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, pos="alibi")
 
 
-# ---- the attention and rotary functions against their textbook forms ----------------------
+# ---- rotary positions ----------------------------------------------------------------------
 def test_rotary_scores_depend_on_offsets_only():
     g = torch.Generator().manual_seed(0)
     D = 8
