@@ -40,7 +40,8 @@ explore: $(STAMP)
 test-numerics: $(STAMP)
 	$(BIN)/python scripts/test_numerics.py
 
-## the published study: 5 seeds of the paper profile -> reports/paper/ (about 1 h on 2 cores)
+## the published study: 5 seeds of the paper profile -> reports/paper/ (estimated 1.5-2.5 h on
+## 2 cores: README, "The paper profile")
 ## and its HTML report
 paper: $(STAMP)
 	$(BIN)/python -m reasonlib run --profile paper --seeds 0 1 2 3 4 --workers 2 --out reports
