@@ -366,15 +366,15 @@ class GPT(nn.Module):
     def prefill(self, idx, valid, cache: KVCache):
         """Run left-padded prompts (B, P) into an empty cache; return last-position logits (B, V)."""
         B, P = idx.shape
-        pos, place = self._positions(idx, valid)
-        if self.cfg.pos in PLACED and not bool((idx[:, -1] == _EQ).all()):
-            # a prompt's last number would get its places from the right, the continuation's
-            # from the left: only a prompt that ends with '=' decodes as the full forward does
-            raise ValueError(f"{self.cfg.pos} positions need every prompt to end with '='")
         if cache.prompt_len or cache.n > 1:
             raise ValueError("prefill needs an empty KV cache (new_cache)")
         if P >= cache.t_max:
             raise ValueError(f"prompt length {P} leaves no room in a KV cache of {cache.t_max}")
+        if self.cfg.pos in PLACED and not bool((idx[:, -1] == _EQ).all()):
+            # a prompt's last number would get its places from the right, the continuation's
+            # from the left: only a prompt that ends with '=' decodes as the full forward does
+            raise ValueError(f"{self.cfg.pos} positions need every prompt to end with '='")
+        pos, place = self._positions(idx, valid)
         h = self._trunk(idx, pos, self._mask(valid, pos), cache, place=place)
         cache._set_prompt(valid, pos if self.cfg.pos == "local" else None)
         cache.next_pos = valid.long().sum(1)   # rope: the next token's position
@@ -427,7 +427,7 @@ def _decode_attention(q, k, v, cache: KVCache, layer: int, mask) -> torch.Tensor
     w_prompt, w_gen = w.split((P, g))
     y = w_prompt.view(P, B, n, H).permute(1, 3, 2, 0) @ cache.pv[layer]     # (B, H, n, D)
     y = y.transpose(1, 2).reshape(R, H, D)
-    for i in range(g):
+    for i in range(g):   # g <= max_new; faster than one product over a (g, R, H, D) temporary
         y.addcmul_(w_gen[i, :, :, None], cache.v[layer, i])
     return y
 
