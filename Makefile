@@ -40,7 +40,7 @@ explore: $(STAMP)
 test-numerics: $(STAMP)
 	$(BIN)/python scripts/test_numerics.py
 
-## the published study: 5 seeds of the paper profile -> reports/paper/ (estimated 1.5-2.5 h on
+## the published study: 5 seeds of the paper profile -> reports/paper/ (sized for 2 h on
 ## 2 cores: README, "The paper profile")
 ## and its HTML report
 paper: $(STAMP)
