@@ -46,8 +46,9 @@ test-numerics: $(STAMP)
 paper: $(STAMP)
 	$(BIN)/python -m reasonlib run --profile paper --seeds 0 1 2 3 4 --workers 2 --out reports
 	$(BIN)/python -m reasonlib report reports/paper
+	$(BIN)/python scripts/results_table.py --profile paper
 
-## rewrite the README's results section from reports/quick/summary/metrics.json
+## rewrite the README's results from the published summaries (reports/quick, reports/paper)
 results: $(STAMP)
 	$(BIN)/python scripts/results_table.py
 
@@ -55,7 +56,7 @@ results: $(STAMP)
 ## then the README's results section from it
 publish-quick: $(STAMP)
 	rm -rf reports/quick/summary && mkdir -p reports/quick && cp -r runs/quick/summary reports/quick/summary
-	$(BIN)/python scripts/results_table.py
+	$(BIN)/python scripts/results_table.py --profile quick
 
 ## benchmark against Hugging Face transformers (benchmark-only extra)
 bench: $(STAMP)

@@ -433,6 +433,19 @@ for k, (a, b) in hr.items():   # the headroom curve: start and RL end per start
         records.mean_with_problems(f"headroom/{k}/{st}/general/acc", d["correct"], rec)
         if un_set is not None:
             records.mean_with_problems(f"headroom/{k}/{st}/unpractised/acc", d["unpractised"], rec)
+# finding 3b: the starts with headroom pooled (each problem's mean over them; None without any)
+band = [k for k, (a, _) in hr.items() if findings.HEADROOM[0] <= a["greedy"] <= findings.HEADROOM[1]]
+rec["headroom/band/n_starts"] = len(band)
+for st, i in (("start", 0), ("rl", 1)):
+    name = f"headroom/band/{st}/general/acc"
+    if band:
+        records.mean_with_problems(name, np.mean([hr[k][i]["correct"] for k in band], axis=0), rec)
+    else:
+        rec[name] = None
+rec["headroom/band/gain"] = (rec["headroom/band/rl/general/acc"] - rec["headroom/band/start/general/acc"]
+                             if band else None)
+for name in ("RL", "more_SFT"):   # finding 8b reads these; None when there was no start
+    rec[f"rl_vs_sft/{name}/general/acc"] = None
 if vs is not None:
     rec["rl_vs_sft/start_step"] = mv
     rec["rl_vs_sft/sft_tokens"] = more_tok

@@ -54,7 +54,7 @@ import numpy as np
 from IPython.display import Markdown
 
 from reasonlib import artifacts, findings, stats, summary
-from reasonlib import plots  # noqa: F401  (the suite's figure style)
+from reasonlib import plots
 from reasonlib.tables import checks
 
 root = artifacts.resolve(P.run_root)
@@ -135,6 +135,32 @@ if classes:
     fig.tight_layout()
     fig.savefig(out_dir / "taxonomy.png", dpi=110)
     plt.show()
+
+# %% [markdown]
+# ## The headroom curve over seeds
+#
+# Every RL start of 05 on every seed (checkpoints along the targeted SFT schedule, the
+# finished arms): RL's gain in greedy `general` against what the start could already do.
+# The shaded band holds the starts with headroom that finding 3b pools; RL's reward can
+# only carry signal where the start's pass@k is above 0.
+
+# %%
+hp = S["headroom"]
+if hp:
+    lo_b, hi_b = findings.HEADROOM
+    inside = [p for p in hp if lo_b <= p["greedy"] <= hi_b]
+    print(f"{len(hp)} RL starts over {len({p['seed'] for p in hp})} seeds; {len(inside)} with greedy "
+          f"general in [{lo_b:.0%}, {hi_b:.0%}]"
+          + (f": RL gain {100 * min(p['gain_greedy'] for p in inside):+.1f} to "
+             f"{100 * max(p['gain_greedy'] for p in inside):+.1f} points, "
+             f"{sum(p['gain_greedy'] >= findings.HEADROOM_GAIN for p in inside)} of {len(inside)} "
+             f">= {100 * findings.HEADROOM_GAIN:.0f}" if inside else ""))
+    fig = plots.headroom_seeds(hp, findings.HEADROOM, f"the headroom curve, {S['n_seeds']} "
+                               f"seed{'s' * (S['n_seeds'] != 1)}, every RL start of 05")
+    fig.savefig(out_dir / "headroom.png", dpi=110)
+    plt.show()
+else:
+    print("no seed has 05's headroom records")
 
 # %% [markdown]
 # ## One figure per finding

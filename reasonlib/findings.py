@@ -80,6 +80,7 @@ class Finding:
     guard: tuple | None = None      # (record names, minimum mean, words): else inconclusive
     reach: float | None = None      # kind "share": the level a seed must reach
     shares: float = 0.5             # kind "share": the claim is share of seeds > this
+    undefined: str = ""             # why a seed's records can be None (e.g. nothing to pool)
     yes: str = ""                   # what a reproduced verdict means, in a sentence
     no: str = ""                    # what a not-reproduced verdict means
 
@@ -316,7 +317,7 @@ def sentences(f: Finding, r: dict) -> list[str]:
     if not r["measured"]:
         return [f"Not measured ({r['why']})."]
     if r["n"] == 0:
-        return ["No seed measured it."]
+        return [f"No seed measured it ({f.undefined or 'every record it reads is undefined'})."]
     signed = f.kind == "linear" and any(w < 0 for _, w in f.terms)
     points = is_points(f)
     u = f.unit
@@ -374,6 +375,8 @@ STABLE_TOL = 0.02        # "stable": the spread over the study's betas is at mos
 STABLE_MIN_ACC = 0.5     # below this mean accuracy, stability says nothing
 TRANSITION = 0.9         # the 3-digit transition happened: targeted general >= 90% greedy
 LENGTH_REACH = 0.9       # a length "is added": greedy >= 90%
+HEADROOM = (0.2, 0.85)   # starts "with headroom": greedy general in [20%, 85%] (05 pools them)
+HEADROOM_GAIN = 0.10     # the RL issue's goal for them: +10 points of greedy general
 
 
 def _vs(a: str, b: str) -> tuple:
@@ -420,6 +423,19 @@ FINDINGS = (
             study_value=("rl/targeted/rl/general/acc", 0.907),
             yes="RL adds accuracy on top of SFT.",
             no="RL costs accuracy on general."),
+    Finding("3b", "3", "KL-RL from starts with headroom",
+            f"from the SFT starts whose greedy general lies in [{HEADROOM[0]:.0%}, "
+            f"{HEADROOM[1]:.0%}] (checkpoints along the targeted schedule, the finished arms), RL "
+            f"raises greedy accuracy on general", "not in the study (its RL start was at 80.7%)",
+            "05_kl_rl", _vs("headroom/band/rl/general/acc", "headroom/band/start/general/acc"),
+            "after RL - before RL greedy accuracy on general, pooled over the starts with headroom",
+            needs=(("curricula", "targeted"),),
+            undefined=f"no RL start had greedy general in [{HEADROOM[0]:.0%}, {HEADROOM[1]:.0%}]",
+            goal=("headroom/band/gain", HEADROOM_GAIN,
+                  f"RL gains >= {100 * HEADROOM_GAIN:.0f} points from starts with headroom"),
+            yes="Where SFT leaves correct answers in the sampling distribution, RL turns them "
+                "into greedy ones.",
+            no="Even from starts with headroom, RL costs accuracy on general."),
     Finding("4a", "4", "beta scan: stability",
             "greedy accuracy on general is the same for beta in {0.02, 0.05, 0.1}",
             "91.4-91.6% (spread 0.2 points), pass@8 98-100%", "06_beta_scan",
@@ -448,6 +464,14 @@ FINDINGS = (
             needs=(("curricula", "control"),),
             yes="RL forgets what it does not practise: the cost beta is meant to guard against.",
             no="RL improved even the buckets it never practised."),
+    Finding("4d", "4", "forgetting: does the KL term guard against it?",
+            "RL from the control model at the largest beta keeps more of d1 and d2_* (buckets no "
+            "RL prompt comes from) than at beta = 0", "not in the study", "06_beta_scan",
+            _vs("forget/{beta_max}/unpractised/acc", "forget/0/unpractised/acc"),
+            "greedy accuracy on the unpractised buckets after RL, largest beta - beta = 0",
+            needs=(("curricula", "control"), ("betas", 0.0)),
+            yes="The KL term guards against forgetting: a large beta keeps what RL never practises.",
+            no="A large beta forgets more of the unpractised buckets than no KL term at all."),
     Finding("5a", "5", "low_sum: curriculum vs early RL (2 x 2)",
             "the targeted curriculum alone beats the control curriculum followed by RL on "
             "held-out low_sum: (targeted SFT - control SFT) exceeds (control SFT+RL - control SFT)",
@@ -510,6 +534,16 @@ FINDINGS = (
             needs=(("curricula", "targeted"), ("buckets", "general")),
             yes="The transition is reliable at this budget.",
             no="At this budget the transition fails on most seeds."),
+    Finding("8b", "8", "RL vs more SFT at equal compute",
+            "from the targeted checkpoint where the probe first reached 50% on general, RL "
+            "beats continued SFT given the same FLOPs (rl.sft_tokens_of) on general",
+            "not in the study (no published study at this scale reports it)", "05_kl_rl",
+            _vs("rl_vs_sft/RL/general/acc", "rl_vs_sft/more_SFT/general/acc"),
+            "RL - more SFT greedy accuracy on general, from the same mid-transition checkpoint",
+            needs=(("curricula", "targeted"), ("buckets", "general")),
+            undefined="the targeted run had no probe before its end to start from",
+            yes="At equal compute, RL's sampled rewards teach more than more SFT does.",
+            no="At equal compute, more SFT does better than RL."),
 )
 BINDS = next(f for f in FINDINGS if f.id == "4b")   # "the KL term binds", for 06 and 09 alike
 

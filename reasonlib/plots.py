@@ -164,6 +164,31 @@ def headroom_curve(points: dict[str, tuple], k: int, title: str):
     return fig
 
 
+def headroom_seeds(points: list[dict], band: tuple[float, float], title: str):
+    """The headroom curve over seeds (summary.headroom's points): RL's gain in greedy accuracy
+    against the start's greedy accuracy and its pass@k, one colour per seed, the band of
+    starts with headroom shaded on the left panel."""
+    seeds = list(dict.fromkeys(p["seed"] for p in points))
+    colors = dict(zip(seeds, sns.color_palette("tab10", max(len(seeds), 1))))
+    k = points[0]["k"] if points else 8
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    for ax, x, xname in ((axes[0], "greedy", "greedy accuracy"), (axes[1], "pass@k", f"pass@{k}")):
+        if x == "greedy":
+            ax.axvspan(*band, color="0.92", zorder=0)
+        for s in seeds:
+            mine = [p for p in points if p["seed"] == s]
+            ax.plot([p[x] for p in mine], [100 * p["gain_greedy"] for p in mine], "o",
+                    color=colors[s], label=s, alpha=0.85)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xlabel=f"the start's {xname} on general", xlim=(-0.05, 1.05),
+               title=f"RL's gain in greedy accuracy against the start's {xname}")
+    axes[0].set_ylabel("RL gain on general (points)")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def length_curves(curves: dict[str, list[tuple]], trained_max: int, k: int, title: str):
     """curves[scheme] = [(digits, greedy, lo, hi, pass@k), ...]: greedy with its interval
     (solid) and pass@k (dashed) against operand length, the trained lengths shaded."""

@@ -141,6 +141,29 @@ def taxonomy(files: dict[str, dict]) -> dict:
     return out
 
 
+def headroom(files: dict[str, dict]) -> list[dict]:
+    """The headroom curve's points over seeds: per seed and RL start of 05 (its keys, e.g.
+    ``targeted@1750``, ``plain@end``), the start's greedy accuracy, pass@1 and pass@k (the
+    largest k 05 recorded, ``k``) on general and RL's gains in greedy and pass@1 (fractions)."""
+    out = []
+    for s, nbs in files.items():
+        rec = (nbs.get("05_kl_rl") or {}).get("records", {})
+        for name in sorted(rec):
+            if not (name.startswith("headroom/") and name.endswith("/start/greedy")):
+                continue
+            k = name[len("headroom/"):-len("/start/greedy")]
+            top = [int(n.rsplit("@", 1)[1]) for n in rec
+                   if n.startswith(f"headroom/{k}/start/pass@") and not n.endswith("@1")]
+            a = {m: rec.get(f"headroom/{k}/start/{m}") for m in ("greedy", "pass@1")}
+            b = {m: rec.get(f"headroom/{k}/rl/{m}") for m in ("greedy", "pass@1")}
+            if not top or None in (*a.values(), *b.values()):
+                continue
+            out.append({"seed": s, "start": k, **a, "k": max(top),
+                        "pass@k": rec[f"headroom/{k}/start/pass@{max(top)}"],
+                        "gain_greedy": b["greedy"] - a["greedy"], "gain_pass@1": b["pass@1"] - a["pass@1"]})
+    return out
+
+
 def setup(files: dict[str, dict]) -> dict:
     """What the story states up front: model, budgets, buckets and what was held out (from
     the first seed's parameters and 02's split records)."""
@@ -185,6 +208,7 @@ def summarize(run_root) -> dict:
     return {"run_root": Path(run_root).as_posix(), "seeds": seeds, "n_seeds": len(seeds),
             "missing": missing, "published_source": PUBLISHED_SOURCE,
             "findings": results, "measures": measures, "taxonomy": taxonomy(files),
+            "headroom": headroom(files),
             "setup": setup(files), "level": stats.LEVEL}
 
 

@@ -1,8 +1,12 @@
-"""Write (or check) the README's results table from a summary's metrics.
+"""Write (or check) the README's results tables from the published summaries' metrics.
 
-    python scripts/results_table.py                     # reports/quick/summary/metrics.json -> README.md
+    python scripts/results_table.py                     # every published profile -> README.md
+    python scripts/results_table.py --profile paper     # reports/paper/summary/metrics.json only
     python scripts/results_table.py --check             # exit 1 if README.md is out of date
     python scripts/results_table.py --summary runs/quick/summary/metrics.json --readme /tmp/R.md
+
+Each profile has its block of README.md (``reasonlib.results_md.BLOCKS``); ``--summary``
+writes one summary into the block of ``--profile`` (default quick).
 """
 from __future__ import annotations
 
@@ -13,37 +17,46 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reasonlib.results_md import ResultsError, load, markdown, replace_block  # noqa: E402
+from reasonlib.results_md import BLOCKS, ResultsError, load, markdown, replace_block  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--summary", default="reports/quick/summary/metrics.json")
+    ap.add_argument("--profile", choices=sorted(BLOCKS), action="append",
+                    help="the published profile(s) whose block to write (default: all of them; "
+                         "quick with --summary)")
+    ap.add_argument("--summary", help="a summary's metrics.json instead of the published one")
     ap.add_argument("--readme", default="README.md")
     ap.add_argument("--check", action="store_true", help="only check; exit 1 when out of date")
     a = ap.parse_args(argv)
-    summary = Path(a.summary) if Path(a.summary).is_absolute() else ROOT / a.summary
+    if a.summary and a.profile and len(a.profile) > 1:
+        ap.error("--summary fills one block: give at most one --profile")
+    profiles = a.profile or (["quick"] if a.summary else sorted(BLOCKS))
     readme = Path(a.readme) if Path(a.readme).is_absolute() else ROOT / a.readme
     try:
-        text = readme.read_text()
-        new = replace_block(text, markdown(load(summary), a.summary))
+        text = new = readme.read_text()
+        for prof in profiles:
+            shown, name = BLOCKS[prof]
+            shown = a.summary or shown
+            summary = Path(shown) if Path(shown).is_absolute() else ROOT / shown
+            new = replace_block(new, markdown(load(summary), shown), name)
     except (OSError, ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    what = ", ".join(profiles)
     if a.check:
         if new != text:
-            print(f"{readme} is out of date with {summary}: run python scripts/results_table.py",
+            print(f"{readme} is out of date with the {what} summary: run python scripts/results_table.py",
                   file=sys.stderr)
             return 1
-        print(f"{readme} matches {summary}")
+        print(f"{readme} matches the {what} summary")
         return 0
     if new != text:
         readme.write_text(new)
-        print(f"updated the results table in {readme}")
+        print(f"updated the results ({what}) in {readme}")
     else:
-        print(f"{readme} already up to date")
+        print(f"{readme} already up to date ({what})")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

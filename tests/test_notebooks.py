@@ -97,7 +97,11 @@ def test_notebook_runs_under_papermill(name, smoke_run):
         from reasonlib import findings, summary
         assert [f["id"] for f in m["findings"]] == [f.id for f in findings.FINDINGS]
         assert m["missing"] == {} and summary.intervals_in_range(m) == []
-        assert all(f["measured"] and f["interval"].startswith("this seed only") for f in m["findings"])
+        # every finding measured on this seed; only one that declares why its records can be
+        # undefined (3b: no RL start of the smoke models lies in the headroom band) may have none
+        undefined = {f.id for f in findings.FINDINGS if f.undefined}
+        assert all(f["measured"] and (f["interval"].startswith("this seed only")
+                                      or (f["n"] == 0 and f["id"] in undefined)) for f in m["findings"])
     executed = nbformat.read(out, 4)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]

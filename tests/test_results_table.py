@@ -16,21 +16,24 @@ from reasonlib import summary as S
 from test_summary import write_seed
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLISHED = ROOT / "reports" / "quick" / "summary" / "metrics.json"
 SCRIPT = ROOT / "scripts" / "results_table.py"
 
 
-def test_committed_readme_matches_committed_summary():
-    assert PUBLISHED.is_file(), "reports/quick/summary/metrics.json is committed with the default job"
+@pytest.mark.parametrize("profile", ["quick"])
+def test_committed_readme_matches_committed_summary(profile):
+    shown, name = R.BLOCKS[profile]
+    published = ROOT / shown
+    assert published.is_file(), f"{shown} is committed with the {profile} profile's report"
     readme = (ROOT / "README.md").read_text()
-    s = R.load(PUBLISHED)
-    assert R.replace_block(readme, R.markdown(s, "reports/quick/summary/metrics.json")) == readme
+    s = R.load(published)
+    assert R.replace_block(readme, R.markdown(s, shown), name) == readme
     # every finding's verdict and every generated sentence appears in the README as in the summary
-    block = readme.split(R.START)[1].split(R.END)[0]
+    block = R.block_text(readme, name)
     for f in s["findings"]:
         assert f"**{f['verdict'] if f['measured'] else 'not measured'}**" in block
         assert " ".join(f["sentences"]) in block
-    r = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, str(SCRIPT), "--check", "--profile", profile],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from reasonlib import findings as F
+from reasonlib import plots
 from reasonlib import records as R
 from reasonlib import stats
 from reasonlib import summary as S
@@ -145,13 +146,24 @@ def seed_files(v: dict | None = None) -> dict[str, dict]:
            "rl/targeted/sft/mixed/acc": 0.85, "rl/control/rl/mixed/acc": 0.5,
            "beta/0.02/general/acc": 0.90, "beta/0.05/general/acc": 0.905, "beta/0.1/general/acc": 0.91,
            "fail/sft-targeted/study_errors": 0.05, "fail/sft-control/format": 0.05,
-           "fail/sft-targeted/format": 0.0, "length/local/len4/acc": 0.95}
+           "fail/sft-targeted/format": 0.0, "length/local/len4/acc": 0.95,
+           "headroom/band/start/general/acc": 0.4, "headroom/band/rl/general/acc": 0.6,
+           "rl_vs_sft/RL/general/acc": 0.7, "rl_vs_sft/more_SFT/general/acc": 0.6,
+           "forget/0/unpractised/acc": 0.6, "forget/0.5/unpractised/acc": 0.9}
     acc.update({k: x for k, x in v.items() if not k.endswith("/kl")})
     files = {nb: {"notebook": nb, "seed": 0, "params": dict(PARAMS), "records": {}} for nb in S.NOTEBOOKS}
     nb_of = {"sft": "03_sft", "format": "03_sft", "passk": "04_pass_at_k", "rl": "05_kl_rl",
-             "beta": "06_beta_scan", "fail": "07_failure_analysis", "length": "08_lengths"}
+             "beta": "06_beta_scan", "fail": "07_failure_analysis", "length": "08_lengths",
+             "headroom": "05_kl_rl", "rl_vs_sft": "05_kl_rl", "forget": "06_beta_scan"}
     for i, (name, p) in enumerate(acc.items()):
         _put(files[nb_of[name.split("/")[0]]]["records"], name, p, offset=7 * i)
+    rec5 = files["05_kl_rl"]["records"]
+    rec5["headroom/band/gain"] = (None if rec5["headroom/band/rl/general/acc"] is None else
+                                  rec5["headroom/band/rl/general/acc"] - rec5["headroom/band/start/general/acc"])
+    for k, (a, g) in {"targeted@500": (0.3, 0.15), "control@end": (0.8, 0.02)}.items():
+        rec5.update({f"headroom/{k}/start/greedy": a, f"headroom/{k}/start/pass@1": a - 0.05,
+                     f"headroom/{k}/start/pass@8": min(1.0, a + 0.3), f"headroom/{k}/rl/greedy": a + g,
+                     f"headroom/{k}/rl/pass@1": a, f"headroom/{k}/rl/pass@8": min(1.0, a + 0.3)})
     kl = {b: v.get(f"beta/{b:g}/kl", 0.05 / (1 + 20 * b)) for b in BETAS}
     rec6 = files["06_beta_scan"]["records"]
     for b, k in kl.items():
@@ -231,6 +243,51 @@ def test_share_of_seeds_uses_the_exact_binomial_interval():
     assert r["verdict"] == "inconclusive"   # [0.28, 0.99] contains 50%
     assert r["sentences"][0].startswith("4 of 5 seeds")
     assert "seed-0" in r["sentences"][0]    # the seed that missed is named
+
+
+def test_headroom_pools_the_seeds_that_have_a_start_in_the_band():
+    """3b reads 05's pooled starts with headroom; a seed without one (its records None) is
+    left out, not counted as a zero gain; the goal is the RL issue's +10 points."""
+    vals = [{"headroom/band/start/general/acc": a, "headroom/band/rl/general/acc": a + g}
+            for a, g in ((0.3, 0.15), (0.5, 0.12), (0.6, 0.2))]
+    r = _eval("3b", vals)
+    assert r["verdict"] == "reproduced" and r["n"] == 3 and r["goal_met"] is True
+    assert r["per_seed"]["seed-0"] == pytest.approx(0.15)
+    seeds = _seeds(vals + [{}])
+    for name in ("headroom/band/start/general/acc", "headroom/band/rl/general/acc", "headroom/band/gain"):
+        seeds["seed-3"]["05_kl_rl"]["records"][name] = None
+    r = F.evaluate(_finding("3b"), {s: nbs["05_kl_rl"] for s, nbs in seeds.items()})
+    assert r["n"] == 3 and "seed-3" not in r["per_seed"]
+    none = F.evaluate(_finding("3b"), {"seed-3": seeds["seed-3"]["05_kl_rl"]})
+    assert none["n"] == 0 and "no RL start had greedy general in [20%, 85%]" in none["sentences"][0]
+    small = _eval("3b", [{"headroom/band/start/general/acc": 0.5, "headroom/band/rl/general/acc": 0.53}] * 3)
+    assert small["verdict"] == "reproduced" and small["goal_met"] is False
+    worse = _eval("3b", [{"headroom/band/start/general/acc": 0.5, "headroom/band/rl/general/acc": 0.4}] * 3)
+    assert worse["verdict"] == "not reproduced"
+
+
+def test_forgetting_per_beta_reads_the_largest_beta():
+    r = _eval("4d", [{}, {}, {}])
+    assert r["verdict"] == "reproduced" and "forget/0.5/unpractised/acc" in r["parts"]
+    worse = _eval("4d", [{"forget/0/unpractised/acc": 0.9, "forget/0.5/unpractised/acc": 0.6}] * 3)
+    assert worse["verdict"] == "not reproduced"
+
+
+def test_rl_vs_more_sft_is_paired_on_one_seed():
+    r = _eval("8b", [{}])
+    assert r["n"] == 1 and r["point"] == pytest.approx(0.1) and r["interval"].startswith("this seed only")
+    tie = _eval("8b", [{"rl_vs_sft/RL/general/acc": 0.6}])
+    assert tie["verdict"] == "inconclusive"
+
+
+def test_the_headroom_points_of_every_seed(three_seeds):
+    pts = S.summarize(three_seeds)["headroom"]
+    assert len(pts) == 6 and {p["seed"] for p in pts} == {"seed-0", "seed-2", "seed-10"}
+    p = next(p for p in pts if p["seed"] == "seed-2" and p["start"] == "targeted@500")
+    assert p["k"] == 8 and p["pass@k"] == pytest.approx(0.6)
+    assert p["gain_greedy"] == pytest.approx(0.15) and p["gain_pass@1"] == pytest.approx(0.05)
+    fig = plots.headroom_seeds(pts, F.HEADROOM, "t")
+    assert len(fig.axes[0].lines) == 3 + 1   # one series per seed, and the zero line
 
 
 def test_stability_guard_and_spread():
