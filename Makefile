@@ -45,7 +45,7 @@ test-numerics: $(STAMP)
 ## and its HTML report
 paper: $(STAMP)
 	$(BIN)/python -m reasonlib run --profile paper --seeds 0 1 2 3 4 --workers 2 --out reports
-	$(BIN)/python -m reasonlib report reports/paper
+	$(BIN)/python -m reasonlib report reports/paper --publish
 	$(BIN)/python scripts/results_table.py --profile paper
 
 ## rewrite the README's results from the published summaries (reports/quick, reports/paper)

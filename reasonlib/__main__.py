@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="build the report of a profile folder (runs/<profile>)")
     rep.add_argument("profile_root", help="a profile folder written by `run`, e.g. runs/quick")
     rep.add_argument("--out", default=None, help="report folder (default: chosen by the report)")
+    rep.add_argument("--publish", action="store_true",
+                     help="first rewrite the executed notebooks so that each figure they saved as "
+                          "a PNG is referenced, not embedded a second time (for reports/, not runs/)")
     ex = sub.add_parser("explore", help="serve the failure explorer of a finished run on localhost "
                                         "(trains nothing)")
     ex.add_argument("run_root", nargs="?", default="runs/quick",
@@ -147,7 +150,8 @@ def report(args) -> int:
     from . import report as rep
 
     try:
-        index = rep.build(Path(args.profile_root), Path(args.out) if args.out else None)
+        index = rep.build(Path(args.profile_root), Path(args.out) if args.out else None,
+                          publish=args.publish)
     except rep.ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,8 +11,10 @@ tables and a link to every page. The numbers come from notebook 09's
 
 Offline by construction:
 
-* a notebook page's figures are its own PNG outputs, embedded as ``data:`` URIs; the
-  index references notebook 09's PNG files by relative path;
+* a notebook page's figures are PNG files it references by relative path, each stored
+  once: the file the cell saved (``fig.savefig(out_dir / "name.png")``) where it saved
+  one, else the output's bytes under ``_static/img/`` (:func:`link_figures`); the index
+  references notebook 09's PNG files the same way;
 * nbconvert's ``lab`` template loads require.js, MathJax, mermaid and the widget manager
   from CDNs: a small template extending it empties those blocks (formulas then show as
   their TeX source);
@@ -24,6 +26,7 @@ Offline by construction:
 """
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import html
@@ -168,6 +171,86 @@ def static_notebook(nb):
     return nb
 
 
+# a figure cell's file: ``fig.savefig(out_dir / "name.png", ...)`` with a literal name
+_SAVEFIG = re.compile(r"""\.savefig\(\s*out_dir\s*/\s*["']([^"'{}]+\.png)["']""")
+
+
+FIGURE_KEY = "reasonlib_figure"   # output metadata of a figure published as a file reference
+
+
+def _img(src: str) -> str:
+    return f'<img src="{html.escape(src)}" alt="figure" style="max-width:100%">'
+
+
+def _saved_figures(cell, outs: list, fig_dir: Path | None) -> list[Path]:
+    """The PNG files ``cell`` saved for its ``outs``, in order: only when it saves as many
+    literally named PNGs into the notebook's output folder as it shows, all present."""
+    names = _SAVEFIG.findall(cell.source)
+    saved = [fig_dir / n for n in names] if fig_dir is not None and len(names) == len(outs) else []
+    return saved if all(f.is_file() for f in saved) else []
+
+
+def _png_outputs(cell) -> list:
+    return [o for o in cell.get("outputs", []) if "image/png" in (o.get("data") or {})]
+
+
+def link_figures(nb, fig_dir: Path | None, page_dir: Path, img_dir: Path, used: set[Path],
+                 nb_dir: Path | None = None):
+    """``nb`` with every figure output shown by an ``<img>`` that references a file, so a
+    figure is stored once as a PNG instead of again as a data URI in the page: the PNG
+    the cell saved into the notebook's output folder (``fig_dir``) when the cell saves as
+    many literally named PNGs as it shows (the same figure, drawn at the dpi of its
+    ``savefig``), else the output's own bytes, written once under ``img_dir`` by content
+    hash. An output :func:`publish_notebook` already turned into a reference (to a file
+    relative to ``nb_dir``) is pointed at that file. Paths are relative to ``page_dir``;
+    each file referenced is added to ``used``."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for o in cell.get("outputs", []):
+            ref = (o.get("metadata") or {}).get(FIGURE_KEY)
+            if ref and nb_dir is not None:
+                target = (nb_dir / ref).resolve()
+                used.add(target)
+                o["data"]["text/html"] = _img(Path(os.path.relpath(target, page_dir)).as_posix())
+        outs = _png_outputs(cell)
+        if not outs:
+            continue
+        saved = _saved_figures(cell, outs, fig_dir)
+        for i, o in enumerate(outs):
+            if saved:
+                target = saved[i]
+            else:
+                data = o["data"]["image/png"]
+                raw = base64.b64decode("".join(data) if isinstance(data, list) else data)
+                target = img_dir / f"{hashlib.sha256(raw).hexdigest()[:20]}.png"
+                if not target.is_file():
+                    write_bytes(target, raw)
+            used.add(target.resolve())
+            o["data"] = {"text/html": _img(Path(os.path.relpath(target, page_dir)).as_posix()),
+                         "text/plain": o["data"].get("text/plain", "<Figure>")}
+    return nb
+
+
+def publish_notebook(path: Path, fig_dir: Path) -> int:
+    """Rewrite an executed notebook for publishing: each figure output whose cell saved it
+    as a PNG in ``fig_dir`` (see :func:`link_figures`) becomes an ``<img>`` referencing
+    that file, with the file's path in the output's metadata, instead of a second,
+    embedded copy of the figure. Everything else is kept. Returns how many it replaced."""
+    nb = nbformat.read(path, as_version=4)
+    n = 0
+    for cell in nb.cells:
+        outs = _png_outputs(cell) if cell.cell_type == "code" else []
+        for o, f in zip(outs, _saved_figures(cell, outs, fig_dir)):
+            rel = Path(os.path.relpath(f, path.parent)).as_posix()
+            o["data"] = {"text/html": _img(rel), "text/plain": o["data"].get("text/plain", "<Figure>")}
+            o.setdefault("metadata", {})[FIGURE_KEY] = rel
+            n += 1
+    if n:
+        write_bytes(path, nbformat.writes(nb).encode())
+    return n
+
+
 def _exporter():
     import jinja2
     from nbconvert import HTMLExporter
@@ -181,9 +264,14 @@ _NAV_CSS = ("<style>.report-nav{font:14px sans-serif;padding:8px 0 4px 0}"
             ".report-nav a{color:#1a5fb4}</style>")
 
 
-def render_notebook(path: Path, title: str, index_href: str, exporter=None) -> str:
-    """One executed notebook as a standalone offline HTML page with a link back to the index."""
+def render_notebook(path: Path, title: str, index_href: str, exporter=None,
+                    figures: tuple | None = None) -> str:
+    """One executed notebook as a standalone offline HTML page with a link back to the index;
+    ``figures`` = ``(fig_dir, page_dir, img_dir, used)``: its PNGs referenced as files
+    (:func:`link_figures`) instead of embedded."""
     nb = static_notebook(nbformat.read(path, as_version=4))
+    if figures is not None:
+        nb = link_figures(nb, *figures, nb_dir=path.parent)
     exporter = exporter or _exporter()
     # "path": markdown images given as files beside the notebook are embedded too
     page, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title,
@@ -406,23 +494,35 @@ def _share_styles(page: str, out: Path, depth: int, used: set[str]) -> str:
     return _STYLE.sub(repl, page)
 
 
-def build(profile_root: Path, out: Path | None = None) -> Path:
+def _fig_dir(profile_root: Path, rel: Path) -> Path:
+    """Where a notebook saves its figures: seed-<s>/NN_name/, the summary into summary/."""
+    return profile_root / (rel.with_suffix("") if len(rel.parts) > 1 else "summary")
+
+
+def build(profile_root: Path, out: Path | None = None, publish: bool = False) -> Path:
     """Write the static site for ``profile_root`` (``runs/<profile>``) into ``out``
-    (default ``<profile_root>/report``) and return the path of its ``index.html``."""
+    (default ``<profile_root>/report``) and return the path of its ``index.html``.
+    ``publish``: first rewrite the executed notebooks so that each figure saved as a PNG is
+    stored once (:func:`publish_notebook`); for a folder that is published, not a run."""
     profile_root = Path(profile_root)
     try:
         summary_mod.find_seeds(profile_root)  # the folder exists and holds seed-* folders
     except summary_mod.SummaryError as e:
         raise ReportError(f"cannot build a report: {e}") from None
     out = Path(out) if out is not None else profile_root / "report"
+    if publish:
+        for rel in find_notebooks(profile_root):
+            publish_notebook(profile_root / rel, _fig_dir(profile_root, rel))
     exporter = _exporter()
-    pages, used = [], set()
+    pages, used, images = [], set(), set()
     for rel in find_notebooks(profile_root):
         page_rel = rel.with_suffix(".html")
         back = "../" * (len(rel.parts) - 1) + "index.html"
         title = " · ".join(rel.with_suffix("").parts)
+        fig_dir = _fig_dir(profile_root, rel)
         try:
-            page = render_notebook(profile_root / rel, title, back, exporter)
+            page = render_notebook(profile_root / rel, title, back, exporter,
+                                   (fig_dir, (out / page_rel).parent, out / STATIC / "img", images))
         except (OSError, ValueError, nbformat.ValidationError) as e:
             pages.append((rel, None, f"{type(e).__name__}: {str(e)[:200]}"))
             continue
@@ -432,6 +532,9 @@ def build(profile_root: Path, out: Path | None = None) -> Path:
         pages.append((rel, page_rel, ""))
     for old in (out / STATIC).glob("*.css"):   # left by an earlier build, linked by no page
         if f"{STATIC}/{old.name}" not in used:
+            old.unlink()
+    for old in (out / STATIC / "img").glob("*.png"):
+        if old.resolve() not in images:
             old.unlink()
     s, source, own = _load_summary(profile_root)
     index = _index_html(profile_root, out, s, source, pages, figures=own)

@@ -135,8 +135,12 @@ def test_build_writes_an_offline_site(profile, tmp_path):
                              re.findall(r'<link rel="stylesheet" href="([^"]+)">', p.read_text()))
     assert names(index.parent / "09_summary.html")
     assert names(index.parent / "09_summary.html") == names(index.parent / "seed-1" / "03_sft.html")
-    assert sorted(f.name for f in (index.parent / report.STATIC).iterdir()) == \
+    assert sorted(f.name for f in (index.parent / report.STATIC).glob("*.css")) == \
         names(index.parent / "09_summary.html")
+    # and figures are files the pages reference, never data URIs
+    for p in pages:
+        for src in re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', p.read_text()):
+            assert not src.startswith("data:") and (p.parent / src).resolve().is_file(), (p, src)
 
 
 def test_rebuild_drops_stale_stylesheets_and_refuses_remote_css(profile, tmp_path):
@@ -150,12 +154,32 @@ def test_rebuild_drops_stale_stylesheets_and_refuses_remote_css(profile, tmp_pat
         report._share_styles(page, tmp_path, 0, set())
 
 
-def test_notebook_pages_embed_images_and_show_widget_text(profile):
+def test_notebook_pages_reference_each_figure_once_and_show_widget_text(profile):
+    # a cell that saved its figure into the notebook's output folder: the page shows that file
+    nb = nbformat.read(profile / "seed-1" / "03_sft.ipynb", 4)
+    saved = _png(5, 4)
+    nb.cells.append(v4.new_code_cell('fig.savefig(out_dir / "curves.png", dpi=120)\nplt.show()',
+                                     execution_count=5, outputs=[v4.new_output(
+        "display_data", data={"image/png": base64.b64encode(_png(4, 4)).decode(), "text/plain": "<Figure>"})]))
+    nbformat.write(nb, profile / "seed-1" / "03_sft.ipynb")
+    (profile / "seed-1" / "03_sft").mkdir(exist_ok=True)
+    (profile / "seed-1" / "03_sft" / "curves.png").write_bytes(saved)
+    stale = profile / "report" / report.STATIC / "img" / "0000.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
     index = report.build(profile)
-    page = (index.parent / "seed-1" / "03_sft.html").read_text()
+    page_path = index.parent / "seed-1" / "03_sft.html"
+    page = page_path.read_text()
     imgs = re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', page)
-    assert imgs and all(s.startswith("data:image/png;base64,") for s in imgs)
-    assert PNG_B64 in page
+    assert len(imgs) == 2 and "data:image" not in page and PNG_B64 not in page
+    files = [(page_path.parent / s).resolve() for s in imgs]
+    assert files[1] == (profile / "seed-1" / "03_sft" / "curves.png").resolve()
+    assert files[0].parent == (index.parent / report.STATIC / "img").resolve()
+    assert files[0].read_bytes() == _png()
+    # the same unsaved figure on every page is one file; a file no page uses is removed
+    assert [p.name for p in (index.parent / report.STATIC / "img").iterdir()] == [files[0].name]
+    other = (index.parent / "seed-0" / "03_sft.html").read_text()
+    assert f"img/{files[0].name}" in other
     assert "acc 93.2" in page and "03_sft seed-1" in page
     # the progress bar shows its final saved state, not the 0% it was displayed with
     assert "RL beta=0.05: 100% |##########| 12/12 [00:01&lt;00:00, 9.0it/s]" in page
@@ -165,6 +189,35 @@ def test_notebook_pages_embed_images_and_show_widget_text(profile):
     assert WIDGET_VIEW not in page and WIDGET_STATE not in page
     assert 'href="https://example.org/docs"' in page    # a plain link is fine: it loads nothing
     assert "mathjax" not in page.lower() and "require.js" not in page.lower()
+
+
+def test_publish_stores_each_saved_figure_once(profile):
+    """--publish: a figure a cell saved as a PNG is referenced from the executed notebook
+    (and its page) instead of embedded; a figure no file holds stays embedded."""
+    nbp = profile / "seed-0" / "03_sft.ipynb"
+    nb = nbformat.read(nbp, 4)
+    nb.cells.append(v4.new_code_cell('fig.savefig(out_dir / "curves.png", dpi=120)\nplt.show()',
+                                     execution_count=5, outputs=[v4.new_output(
+        "display_data", data={"image/png": base64.b64encode(_png(4, 4)).decode(), "text/plain": "<Figure>"})]))
+    nbformat.write(nb, nbp)
+    (profile / "seed-0" / "03_sft").mkdir(exist_ok=True)
+    (profile / "seed-0" / "03_sft" / "curves.png").write_bytes(_png(5, 4))
+    before = nbp.read_text()
+    report.build(profile)                       # a plain build rewrites no notebook
+    assert nbp.read_text() == before
+    index = report.build(profile, publish=True)
+    nb = nbformat.read(nbp, 4)
+    nbformat.validate(nb)
+    outs = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "display_data"]
+    linked = [o for o in outs if report.FIGURE_KEY in o.get("metadata", {})]
+    assert len(linked) == 1 and linked[0]["metadata"][report.FIGURE_KEY] == "03_sft/curves.png"
+    assert "image/png" not in linked[0]["data"] and 'src="03_sft/curves.png"' in linked[0]["data"]["text/html"]
+    assert any(o["data"].get("image/png") == PNG_B64 for o in outs)   # the unsaved one stays
+    page = (index.parent / "seed-0" / "03_sft.html").read_text()
+    srcs = re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', page)
+    assert "../../seed-0/03_sft/curves.png" in srcs and "data:image" not in page
+    assert report.build(profile, publish=True) == index    # publishing twice changes nothing more
+    assert nbformat.read(nbp, 4) == nb
 
 
 def test_index_tells_the_story_first(profile):
