@@ -78,8 +78,8 @@ def fake_report(monkeypatch):
 
     calls = []
 
-    def build(profile_root, out=None):
-        calls.append((profile_root, out))
+    def build(profile_root, out=None, publish=False):
+        calls.append((profile_root, out) + (("publish",) if publish else ()))
         if not profile_root.name.startswith("ok"):
             raise ReportError(f"{profile_root} holds no seed-* folders")
         return (out or profile_root / "report") / "index.html"
@@ -96,6 +96,8 @@ def test_report_prints_the_index_path(fake_report, tmp_path, capsys):
     assert fake_report == [(tmp_path / "ok", tmp_path / "r")]
     assert main(["report", str(tmp_path / "ok")]) == 0
     assert fake_report[-1] == (tmp_path / "ok", None)
+    assert main(["report", str(tmp_path / "ok"), "--publish"]) == 0
+    assert fake_report[-1] == (tmp_path / "ok", None, "publish")
 
 
 def test_report_bad_input_exits_2(fake_report, tmp_path, capsys):
