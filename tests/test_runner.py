@@ -114,7 +114,12 @@ def test_real_notebooks_two_seeds_on_two_workers(tmp_path):
     summary = json.loads((root / "summary" / "metrics.json").read_text())
     assert summary["seeds"] == ["seed-0", "seed-1"] and summary["n_seeds"] == 2
     assert all(len(m["per_seed"]) == 2 for m in summary["measures"] if m["n"])
-    assert all(f["n"] == 2 and "bootstrap over 2 seeds" in f["interval"]
+    # a finding that declares why its records can be undefined (3b: no RL start of a smoke
+    # model in the headroom band) may count fewer seeds; every other counts both
+    from reasonlib import findings
+    undefined = {f.id for f in findings.FINDINGS if f.undefined}
+    assert all((f["n"] == 2 and "bootstrap over 2 seeds" in f["interval"])
+               or (f["id"] in undefined and f["n"] < 2)
                for f in summary["findings"] if f["kind"] != "share")
     assert not (root / ".lock").exists()
     assert "2 local workers" in err and "100%" in err  # the progress bar finished
