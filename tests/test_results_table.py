@@ -88,3 +88,19 @@ def test_bad_inputs_are_named(tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), "--summary", str(tmp_path / "nope.json"),
                         "--check"], capture_output=True, text=True)
     assert r.returncode == 2 and "nope.json" in r.stderr
+
+
+def test_default_fills_the_blocks_the_readme_holds(tmp_path):
+    """No --profile: every profile whose block README.md holds (here only quick's); a
+    profile named explicitly must have its block."""
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n\n{R.START}\nSTALE-BLOCK\n{R.END}\n")
+    run = lambda *a: subprocess.run([sys.executable, str(SCRIPT), "--readme", str(readme), *a],
+                                    capture_output=True, text=True)
+    r = run()
+    assert r.returncode == 0 and "(quick)" in r.stdout and "STALE-BLOCK" not in readme.read_text()
+    r = run("--profile", "paper")
+    assert r.returncode == 2 and "results-paper:start" in r.stderr
+    readme.write_text("no blocks\n")
+    r = run("--check")
+    assert r.returncode == 2 and "holds no results block" in r.stderr
