@@ -99,7 +99,7 @@ def test_default_fills_the_blocks_the_readme_holds(tmp_path):
                                     capture_output=True, text=True)
     r = run()
     assert r.returncode == 0 and "(quick)" in r.stdout and "STALE-BLOCK" not in readme.read_text()
-    r = run("--profile", "paper")
+    r = run("--profile", "paper", "--summary", str(_summary(tmp_path)))
     assert r.returncode == 2 and "results-paper:start" in r.stderr
     readme.write_text("no blocks\n")
     r = run("--check")
