@@ -23,8 +23,8 @@ from reasonlib.results_md import BLOCKS, ResultsError, load, markdown, markers, 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", choices=sorted(BLOCKS), action="append",
-                    help="the published profile(s) whose block to write (default: all of them; "
-                         "quick with --summary)")
+                    help="the published profile(s) whose block to write (default: each whose block "
+                         "README.md holds; quick with --summary)")
     ap.add_argument("--summary", help="a summary's metrics.json instead of the published one")
     ap.add_argument("--readme", default="README.md")
     ap.add_argument("--check", action="store_true", help="only check; exit 1 when out of date")
