@@ -76,8 +76,10 @@ def one_seed(job):
         start = res.model.eval()
         out["start"] = _eval(start, cfg, a["n_eval"], a["n_passk"], seed)
         kl_set = tasks.make_eval_set(cfg.max_digits, 200, cfg.eval_seed, buckets=["general"])
-        arms = (("rl", {}), ("rl-dyn", {"dynamic": True, "max_draws": a["max_draws"],
-                                        "mix": "adaptive", "mix_floor": a["floor"]}))
+        # the plain arm says its settings: the profile may itself run dynamic sampling
+        arms = (("rl", {"dynamic": False, "mix": "uniform"}),
+                ("rl-dyn", {"dynamic": True, "max_draws": a["max_draws"],
+                            "mix": "adaptive", "mix_floor": a["floor"]}))
 
         def rl_arms(model, prefix):
             for arm, extra in arms:
