@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "results_table.py"
 
 
-@pytest.mark.parametrize("profile", ["quick"])
+@pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_committed_readme_matches_committed_summary(profile):
     shown, name = R.BLOCKS[profile]
     published = ROOT / shown
