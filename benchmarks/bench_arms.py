@@ -1,0 +1,101 @@
+"""What an SFT step costs when N single-thread training processes share the cores.
+
+    python benchmarks/bench_arms.py [--procs 1 2 6 12] [--seconds 15]
+
+``runtime.in_processes`` starts every SFT arm of a notebook at once (up to
+``MAX_PROCESSES``), one torch thread each; with two sweep workers on two cores the paper
+profile puts twelve such processes on two cores. This starts N processes that each train the
+paper profile's model (3 x 96, rotary, batch 128, reversed answers) at one thread, lets them
+all warm up, then counts for ``--seconds`` of wall time, all N at once, each process's
+steps and CPU time. Printed per N: CPU ms per step (median over the processes), total steps
+per second of all N, and both as ratios to the first N of ``--procs`` (the anchor, measured
+in the same run). CPU per step above the anchor is what oversubscription costs (caches,
+context switches); total steps per second is what a sweep gets done.
+
+The load average is printed before each N: other work on the machine makes the ratios
+incomparable.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+
+
+def _train(start_at: float, seconds: float) -> tuple[int, float, float]:
+    """(steps, CPU seconds, seconds late) of one process training from ``start_at`` for
+    ``seconds``; late: how long after ``start_at`` its warm-up ended."""
+    import numpy as np
+    import torch
+
+    from reasonlib import tasks
+    from reasonlib.curriculum import BatchMaker
+    from reasonlib.model import GPT, ModelConfig
+    from reasonlib.sft import answer_loss
+    from reasonlib.tokenizer import VOCAB_SIZE
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=3, n_head=4, n_embd=96, block_size=tasks.block_size_for(3, "reversed"),
+                      pos="rope", vocab_size=VOCAB_SIZE)
+    model = GPT(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    maker = BatchMaker("targeted", "reversed", 3, 128, np.random.default_rng([0, 7]))
+    batches = [tuple(torch.from_numpy(x) for x in maker.next_batch(0.9)) for _ in range(16)]
+
+    def step(i: int) -> None:
+        x, y = batches[i % len(batches)]
+        loss = answer_loss(model, x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for i in range(5):   # warm up, then wait for the others
+        step(i)
+    late = max(0.0, time.time() - start_at)
+    while time.time() < start_at:
+        time.sleep(0.01)
+    steps, cpu0, end = 0, time.process_time(), start_at + seconds
+    while time.time() < end:
+        step(steps)
+        steps += 1
+    return steps, time.process_time() - cpu0, late
+
+
+def measure(n: int, seconds: float) -> tuple[float, float]:
+    """(median CPU ms per step, total steps per second) with ``n`` processes at once."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n, mp_context=ctx) as ex:
+        # time for every process to import torch and warm up (about 4 CPU s each) before counting
+        start_at = time.time() + 5 + 4 * n / (os.cpu_count() or 1)
+        res = list(ex.map(_train, [start_at] * n, [seconds] * n))
+    late = max(r[2] for r in res)
+    if late > 0.5:
+        print(f"  warning: a process finished warming up {late:.1f} s after the count began")
+    ms = statistics.median(1e3 * cpu / max(steps, 1) for steps, cpu, _ in res)
+    return ms, sum(r[0] for r in res) / seconds
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--procs", type=int, nargs="+", default=[1, 2, 6, 12])
+    ap.add_argument("--seconds", type=float, default=15.0)
+    a = ap.parse_args(argv)
+    if any(n < 1 or n > 64 for n in a.procs) or not 1 <= a.seconds <= 600:
+        ap.error(f"--procs must be in 1..64 (got {a.procs}) and --seconds in 1..600 (got {a.seconds})")
+    print(f"{os.cpu_count()} CPUs; the anchor is {a.procs[0]} process(es)")
+    print(f"{'procs':>5} {'load':>5} {'CPU ms/step':>12} {'ratio':>6} {'steps/s':>8} {'ratio':>6}")
+    anchor = None
+    for n in a.procs:
+        load = os.getloadavg()[0]
+        ms, rate = measure(n, a.seconds)
+        anchor = anchor or (ms, rate)
+        print(f"{n:>5} {load:>5.2f} {ms:>12.1f} {ms / anchor[0]:>6.2f} {rate:>8.1f} {rate / anchor[1]:>6.2f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
