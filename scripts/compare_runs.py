@@ -5,8 +5,9 @@
     python scripts/compare_runs.py reports/paper/seed-0 /tmp/rerun/paper/seed-0
 
 Every ``NN_name/metrics.json`` of the first folder must exist in the second with exactly the
-same values (floats compared bit for bit), apart from wall-clock entries (keys named
-``timing``, ``seconds`` and ``ms_per_batch``) and checkpoint paths (they name the artifact
+same values (floats compared bit for bit), apart from wall-clock and CPU-time entries (keys
+named ``timing``, ``seconds``, ``ms_per_batch`` and ``cpu_s``, also as the last part of a flat
+record name such as ``rl_vs_sft/RL/cpu_s``) and checkpoint paths (they name the artifact
 folder). Exit 0 when equal,
 1 with the differing paths otherwise, 2 on bad input.
 """
@@ -17,16 +18,16 @@ import math
 import sys
 from pathlib import Path
 
-# wall-clock measurements (timing, 04 sampling seconds, 02 batch making) and the artifact
-# folders (checkpoint); records and everything else are compared
-SKIP = {"timing", "seconds", "ms_per_batch", "checkpoint"}
+# wall-clock and CPU-time measurements (timing, 04 sampling seconds, 02 batch making, 05's
+# RL vs more SFT CPU seconds) and the artifact folders (checkpoint); everything else is compared
+SKIP = {"timing", "seconds", "ms_per_batch", "cpu_s", "checkpoint"}
 
 
 def diff(a, b, path="") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            if k in SKIP:
+            if k in SKIP or k.rsplit("/", 1)[-1] in SKIP:   # a flat record "a/b/cpu_s" too
                 continue
             if k not in a or k not in b:
                 out.append(f"{path}/{k}: only in {'second' if k not in a else 'first'}")
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
 def _leaves(x):
     if isinstance(x, dict):
         for k, v in x.items():
-            if k not in SKIP:
+            if k not in SKIP and k.rsplit("/", 1)[-1] not in SKIP:
                 yield from _leaves(v)
     elif isinstance(x, list):
         for v in x:
