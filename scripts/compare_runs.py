@@ -23,11 +23,16 @@ from pathlib import Path
 SKIP = {"timing", "seconds", "ms_per_batch", "cpu_s", "checkpoint"}
 
 
+def skipped(key: str) -> bool:
+    """A key in :data:`SKIP`, or a flat record name ending in one (``rl_vs_sft/RL/cpu_s``)."""
+    return key.rsplit("/", 1)[-1] in SKIP
+
+
 def diff(a, b, path="") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            if k in SKIP or k.rsplit("/", 1)[-1] in SKIP:   # a flat record "a/b/cpu_s" too
+            if skipped(k):
                 continue
             if k not in a or k not in b:
                 out.append(f"{path}/{k}: only in {'second' if k not in a else 'first'}")
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
 def _leaves(x):
     if isinstance(x, dict):
         for k, v in x.items():
-            if k not in SKIP and k.rsplit("/", 1)[-1] not in SKIP:
+            if not skipped(k):
                 yield from _leaves(v)
     elif isinstance(x, list):
         for v in x:

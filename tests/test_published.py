@@ -11,13 +11,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from reasonlib.report import FIGURE_KEY
+# the report's own rules: where a notebook saves its figures, which outputs a cell saved
+from reasonlib.report import FIGURE_KEY, _fig_dir, _png_outputs, _saved_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "reports" / "paper"
 LIMIT = 25_000_000  # bytes
 CHECKPOINTS = {".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".npz"}
-SAVEFIG = re.compile(r"""\.savefig\(\s*out_dir\s*/\s*["']([^"'{}]+\.png)["']""")
 IMG_SRC = re.compile(r"""<img\b[^>]*\bsrc=["']([^"']+)["']""", re.I)
 
 
@@ -27,11 +27,6 @@ def files():
 
 def notebooks():
     return sorted(PAPER.glob("seed-*/*.ipynb")) + sorted(PAPER.glob("*.ipynb"))
-
-
-def fig_dir(nb: Path) -> Path:
-    """Where a notebook's cells save their figures: its output folder (09: ``summary/``)."""
-    return PAPER / "summary" if nb.parent == PAPER else nb.with_suffix("")
 
 
 def test_the_published_study_is_there():
@@ -82,7 +77,7 @@ def test_saved_figures_are_referenced_by_the_notebooks():
     refs = 0
     for nb_path in notebooks():
         nb = nbformat.read(nb_path, as_version=4)
-        saved_dir = fig_dir(nb_path)
+        saved_dir = _fig_dir(PAPER, nb_path.relative_to(PAPER))
         for i, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
@@ -92,9 +87,10 @@ def test_saved_figures_are_referenced_by_the_notebooks():
                     assert (nb_path.parent / ref).is_file(), f"{nb_path.name} cell {i}: {ref} is missing"
                     assert "image/png" not in o.get("data", {}), f"{nb_path.name} cell {i}: embedded too"
                     refs += 1
-            names = SAVEFIG.findall(cell.source)
-            pngs = [o for o in cell.get("outputs", []) if "image/png" in (o.get("data") or {})]
-            if names and len(names) == len(pngs) and all((saved_dir / n).is_file() for n in names):
+            pngs = _png_outputs(cell)
+            saved = _saved_figures(cell, pngs, saved_dir) if pngs else []
+            if saved:
                 pytest.fail(f"{nb_path.relative_to(PAPER)} cell {i} embeds the figures it saved "
-                            f"as {names}: run `python -m reasonlib report reports/paper --publish`")
+                            f"as {[f.name for f in saved]}: run "
+                            f"`python -m reasonlib report reports/paper --publish`")
     assert refs > 0, "no notebook references a saved figure"
