@@ -2,9 +2,10 @@
 
     python benchmarks/bench_arms.py [--procs 2 1 6 12] [--seconds 15] [--profile paper]
 
-``runtime.in_processes`` starts every SFT arm of a notebook at once (up to
+``runtime.in_processes`` used to start every SFT arm of a notebook at once (up to
 ``MAX_PROCESSES``), one torch thread each; with two sweep workers on two cores the paper
-profile puts twelve such processes on two cores. This starts N processes that each train the
+profile put twelve such processes on two cores (``runtime.processes_for`` now caps them at
+the kernel's share when the arms divide evenly). This starts N processes that each train the
 ``--profile``'s targeted SFT arm (paper: 3 x 96, rotary, batch 128, reversed answers) at one thread, lets them
 all warm up, then counts for ``--seconds`` of wall time, all N at once, each process's
 steps and CPU time. Printed per N: CPU ms per step (median over the processes), total steps

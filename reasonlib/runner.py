@@ -81,6 +81,15 @@ class Job:
     reused: bool = False
 
     @property
+    def priority(self) -> int:
+        """Dask priority (higher first): earlier notebooks before later ones, whichever seed.
+        Without it Dask runs four seeds' chains side by side and the fifth alone at the end,
+        one worker idle for a whole chain; with it the last seed's long notebooks start while
+        the others' later ones run (``benchmarks/bench_schedule.py``). Order only: no
+        notebook's numbers depend on it."""
+        return -int(self.name[:2])
+
+    @property
     def label(self) -> str:
         return f"seed {self.seed} · {self.name}" if self.seed is not None else f"summary · {self.name}"
 
@@ -598,7 +607,8 @@ def _run(sweep: Sweep, out, err) -> int:
                 prev = None
                 for j in pending[s]:
                     key = f"{j.name}-seed-{s}-{uuid.uuid4().hex[:8]}"
-                    prev = client.submit(run_job, j, prev, cl.slots, sweep.threads, key=key, pure=False)
+                    prev = client.submit(run_job, j, prev, cl.slots, sweep.threads, key=key, pure=False,
+                                         priority=j.priority)
                     futs.append(prev)
                     jobs_of[key] = j
             for f in as_completed(futs):

@@ -58,22 +58,40 @@ def train_threads(device: str):
 MAX_PROCESSES = 8   # worker processes of one in_processes call (each holds torch, ~0.5 GB)
 
 
+def processes_for(n_jobs: int, share: int) -> int:
+    """How many of ``n_jobs`` equal one-thread runs :func:`in_processes` starts at once, given
+    ``share``, the cores this process may use (its torch thread count: ``python -m reasonlib
+    run`` gives each notebook kernel cores // workers). When the runs divide evenly into
+    rounds of ``share``, that many: the cores stay full and no process waits on another's
+    core (six or twelve one-thread processes on two cores cost 1.19x CPU a step,
+    ``benchmarks/bench_arms.py``). Otherwise all at once (at most :data:`MAX_PROCESSES`):
+    three runs on two cores then take 1.5 runs' time, not the 2 of two rounds, one of them
+    half idle. Scheduling only: an arm's numbers do not depend on it."""
+    if n_jobs < 1 or share < 1:
+        raise ValueError(f"processes_for({n_jobs}, {share}): both must be >= 1")
+    if n_jobs % share == 0:
+        return min(share, MAX_PROCESSES)
+    return min(n_jobs, MAX_PROCESSES)
+
+
 def in_processes(fn, jobs: dict, desc: str, progress: bool = True) -> dict:
     """``{name: fn(*args)}`` for ``jobs = {name: args}``, each call in its own spawned worker
-    process (at most :data:`MAX_PROCESSES` at a time). Training runs at one thread each, so
-    single-thread processes share the cores without the spin-waits of oversubscribed thread
-    pools: three runs on two cores finish sooner than one after the other. ``fn`` must be
+    process, :func:`processes_for` of them at a time (this process's torch threads are its
+    share of the cores). Training runs at one thread each, so single-thread processes share
+    the cores without the spin-waits of oversubscribed thread pools: three runs on two cores
+    finish sooner than one after the other. ``fn`` must be
     importable (a module-level function) and its arguments picklable. A failure is re-raised
     as the worker raised it (type and message), with a note naming the job."""
     out = {}
     if not jobs:
         return out
+    n = processes_for(len(jobs), torch.get_num_threads())
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(jobs), desc=f"{desc}, {len(jobs)} at once", unit="run")
+        bar = tqdm(total=len(jobs), desc=f"{desc}, {n} at once", unit="run")
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(len(jobs), MAX_PROCESSES), mp_context=ctx) as ex:
+    with ProcessPoolExecutor(n, mp_context=ctx) as ex:
         futs = {ex.submit(fn, *args): name for name, args in jobs.items()}
         for f in as_completed(futs):
             name = futs[f]

@@ -426,3 +426,12 @@ def test_kernel_env_drops_the_worker_malloc_setting_and_pins_threads():
     assert all(env[k] == "3" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                        "OPENBLAS_NUM_THREADS", "REASONLIB_THREADS"))
     assert base["MALLOC_TRIM_THRESHOLD_"] == "65536"       # the worker's own env is untouched
+
+
+def test_job_priority_runs_earlier_notebooks_first_whichever_seed():
+    """Dask runs higher priorities first: every seed's 03 outranks any seed's 05."""
+    def job(seed, name):
+        return runner.Job(seed, name, "", "", "", {}, "")
+    assert job(4, "03_sft").priority > job(0, "05_kl_rl").priority
+    assert job(0, "03_sft").priority == job(4, "03_sft").priority
+    assert [j.priority for j in map(lambda n: job(0, n), ["01_a", "02_b", "09_summary"])] == [-1, -2, -9]
