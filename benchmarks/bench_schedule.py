@@ -7,7 +7,7 @@ for the one before it. This replays that graph with sleeps in place of notebooks
 ``LocalCluster`` of ``--workers`` one-thread workers: each notebook sleeps its share of a
 paper seed's core-seconds (``COST``, measured from the published paper run's notebooks and
 the SFT calibration; one notebook, one core) times ``--scale``. It runs twice, with Dask's
-default order and with the runner's ``Job.priority`` (earlier notebooks first, whichever
+default order and with the runner's ``notebook_priority`` (earlier notebooks first, whichever
 seed), and prints each makespan as a ratio to the ideal (all sleeps / workers, the anchor,
 computed in the same run). Sleeps take no CPU, so the ratios say what the order costs, not
 what the machine does.
@@ -31,7 +31,7 @@ def _nap(name: str, prev, seconds: float) -> float:
 def makespan(seeds: int, workers: int, scale: float, priority: bool) -> float:
     from distributed import Client, LocalCluster
 
-    from reasonlib.runner import Job
+    from reasonlib.runner import notebook_priority
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cl, Client(cl) as client:
@@ -40,7 +40,7 @@ def makespan(seeds: int, workers: int, scale: float, priority: bool) -> float:
         for s in range(seeds):
             prev = None
             for nb, cost in COST.items():
-                kw = {"priority": Job(s, f"{nb}_x", "", "", "", {}, "").priority} if priority else {}
+                kw = {"priority": notebook_priority(nb)} if priority else {}
                 prev = client.submit(_nap, f"{nb}-{s}", prev, cost * scale, pure=False, **kw)
                 futs.append(prev)
         return max(f.result() for f in futs) - t0

@@ -66,6 +66,15 @@ def discover(nb_dir: Path = NOTEBOOKS_DIR) -> dict[str, Path]:
 
 # --------------------------------------------------------------------------- planning
 
+def notebook_priority(name: str) -> int:
+    """Dask priority (higher first) of notebook ``NN_name``: earlier notebooks before later
+    ones, whichever seed. Without it Dask runs four seeds' chains side by side and the fifth
+    alone at the end, one worker idle for a whole chain; with it the last seed's long
+    notebooks start while the others' later ones run (``benchmarks/bench_schedule.py``).
+    Order only: no notebook's numbers depend on it."""
+    return -int(name[:2])
+
+
 @dataclass
 class Job:
     """One notebook execution (picklable: it travels to a Dask worker)."""
@@ -82,12 +91,7 @@ class Job:
 
     @property
     def priority(self) -> int:
-        """Dask priority (higher first): earlier notebooks before later ones, whichever seed.
-        Without it Dask runs four seeds' chains side by side and the fifth alone at the end,
-        one worker idle for a whole chain; with it the last seed's long notebooks start while
-        the others' later ones run (``benchmarks/bench_schedule.py``). Order only: no
-        notebook's numbers depend on it."""
-        return -int(self.name[:2])
+        return notebook_priority(self.name)
 
     @property
     def label(self) -> str:
