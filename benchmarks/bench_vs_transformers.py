@@ -10,7 +10,12 @@ Two measurements, in one run, for every shape asked for:
    block_size), vocabulary, GPT-2 dropout 0, the same pre-drawn batches of real training data
    from ``reasonlib.curriculum.BatchMaker``, the same optimizer (AdamW, same hyper-parameters)
    and the same step (forward, backward, grad-norm clipping, optimizer step, ``loss.item()``).
-   Data generation is done before timing, so neither side pays for it.
+   Data generation is done before timing, so neither side pays for it. Each side's
+   matrix-product FLOPs a step are counted (torch's FlopCounterMode, untimed), with the
+   achieved GFLOP/s (those FLOPs over the whole step's time) and the floor an exact
+   implementation that skips every unused product would reach (``floor_flops``). A training
+   ratio is the product of the two: transformers' FLOPs over reasonlib's, times reasonlib's
+   GFLOP/s over transformers'.
 2. **pass@k sampling throughput**: N problems x k samples at temperature 1.0,
    ``max_new_tokens = tasks.max_answer_tokens(max_digits, fmt)``. reasonlib: ``sampling.generate``;
    HF: ``GPT2LMHeadModel.generate`` (do_sample, top_k=0, num_return_sequences=k, KV cache) on the
@@ -57,6 +62,7 @@ from reasonlib.model import GPT, POS_SCHEMES, ModelConfig
 from reasonlib.sampling import generate
 from reasonlib.sft import answer_loss
 from reasonlib.tokenizer import BOS, EOS, PAD, VOCAB_SIZE
+from torch.utils.flop_counter import FlopCounterMode
 
 try:
     import transformers
@@ -191,6 +197,41 @@ def train_steps(model, opt, loss_fn, batches, grad_clip):
     return time.perf_counter() - t0, tok, last
 
 
+def step_flops(model, loss_fn, batches) -> float:
+    """Mean matrix-product FLOPs (``aten.mm`` and ``aten.addmm``: the linear layers, on both
+    sides) of one training step's forward and backward, counted by torch's FlopCounterMode."""
+    total = 0
+    for b in batches:
+        fc = FlopCounterMode(display=False)
+        with fc:
+            loss_fn(model, b).backward()
+        model.zero_grad(set_to_none=True)
+        counts = fc.get_flop_counts().get("Global", {})
+        total += sum(n for op, n in counts.items() if str(op) in ("aten.mm", "aten.addmm"))
+    return total / len(batches)
+
+
+def floor_flops(shape, batches, mlp_ratio=4) -> float:
+    """The fewest linear-layer FLOPs a step of the answer-only loss needs: those of an exact
+    implementation that skips every product the loss does not use.
+
+    A row's real tokens up to the last scored one (all but its EOS) run through every layer
+    but the last, where they need only their key and value (2 C^2 multiply-adds); the scored
+    positions also need their query, projection, MLP and the output layer. The backward costs
+    twice the forward (the tied embedding needs the input gradient too); 2 FLOPs a
+    multiply-add. Attention's T x T products are left out, as in :func:`step_flops`."""
+    L, _, C = shape
+    layer = (4 + 2 * mlp_ratio) * C * C
+    total = 0
+    for b in batches:
+        need = int(((b["tokens"] != PAD).sum(1) - 1).sum())
+        scored = int(b["answer"][:, 1:].sum())
+        macs = need * ((L - 1) * layer + 2 * C * C) + scored * ((2 + 2 * mlp_ratio) * C * C
+                                                                + VOCAB_SIZE * C)
+        total += 6 * macs
+    return total / len(batches)
+
+
 def bench_training(shape, a, block_size, sides):
     batches = make_batches(a, a.warmup + a.steps)
     warm, timed = batches[:a.warmup], batches[a.warmup:]
@@ -201,6 +242,7 @@ def bench_training(shape, a, block_size, sides):
         opt = make_opt(model, a)
         train_steps(model, opt, loss_fn, warm, a.grad_clip)
         runs[name] = (model, opt, loss_fn)
+    flops = {name: step_flops(m, fn, timed[:3]) for name, (m, _, fn) in runs.items()}
     rates = {name: [] for name in sides}
     losses = {}
     load = OtherLoad()
@@ -212,7 +254,8 @@ def bench_training(shape, a, block_size, sides):
                 rates[name].append(tok / sec)
                 losses[name] = last
     tok_per_step = sum(b["n_tok"] for b in timed) / len(timed)
-    return {"rates": rates, "loss": losses, "tok_per_step": tok_per_step,
+    return {"rates": rates, "loss": losses, "tok_per_step": tok_per_step, "flops": flops,
+            "floor": floor_flops(shape, timed[:3]),
             "params": {n: n_params(r[0]) for n, r in runs.items()}, "other_load": load.cores()}
 
 
@@ -374,17 +417,29 @@ def main(argv=None):
                   f"{a.steps} timed steps x {a.repeats} repeats, "
                   f"{tr['tok_per_step']:,.0f} non-PAD tokens/step")
             print(f"  {'side':<20}{'params':>10}{'tok/s best':>13}{'tok/s median':>14}"
-                  f"{'ms/step best':>14}{'last loss':>11}")
+                  f"{'ms/step best':>14}{'last loss':>11}{'GFLOP/step':>12}{'GFLOP/s':>9}")
             best, med = {}, {}
             for name, rates in tr["rates"].items():
                 best[name], med[name] = max(rates), statistics.median(rates)
+                f = tr["flops"][name]
                 print(f"  {name:<20}{tr['params'][name]:>10,}{best[name]:>13,.0f}{med[name]:>14,.0f}"
-                      f"{1000 * tr['tok_per_step'] / best[name]:>14.1f}{tr['loss'][name]:>11.3f}")
+                      f"{1000 * tr['tok_per_step'] / best[name]:>14.1f}{tr['loss'][name]:>11.3f}"
+                      f"{f / 1e9:>12.2f}{f * best[name] / tr['tok_per_step'] / 1e9:>9.1f}")
+            print(f"  GFLOP/step: the linear layers' products, forward and backward (torch's "
+                  f"FlopCounterMode); skipping every\n  product the loss does not use "
+                  f"(padding, EOS, the last layer's unscored queries) would leave "
+                  f"{tr['floor'] / 1e9:.2f} (floor_flops).")
+            if have_hf:
+                print(f"  A training ratio is transformers' FLOPs over reasonlib's times "
+                      f"reasonlib's GFLOP/s over transformers'; at\n  the floor the FLOP "
+                      f"ratio would be {tr['flops']['transformers'] / tr['floor']:.2f}x.")
             if have_hf:
                 for s in schemes:
                     rb = best[f"reasonlib-{s}"] / best["transformers"]
                     rm = med[f"reasonlib-{s}"] / med["transformers"]
-                    print("  " + ratio_line(f"training, {s}", rb, rm, TARGETS["training"]))
+                    fr = tr["flops"]["transformers"] / tr["flops"][f"reasonlib-{s}"]
+                    print("  " + ratio_line(f"training, {s}", rb, rm, TARGETS["training"])
+                          + f"  = FLOPs {fr:.2f}x * rate {rb / fr:.2f}x")
                     summary.append((tag, f"training tok/s {s}", rb, rm, TARGETS["training"]))
             print(load_line(tr["other_load"]))
         if not a.skip_sample:

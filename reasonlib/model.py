@@ -103,10 +103,20 @@ class KVCache:
     Per row, time-major like the scores (P + G, R): ``key_valid``, the keys a row may see (its
     prompt's real tokens, then every generated slot), and for ``local`` ``key_place``, the
     keys' places. ``t`` counts the generated slots filled; ``next_pos`` (R,) is each row's next
-    rotary position and ``run`` (R,) the digits ending it (placed schemes)."""
+    rotary position and ``run`` (R,) the digits ending it (placed schemes).
 
-    def __init__(self, cfg: ModelConfig, batch: int, t_max: int, device, dtype):
+    ``store``: a dict that keeps the generated part's memory for the next cache of the same
+    caller (the sampler passes one per ``generate`` call, shared by its chunks). Writing a
+    slot of freshly allocated memory costs a page fault per 4 KiB on first touch: the two
+    slot writes of a decoding step took 0.14-0.21 ms each on a 2-core AMD EPYC with a new
+    cache per chunk, 0.04-0.06 ms in reused memory. Only the generated part is kept, and a
+    cache made from a store must be done with before the next one is made from it; the
+    values a cache holds are the same either way."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, t_max: int, device, dtype,
+                 store: dict | None = None):
         self.cfg, self.t_max, self.device, self.dtype = cfg, t_max, device, dtype
+        self._store = store
         self.batch, self.n = batch, 1       # prompts, and rows (samples) per prompt
         self.pk: list = [None] * cfg.n_layer
         self.pv: list = [None] * cfg.n_layer
@@ -129,9 +139,9 @@ class KVCache:
         """Room for t_max - P generated tokens of every row; filled slots go with their rows."""
         c, P, R = self.cfg, self.prompt_len, self.rows
         G = self.t_max - P
-        k = torch.empty(c.n_layer, G, R, c.n_head, c.n_embd // c.n_head, device=self.device,
-                        dtype=self.dtype)
-        v = torch.empty_like(k)
+        shape = (c.n_layer, G, R, c.n_head, c.n_embd // c.n_head)
+        # after decoding began the filled slots are copied over: from memory not reused here
+        k, v = (self._buffer(name, shape, reuse=not self.t) for name in ("k", "v"))
         if self.t:
             r = R // self.k.shape[2]   # repeated after decoding began
             k[:, : self.t] = self.k[:, : self.t].repeat_interleave(r, dim=2)
@@ -145,6 +155,16 @@ class KVCache:
         self.k, self.v = k, v
         self.key_valid = torch.cat([self._valid.t().repeat_interleave(self.n, dim=1),
                                     torch.ones(G, R, dtype=torch.bool, device=self.device)])
+
+    def _buffer(self, name: str, shape: tuple, reuse: bool) -> torch.Tensor:
+        """An uninitialised tensor of ``shape``: the store's memory when it is large enough."""
+        n = math.prod(shape)
+        buf = self._store.get(name) if self._store is not None and reuse else None
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(n, device=self.device, dtype=self.dtype)
+            if self._store is not None and reuse:
+                self._store[name] = buf
+        return buf[:n].view(shape)
 
     def repeat_interleave(self, n: int) -> "KVCache":
         """Each row repeated n times (n samples of one prompt share its prefill)."""
@@ -359,9 +379,9 @@ class GPT(nn.Module):
         return local_masks(base, pos, pos, self.cfg.n_layer)
 
     # ---- incremental decoding -------------------------------------------------------
-    def new_cache(self, batch: int, t_max: int) -> KVCache:
+    def new_cache(self, batch: int, t_max: int, store: dict | None = None) -> KVCache:
         p = self.tok.weight
-        return KVCache(self.cfg, batch, t_max, p.device, p.dtype)
+        return KVCache(self.cfg, batch, t_max, p.device, p.dtype, store)
 
     def prefill(self, idx, valid, cache: KVCache):
         """Run left-padded prompts (B, P) into an empty cache; return last-position logits (B, V)."""
@@ -423,7 +443,7 @@ def _decode_attention(q, k, v, cache: KVCache, layer: int, mask) -> torch.Tensor
     s_prompt = q.view(B, n, H, D).transpose(1, 2) @ cache.pk[layer].transpose(-1, -2)
     s_prompt = s_prompt.permute(3, 0, 2, 1).reshape(P, R, H)               # (B, H, n, P) -> (P, R, H)
     s_gen = torch.einsum("trhd,rhd->trh", cache.k[layer, :g], q)            # (g, R, H)
-    w = torch.cat([s_prompt, s_gen]).masked_fill(~mask, float("-inf")).softmax(0)
+    w = torch.cat([s_prompt, s_gen]).masked_fill_(~mask, float("-inf")).softmax(0)
     w_prompt, w_gen = w.split((P, g))
     y = w_prompt.view(P, B, n, H).permute(1, 3, 2, 0) @ cache.pv[layer]     # (B, H, n, D)
     y = y.transpose(1, 2).reshape(R, H, D)

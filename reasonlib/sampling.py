@@ -1,7 +1,8 @@
 """Batched generation with the KV cache: greedy or temperature / top-k sampling.
 
 Prompts of mixed lengths share one batch (left padding + a validity mask). When several
-samples are drawn per prompt, the prompt is run once and its cache copied to the samples.
+samples are drawn per prompt, the prompt is run once and its keys are read by all its
+samples (``model.KVCache``); the chunks of one call reuse one cache's memory.
 Rows stop at EOS (later positions are PAD); the loop ends when every row has stopped.
 
 Randomness: one ``torch.Generator`` seeded with ``seed`` is consumed chunk after chunk, so
@@ -27,7 +28,8 @@ class Generation:
 def _pick(logits: torch.Tensor, temperature: float, top_k: int, gen: torch.Generator | None):
     if temperature == 0:
         return logits.argmax(-1)
-    logits = logits / temperature
+    if temperature != 1:   # x / 1 is x, bit for bit: no copy of the logits at temperature 1
+        logits = logits / temperature
     if top_k and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -66,11 +68,15 @@ def generate(model, prompts: np.ndarray, valid: np.ndarray, max_new_tokens: int,
                          f"block_size={model.cfg.block_size}")
     per_chunk = max(1, batch_size // n_samples)
     out_tok, out_lp = [], []
+    store = {} if use_cache else None   # the chunks' KV caches share their memory
     for s in range(0, N, per_chunk):
         p = torch.as_tensor(prompts[s:s + per_chunk], device=dev)
         v = torch.as_tensor(valid[s:s + per_chunk], device=dev)
-        step = _run_cached if use_cache else _run_full
-        t, lp = step(model, p, v, max_new_tokens, temperature, top_k, n_samples, gen)
+        if use_cache:
+            t, lp = _run_cached(model, p, v, max_new_tokens, temperature, top_k, n_samples, gen,
+                                store)
+        else:
+            t, lp = _run_full(model, p, v, max_new_tokens, temperature, top_k, n_samples, gen)
         out_tok.append(t.cpu().numpy())
         out_lp.append(lp.cpu().numpy())
     model.train(was_training)
@@ -86,9 +92,9 @@ def _emit(logits, temperature, top_k, gen, done, toks, lps, i):
     return done | (nxt == EOS) | (nxt == PAD), nxt  # a sampled PAD also ends the row
 
 
-def _run_cached(model, p, v, max_new, temperature, top_k, n, gen):
+def _run_cached(model, p, v, max_new, temperature, top_k, n, gen, store=None):
     B, P = p.shape
-    cache = model.new_cache(B, P + max_new)
+    cache = model.new_cache(B, P + max_new, store)
     logits = model.prefill(p, v, cache)
     cache.repeat_interleave(n)
     logits = logits.repeat_interleave(n, dim=0)

@@ -100,6 +100,36 @@ def test_kv_cache_full_raises(tiny_model):
             tiny_model.decode_step(torch.tensor([51]), cache)
 
 
+def test_cache_store_reuses_memory_and_changes_no_value(tiny_model):
+    """Caches made one after another from one store share the generated part's memory, and
+    decode exactly as caches without a store do; a repeat after decoding began takes fresh
+    memory (it copies the filled slots out of the old buffer)."""
+    p = torch.tensor([[PAD, 257, 49], [257, 50, 51]])
+    v = p != PAD
+    store = {}
+
+    def run(cache):
+        out = [tiny_model.prefill(p, v, cache)]
+        cache.repeat_interleave(3)
+        out.append(tiny_model.decode_step(torch.tensor([52, 53]).repeat_interleave(3), cache))
+        cache.repeat_interleave(2)
+        out.append(tiny_model.decode_step(torch.tensor([54, 55]).repeat_interleave(6), cache))
+        return out
+
+    with torch.no_grad():
+        ref = run(tiny_model.new_cache(2, 6))
+        first = tiny_model.new_cache(2, 6, store)
+        assert all(torch.equal(a, b) for a, b in zip(run(first), ref))
+        kept = store["k"].data_ptr()
+        assert first.k.data_ptr() != kept      # the repeat after a decoded token: fresh memory
+        second = tiny_model.new_cache(2, 6, store)
+        tiny_model.prefill(p, v, second)
+        second.repeat_interleave(3)
+        assert second.k.data_ptr() == kept and second.v.data_ptr() == store["v"].data_ptr()
+        # the stale values the store's memory still holds change nothing
+        assert all(torch.equal(a, b) for a, b in zip(run(tiny_model.new_cache(2, 6, store)), ref))
+
+
 def test_cache_repeat_interleave(tiny_model):
     p = torch.tensor([[PAD, 257, 49], [257, 50, 51]])
     v = p != PAD

@@ -25,7 +25,10 @@ def _greedy_reference(model, prompt_row: np.ndarray, n_new: int) -> list[int]:
 
 
 @pytest.mark.parametrize("kw", [dict(temperature=0.0), dict(temperature=1.0, seed=3),
-                                dict(temperature=0.7, top_k=5, seed=4, n_samples=3)])
+                                dict(temperature=0.7, top_k=5, seed=4, n_samples=3),
+                                # chunks of 3 prompts and then 1: the second chunk's KV cache
+                                # reuses part of the first one's memory
+                                dict(temperature=1.0, seed=5, n_samples=3, batch_size=9)])
 def test_cache_equals_full_recompute(peaked_model, kw):
     p, v = _prompts()
     g1 = sampling.generate(peaked_model, p, v, 12, **kw)
