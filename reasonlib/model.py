@@ -158,12 +158,12 @@ class KVCache:
 
     def _buffer(self, name: str, shape: tuple, reuse: bool) -> torch.Tensor:
         """An uninitialised tensor of ``shape``: the store's memory when it is large enough."""
-        n = math.prod(shape)
-        buf = self._store.get(name) if self._store is not None and reuse else None
+        n, store = math.prod(shape), (self._store if reuse else None)
+        buf = None if store is None else store.get(name)
         if buf is None or buf.numel() < n:
             buf = torch.empty(n, device=self.device, dtype=self.dtype)
-            if self._store is not None and reuse:
-                self._store[name] = buf
+            if store is not None:
+                store[name] = buf
         return buf[:n].view(shape)
 
     def repeat_interleave(self, n: int) -> "KVCache":

@@ -12,6 +12,7 @@ the same (seed, prompts, n_samples, batch_size) give the same samples on the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -68,15 +69,12 @@ def generate(model, prompts: np.ndarray, valid: np.ndarray, max_new_tokens: int,
                          f"block_size={model.cfg.block_size}")
     per_chunk = max(1, batch_size // n_samples)
     out_tok, out_lp = [], []
-    store = {} if use_cache else None   # the chunks' KV caches share their memory
+    # the chunks' KV caches share their memory (one store per call)
+    step = partial(_run_cached, store={}) if use_cache else _run_full
     for s in range(0, N, per_chunk):
         p = torch.as_tensor(prompts[s:s + per_chunk], device=dev)
         v = torch.as_tensor(valid[s:s + per_chunk], device=dev)
-        if use_cache:
-            t, lp = _run_cached(model, p, v, max_new_tokens, temperature, top_k, n_samples, gen,
-                                store)
-        else:
-            t, lp = _run_full(model, p, v, max_new_tokens, temperature, top_k, n_samples, gen)
+        t, lp = step(model, p, v, max_new_tokens, temperature, top_k, n_samples, gen)
         out_tok.append(t.cpu().numpy())
         out_lp.append(lp.cpu().numpy())
     model.train(was_training)
