@@ -76,7 +76,8 @@ class Finding:
     unit: str = "%"                 # "%" (fractions, shown in percent or points) or "nats"
     needs: tuple = ()               # (parameter, value) the notebook must have run with
     goal: tuple | None = None       # (record name, minimum, words)
-    study_value: tuple | None = None  # (record name, published): "beats the study" if above it
+    study_value: tuple | None = None  # (record name, published, words): "beats the study" when
+    #                                   the 95% interval of that record's level lies above it
     guard: tuple | None = None      # (record names, minimum mean, words): else inconclusive
     reach: float | None = None      # kind "share": the level a seed must reach
     shares: float = 0.5             # kind "share": the claim is share of seeds > this
@@ -189,7 +190,7 @@ def evaluate(f: Finding, seeds: dict[str, dict]) -> dict:
            "missing_seeds": sorted(s for s in seeds if seeds[s] is None),
            "per_seed": {}, "parts": {}, "n": 0, "point": None, "lo": None, "hi": None,
            "interval": "", "verdict": "inconclusive", "measured": True, "why": "",
-           "goal": None, "goal_met": None, "beats": None}
+           "goal": None, "goal_met": None, "beats": None, "study_level": None}
     skipped = {s: r for s, nb in have.items() if (r := _measured(f, nb))}
     if skipped and len(skipped) == len(have):
         out.update(measured=False, why="not measured: " + next(iter(skipped.values())))
@@ -300,18 +301,35 @@ def _goal_and_study(f: Finding, rows: dict, have: dict, out: dict) -> None:
         out["goal"] = words
         out["goal_met"] = None if not v else bool(np.mean(v) >= minimum)
     if f.study_value and rows:
-        name, published = f.study_value
+        # the study publishes a level (e.g. 85.4% after its targeted SFT), not a difference:
+        # what is compared with it is the interval of our level, not of the finding's quantity
+        name, published, words = f.study_value
         v = [have[s]["records"][name] for s in rows]
         if len(v) > 1:
-            _, lo, _ = stats.mean_interval(v)
+            point, lo, hi = stats.mean_interval(v)
         else:
             nb = next(iter(have[s] for s in rows))
             vec = vector(nb["records"][name + PER_PROBLEM]) if name + PER_PROBLEM in nb["records"] else None
-            lo = None if vec is None else stats.mean_interval(vec[~np.isnan(vec)])[1]
-        out["beats"] = None if lo is None else bool(lo > published)
+            point = v[0]
+            lo, hi = (None, None) if vec is None else stats.mean_interval(vec[~np.isnan(vec)])[1:]
+        if lo is not None:
+            out["beats"] = bool(lo > published)
+            out["study_level"] = {"what": words, "published": published, "point": float(point),
+                                  "lo": float(min(lo, point)), "hi": float(max(hi, point))}
 
 
 # ---- words ----------------------------------------------------------------------------------------
+def level_text(r: dict) -> str:
+    """Our level against the study's published one, with the level's own interval, e.g.
+    "Ours, targeted greedy accuracy on held-out low_sum: 98.2% [97.0, 99.1], above the study's
+    85.4%" (above = the whole 95% interval; the finding's own interval is of a difference)."""
+    lv = r["study_level"]
+    side = "above" if r["beats"] else "not above"
+    return (f"Ours, {lv['what']}: {fmt_value(lv['point'], '%')}% "
+            f"{fmt_interval(lv['lo'], lv['hi'], '%')}, {side} the study's "
+            f"{fmt_value(lv['published'], '%')}%")
+
+
 def sentences(f: Finding, r: dict) -> list[str]:
     """Two or three sentences on what a result means, generated from its numbers."""
     if not r["measured"]:
@@ -345,8 +363,7 @@ def sentences(f: Finding, r: dict) -> list[str]:
                        f"{fmt_value(max(vals), u, signed)}, {side} of {r['n']} on the claim's side.")
     study = f"The study: {f.study}."
     if r.get("beats") is not None:
-        study += " Our interval lies above its number." if r["beats"] else \
-            " Our interval does not lie above its number."
+        study += " " + level_text(r) + "."
     if r.get("goal"):
         study += f" Goal ({r['goal']}): {'met' if r['goal_met'] else 'not met'}."
     out.append(study)
@@ -391,7 +408,8 @@ FINDINGS = (
             "targeted - control greedy accuracy on held-out low_sum",
             needs=(("curricula", "targeted"), ("curricula", "control"), ("buckets", "low_sum")),
             goal=("sft/targeted/low_sum/acc", 0.95, "targeted >= 95% on held-out low_sum"),
-            study_value=("sft/targeted/low_sum/acc", 0.854),
+            study_value=("sft/targeted/low_sum/acc", 0.854,
+                         "targeted greedy accuracy on held-out low_sum"),
             yes="The mixed stage teaches problems training never showed: a skill, not a memory.",
             no="On problems it never saw, the targeted curriculum does worse than the control."),
     Finding("1b", "1", "mixed: targeted vs control SFT",
@@ -410,7 +428,7 @@ FINDINGS = (
             needs=(("curricula", "targeted"), ("curricula", "control"), ("buckets", "general"),
                    ("ks", 8)),
             goal=("passk/targeted/general/pass@8", 0.995, "targeted pass@8 >= 99.5%"),
-            study_value=("passk/targeted/general/pass@8", 0.99),
+            study_value=("passk/targeted/general/pass@8", 0.99, "targeted pass@8 on general"),
             yes="The targeted model puts a correct answer among 8 samples more often.",
             no="The control model's samples find the right sum more often."),
     Finding("3", "3", "KL-RL on general (targeted start)",
@@ -420,7 +438,8 @@ FINDINGS = (
             "after RL - before RL greedy accuracy on general",
             needs=(("curricula", "targeted"), ("buckets", "general")),
             goal=("rl/targeted/rl/general/acc", 0.95, "after RL >= 95% greedy"),
-            study_value=("rl/targeted/rl/general/acc", 0.907),
+            study_value=("rl/targeted/rl/general/acc", 0.907,
+                         "after-RL greedy accuracy on general"),
             yes="RL adds accuracy on top of SFT.",
             no="RL costs accuracy on general."),
     Finding("3b", "3", "KL-RL from starts with headroom",

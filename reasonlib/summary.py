@@ -267,7 +267,10 @@ def ours_text(r: dict) -> str:
 def goal_text(r: dict) -> str:
     out = "" if not r.get("goal") else f"{r['goal']}: {'met' if r['goal_met'] else 'NOT met'}"
     if r.get("beats") is not None:
-        out += ("; " if out else "") + ("beats the study" if r["beats"] else "does not beat the study")
+        lv = r["study_level"]
+        out += (("; " if out else "") + ("beats" if r["beats"] else "does not beat")
+                + f" the study's {F.fmt_value(lv['published'], '%')}% (ours "
+                + f"{F.fmt_value(lv['point'], '%')}% {F.fmt_interval(lv['lo'], lv['hi'], '%')})")
     return out
 
 

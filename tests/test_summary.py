@@ -421,6 +421,31 @@ def test_goals_and_beating_the_study(three_seeds):
     assert S.goal_text(by["1a"]).startswith("targeted >= 95% on held-out low_sum: NOT met")
 
 
+def test_the_study_is_compared_with_our_level_and_the_level_s_own_interval():
+    """The study publishes levels (85.4% after targeted SFT), finding 1a's quantity is a
+    difference: the sentence compares the level's interval with it and prints that interval,
+    not the difference's."""
+    levels = (0.8, 0.9, 0.95)
+    vals = [{"sft/targeted/low_sum/acc": t, "sft/control/low_sum/acc": 0.3} for t in levels]
+    r = _eval("1a", vals)
+    point, lo, hi = stats.mean_interval(levels)
+    lv = r["study_level"]
+    assert (lv["point"], lv["lo"], lv["hi"]) == pytest.approx((point, lo, hi))
+    assert lv["published"] == 0.854 and r["beats"] is (lo > 0.854) is False
+    said = " ".join(r["sentences"])
+    level = f"{F.fmt_interval(lo, hi, '%')}, not above the study's 85.4%"
+    assert f"Ours, targeted greedy accuracy on held-out low_sum: {100 * point:.1f}% " + level in said
+    assert F.fmt_interval(r["lo"], r["hi"], "%", True) in said      # the difference's, earlier
+    assert S.goal_text(r).endswith(f"does not beat the study's 85.4% (ours {100 * point:.1f}% "
+                                   f"{F.fmt_interval(lo, hi, '%')})")
+    high = _eval("1a", [{"sft/targeted/low_sum/acc": t, "sft/control/low_sum/acc": 0.3}
+                        for t in (0.97, 0.98, 0.99)])
+    assert high["beats"] is True and ", above the study's 85.4%" in " ".join(high["sentences"])
+    one = _eval("1a", vals[:1])      # one seed: the interval over its problems
+    assert one["study_level"]["lo"] <= 0.8 <= one["study_level"]["hi"]
+    assert one["study_level"]["point"] == pytest.approx(0.8)
+
+
 def test_records_round_trip(tmp_path):
     rec = {}
     R.mean_with_problems("a/acc", np.array([True, False, True, True]), rec)
