@@ -325,9 +325,12 @@ def level_text(r: dict) -> str:
     85.4%" (above = the whole 95% interval; the finding's own interval is of a difference)."""
     lv = r["study_level"]
     side = "above" if r["beats"] else "not above"
-    return (f"Ours, {lv['what']}: {fmt_value(lv['point'], '%')}% "
-            f"{fmt_interval(lv['lo'], lv['hi'], '%')}, {side} the study's "
-            f"{fmt_value(lv['published'], '%')}%")
+    return f"Ours, {lv['what']}: {level_value(lv)}, {side} the study's {fmt_value(lv['published'], '%')}%"
+
+
+def level_value(lv: dict) -> str:
+    """Our level of a ``study_level`` with its interval: "98.2% [97.0, 99.1]"."""
+    return f"{fmt_value(lv['point'], '%')}% {fmt_interval(lv['lo'], lv['hi'], '%')}"
 
 
 def sentences(f: Finding, r: dict) -> list[str]:

@@ -269,8 +269,7 @@ def goal_text(r: dict) -> str:
     if r.get("beats") is not None:
         lv = r["study_level"]
         out += (("; " if out else "") + ("beats" if r["beats"] else "does not beat")
-                + f" the study's {F.fmt_value(lv['published'], '%')}% (ours "
-                + f"{F.fmt_value(lv['point'], '%')}% {F.fmt_interval(lv['lo'], lv['hi'], '%')})")
+                + f" the study's {F.fmt_value(lv['published'], '%')}% (ours {F.level_value(lv)})")
     return out
 
 
