@@ -176,6 +176,10 @@ def reasonlib_loss(model, b):
     return answer_loss(model, b["tokens"], b["answer"])
 
 
+def reasonlib_packed_loss(model, b):
+    return answer_loss(model, b["tokens"], b["answer"], packed=True)
+
+
 def hf_loss(model, b):
     return model(input_ids=b["tokens"], attention_mask=b["attention_mask"],
                  labels=b["labels"]).loss
@@ -357,6 +361,10 @@ def main(argv=None):
     p.add_argument("--pos", type=str, default=",".join(POS_SCHEMES),
                    help="comma-separated reasonlib position schemes, each benchmarked as its "
                         "own side (reasonlib-<scheme>)")
+    p.add_argument("--packed", choices=("both", "no", "only"), default="both",
+                   help="training: also (or only) each scheme with the packed, padding-free "
+                        "step (reasonlib-<scheme>-packed; answer_loss(packed=True)), which the "
+                        "study does not train with yet")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-sample", action="store_true")
     p.add_argument("--quick", action="store_true",
@@ -378,7 +386,10 @@ def main(argv=None):
     if bad or not schemes:
         p.error(f"--pos {a.pos!r}: allowed schemes are {', '.join(POS_SCHEMES)}")
     have_hf = transformers is not None
-    train_sides = {f"reasonlib-{s}": (reasonlib_builder(s), reasonlib_loss) for s in schemes}
+    steps = {"both": ("", "-packed"), "no": ("",), "only": ("-packed",)}[a.packed]
+    train_sides = {f"reasonlib-{s}{k}": (reasonlib_builder(s), reasonlib_packed_loss if k
+                                         else reasonlib_loss)
+                   for s in schemes for k in steps}
     sample_sides = {f"reasonlib-{s}": (reasonlib_builder(s), sample_reasonlib) for s in schemes}
     if have_hf:
         transformers.logging.set_verbosity_error()
@@ -416,13 +427,14 @@ def main(argv=None):
             print(f"training: AdamW lr={a.lr}, clip={a.grad_clip}, {a.warmup} warm-up + "
                   f"{a.steps} timed steps x {a.repeats} repeats, "
                   f"{tr['tok_per_step']:,.0f} non-PAD tokens/step")
-            print(f"  {'side':<20}{'params':>10}{'tok/s best':>13}{'tok/s median':>14}"
+            w = max(20, *(len(n) + 1 for n in tr["rates"]))
+            print(f"  {'side':<{w}}{'params':>10}{'tok/s best':>13}{'tok/s median':>14}"
                   f"{'ms/step best':>14}{'last loss':>11}{'GFLOP/step':>12}{'GFLOP/s':>9}")
             best, med = {}, {}
             for name, rates in tr["rates"].items():
                 best[name], med[name] = max(rates), statistics.median(rates)
                 f = tr["flops"][name]
-                print(f"  {name:<20}{tr['params'][name]:>10,}{best[name]:>13,.0f}{med[name]:>14,.0f}"
+                print(f"  {name:<{w}}{tr['params'][name]:>10,}{best[name]:>13,.0f}{med[name]:>14,.0f}"
                       f"{1000 * tr['tok_per_step'] / best[name]:>14.1f}{tr['loss'][name]:>11.3f}"
                       f"{f / 1e9:>12.2f}{f * best[name] / tr['tok_per_step'] / 1e9:>9.1f}")
             print(f"  GFLOP/step: the linear layers' products, forward and backward (torch's "
@@ -434,13 +446,18 @@ def main(argv=None):
                       f"reasonlib's GFLOP/s over transformers'; at\n  the floor the FLOP "
                       f"ratio would be {tr['flops']['transformers'] / tr['floor']:.2f}x.")
             if have_hf:
-                for s in schemes:
-                    rb = best[f"reasonlib-{s}"] / best["transformers"]
-                    rm = med[f"reasonlib-{s}"] / med["transformers"]
-                    fr = tr["flops"]["transformers"] / tr["flops"][f"reasonlib-{s}"]
+                for side in (n for n in tr["rates"] if n != "transformers"):
+                    s = side.removeprefix("reasonlib-")
+                    rb = best[side] / best["transformers"]
+                    rm = med[side] / med["transformers"]
+                    fr = tr["flops"]["transformers"] / tr["flops"][side]
                     print("  " + ratio_line(f"training, {s}", rb, rm, TARGETS["training"])
                           + f"  = FLOPs {fr:.2f}x * rate {rb / fr:.2f}x")
                     summary.append((tag, f"training tok/s {s}", rb, rm, TARGETS["training"]))
+                if "-packed" in steps:
+                    print("  *-packed: answer_loss(packed=True), rows packed without padding "
+                          "with plain masked attention;\n  the study still trains with the "
+                          "padded step (the lines without -packed).")
             print(load_line(tr["other_load"]))
         if not a.skip_sample:
             sp = bench_sampling(shape, a, block_size, sample_sides)
@@ -473,7 +490,7 @@ def main(argv=None):
         print("\nsummary (reasonlib / transformers, higher is better for reasonlib; "
               "best of repeats, median in brackets):")
         for tag, what, r, rm, tgt in summary:
-            print(f"  {tag:<9} {what:<30} {r:5.2f}x  ({rm:.2f}x)   target >= {tgt:.1f}x: "
+            print(f"  {tag:<9} {what:<37} {r:5.2f}x  ({rm:.2f}x)   target >= {tgt:.1f}x: "
                   f"{'met' if r >= tgt else 'NOT met'}")
     return 0
 

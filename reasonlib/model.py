@@ -37,12 +37,16 @@ Positions (``ModelConfig.pos``, one of :data:`POS_SCHEMES`):
   to 3 digits, and ``coupled`` models often learn it; a ``local`` model cannot express it.
   An inductive bias for digit-aligned tasks (it is addition's structure), said as such.
 
-Two ways in:
+Ways in:
 * ``model(idx)``: training path, right-padded ``(B, T)`` ids, plain causal attention
   (padding sits after the real tokens, so it can never leak into them).
 * ``model(idx, valid=mask)``: left-padded prompts of mixed lengths; ``valid`` (B, T) marks
   real tokens. Positions count from each row's first real token, and padded keys are
   masked out, so a row's logits do not depend on how much padding it got.
+* ``model(idx, select=..., packing=pack_rows(...))``: right-padded rows run without their
+  padding, several rows to a bin of slots, attending only within their own row (the
+  packed training step, ``sft.answer_loss(packed=True)``): the same function, other float
+  roundings.
 * ``prefill`` / ``decode_step`` with a :class:`KVCache`: the same maths, one new token
   at a time, used by :mod:`reasonlib.sampling`.
 """
@@ -257,7 +261,8 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x, rope, mask=None, cache: KVCache | None = None, layer: int = 0, select=None):
+    def forward(self, x, rope, mask=None, cache: KVCache | None = None, layer: int = 0, select=None,
+                dense: bool = False):
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.h, C // self.h)
         # split / unbind (not slicing): their backward concatenates the gradients instead of
@@ -272,7 +277,9 @@ class Attention(nn.Module):
             return self.proj(y.reshape(B, T, C))
         if cache is not None:                          # prefill: the prompt part of the cache
             cache.pk[layer], cache.pv[layer] = k.contiguous(), v.contiguous()
-        if mask is None:
+        if dense:                                      # packed rows (training)
+            y = _dense_attention(q, k, v, mask)
+        elif mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -289,8 +296,8 @@ class Block(nn.Module):
         self.fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd)
         self.out = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd)
 
-    def forward(self, x, rope, mask=None, cache=None, layer=0, select=None):
-        a = self.attn(self.ln1(x), rope, mask, cache, layer, select)
+    def forward(self, x, rope, mask=None, cache=None, layer=0, select=None, dense=False):
+        a = self.attn(self.ln1(x), rope, mask, cache, layer, select, dense)
         x = (x if select is None else x[select]) + a
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
@@ -326,7 +333,7 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights counted once
 
-    def _trunk(self, idx, pos, mask=None, cache=None, select=None, place=None):
+    def _trunk(self, idx, pos, mask=None, cache=None, select=None, place=None, dense=False):
         x = self.tok(idx)
         if place is not None:
             x = x + self.place(place)
@@ -334,7 +341,7 @@ class GPT(nn.Module):
         last = len(self.blocks) - 1
         for i, b in enumerate(self.blocks):   # mask: None, one for every layer, or one per layer
             m = mask[i] if isinstance(mask, list) else mask
-            x = b(x, rope, m, cache, i, select if i == last else None)
+            x = b(x, rope, m, cache, i, select if i == last else None, dense)
         return self.ln_f(x)
 
     def _positions(self, idx, valid=None, offset=None):
@@ -351,22 +358,40 @@ class GPT(nn.Module):
         return None, None
 
     def forward(self, idx, valid=None, hidden_only: bool = False, select=None,
-                place_offset: torch.Tensor | None = None):
+                place_offset: torch.Tensor | None = None, packing: "Packing | None" = None):
         """Logits (B, T, V). ``valid`` (B, T) bool marks real tokens of left-padded rows.
 
         ``select`` (B, T) bool (right-padded path only): return logits (N, V) for the N
         selected positions only; the last block then runs its projection and MLP on those
         rows alone (training scores answer tokens only, so the rest is wasted work).
-        ``place_offset`` (B,) long: the abacus training offset of each row (see place_ids)."""
+        ``place_offset`` (B,) long: the abacus training offset of each row (see place_ids).
+        ``packing`` (right-padded path, with ``select``): run the rows' kept prefixes packed
+        into bins (:func:`pack_rows`) instead of padded; the N selected positions then come
+        in the packing's slot order, ``packing.take(select) & packing.real``."""
         B, T = idx.shape
         if T > self.cfg.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}")
         pos, place = self._positions(idx, valid, place_offset)
-        if valid is None:
+        if packing is not None:
+            if valid is not None or select is None:
+                raise ValueError("packing needs right-padded rows (valid=None) and a select mask")
+            h = self._packed(idx, pos, place, select, packing)
+        elif valid is None:
             h = self._trunk(idx, pos, self._mask(None, pos, T), select=select, place=place)
         else:
             h = self._trunk(idx, pos, self._mask(valid, pos), place=place)
         return h if hidden_only else self.head(h)
+
+    def _packed(self, idx, pos, place, select, p: "Packing"):
+        """The selected hidden states (N, C) of right-padded rows (B, T) run packed: every
+        slot keeps its row's ids, rotary positions and places, and attends causally within
+        its row (``local``: and within its place window), through :func:`_dense_attention`."""
+        B, T = idx.shape
+        ids, pos, place = (None if t is None else p.take(t.expand(B, T)) for t in (idx, pos, place))
+        mask = p.mask()
+        if self.cfg.pos == "local":
+            mask = local_masks(mask, pos, pos, self.cfg.n_layer)
+        return self._trunk(ids, pos, mask, select=p.take(select) & p.real, place=place, dense=True)
 
     def _mask(self, valid, pos, T: int = 0):
         """The attention mask of whole sequences: causal over real keys (``valid`` (B, T) of
@@ -450,6 +475,84 @@ def _decode_attention(q, k, v, cache: KVCache, layer: int, mask) -> torch.Tensor
     for i in range(g):   # g <= max_new; faster than one product over a (g, R, H, D) temporary
         y.addcmul_(w_gen[i, :, :, None], cache.v[layer, i])
     return y
+
+
+def _dense_attention(q, k, v, mask) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D)) v over the keys ``mask`` allows: q, k, v (B, H, T, D), mask
+    (B, 1, T, T) bool with every query seeing at least itself.
+
+    The packed training path's attention. At its shapes (bins of 26 slots) this plain form
+    took about half the fused kernel's time forward and backward on a 2-core AMD EPYC at 2
+    threads (the fused kernel scales badly there: it is faster at 1 thread than at 2), and
+    about the same at 1 thread (README, speed). Its floats are not the fused kernel's."""
+    s = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))   # (B, H, T, T)
+    return s.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+
+# ---- packed rows (training) --------------------------------------------------------------
+@dataclass(frozen=True)
+class Packing:
+    """Where each right-padded row's kept prefix sits when rows share bins of L slots.
+
+    ``src`` (nb, L) long: each slot's flat index ``row * T + t`` into the (B, T) batch (an
+    empty slot reads index 0 and is not real). ``seg`` (nb, L) long: each slot's row; an
+    empty slot gets ``-1 - slot``, a segment of its own, so it sees only itself."""
+    src: torch.Tensor
+    seg: torch.Tensor
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (nb, L): the value of every slot's token."""
+        return t.reshape(-1)[self.src]
+
+    @property
+    def real(self) -> torch.Tensor:
+        return self.seg >= 0
+
+    def mask(self) -> torch.Tensor:
+        """(nb, 1, L, L) bool: slot i may see slot j iff j <= i in the same row."""
+        L = self.seg.shape[1]
+        causal = torch.ones(L, L, dtype=torch.bool, device=self.seg.device).tril()
+        return ((self.seg[:, :, None] == self.seg[:, None, :]) & causal)[:, None]
+
+
+def pack_rows(keep: torch.Tensor, T: int, cap: int) -> Packing:
+    """Pack the first ``keep[b]`` tokens of every row b of a (B, T) batch into bins of
+    ``cap`` slots (best-fit decreasing): a row stays whole and in order, rows of a bin follow
+    each other, and a row with ``keep`` 0 is left out. Deterministic: ties go by row index.
+
+    ``keep`` = [13, 5, 9, 8], cap 16 -> bins [row 0, empty x 3], [row 2, row 1, empty x 2],
+    [row 3, empty x 8] (src of bin 1: row 2's indices 2T .. 2T + 8, then row 1's T .. T + 4)."""
+    k = [int(n) for n in keep.tolist()]
+    if any(n < 0 or n > min(T, cap) for n in k):
+        raise ValueError(f"pack_rows: keep must be in 0..min(T={T}, cap={cap}); got {sorted(set(k))}")
+    by_free = [[] for _ in range(cap + 1)]    # by_free[f]: the bins with f free slots
+    used: list[int] = []                      # slots used in each bin
+    where = [(0, 0)] * len(k)                 # (bin, first slot) of each row
+    for r in sorted(range(len(k)), key=lambda r: -k[r]):   # stable: ties by row index
+        n = k[r]
+        if n == 0:
+            continue
+        f = next((f for f in range(n, cap + 1) if by_free[f]), None)
+        if f is None:
+            b = len(used)
+            used.append(0)
+        else:
+            b = by_free[f].pop(0)
+        where[r] = (b, used[b])
+        used[b] += n
+        by_free[cap - used[b]].append(b)
+        by_free[cap - used[b]].sort()
+    dev = keep.device
+    kt = torch.tensor(k, dtype=torch.long, device=dev)
+    rows = torch.repeat_interleave(torch.arange(len(k), device=dev), kt)      # (N,) each token's row
+    t = torch.arange(len(rows), device=dev) - torch.repeat_interleave(kt.cumsum(0) - kt, kt)
+    first = torch.tensor([b * cap + s for b, s in where], dtype=torch.long, device=dev)
+    slot = first[rows] + t
+    nb = max(1, len(used))
+    src = torch.zeros(nb * cap, dtype=torch.long, device=dev)
+    seg = -1 - torch.arange(nb * cap, device=dev)
+    src[slot], seg[slot] = rows * T + t, rows
+    return Packing(src.view(nb, cap), seg.view(nb, cap))
 
 
 def _padded_causal_mask(valid: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from . import artifacts, metrics, params, tasks
 from .runtime import in_processes, train_threads
 from .curriculum import BatchMaker, check_curriculum, stages
-from .model import GPT, PLACED, ModelConfig
+from .model import GPT, PLACED, ModelConfig, pack_rows
 from .tokenizer import PAD
 
 
@@ -70,6 +70,10 @@ class SFTConfig:
     # not a parameter: keep a resumable checkpoint at every probe step (the curriculum arms
     # do; the format and position-scheme arms of 03 and 08 do not, see study_arms)
     snapshots: bool = True
+    # not a parameter yet: train with the packed, padding-free step (answer_loss(packed=True)).
+    # It computes the same loss with other float roundings, so every calibrated number would
+    # have to be measured again before the profiles use it (README, speed)
+    packed: bool = False
 
     def __post_init__(self):
         check_curriculum(self.curriculum)
@@ -114,18 +118,27 @@ def make_optimizer(model: GPT, cfg: SFTConfig) -> torch.optim.AdamW:
 
 
 def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
-                place_offset: torch.Tensor | None = None) -> torch.Tensor:
+                place_offset: torch.Tensor | None = None, packed: bool = False) -> torch.Tensor:
     """Mean cross-entropy over answer positions only.
 
     tokens (B, T) right-padded ids; answer (B, T) marks answer tokens. Position t predicts
     token t+1, so the hidden state at t is scored when token t+1 is an answer token; the
     output layer runs on those positions only. ``place_offset`` (B,): the training place offsets
     of the placed schemes (``model.PLACED``).
+
+    ``packed``: the same loss without padding: each row up to its last scored position,
+    packed into bins of 2 (T - 1) slots (``model.pack_rows``; no EOS and no padding is run),
+    with plain masked attention. The same value to float rounding, not the same floats.
     """
     x, y, m = tokens[:, :-1], tokens[:, 1:], answer[:, 1:]
-    h = model(x, hidden_only=True, select=m, place_offset=place_offset)
-    logits = model.head(h)
-    return F.cross_entropy(logits.float(), y[m])
+    if not packed:
+        h = model(x, hidden_only=True, select=m, place_offset=place_offset)
+        return F.cross_entropy(model.head(h).float(), y[m])
+    T = x.shape[1]
+    keep = (m * torch.arange(1, T + 1, device=m.device)).amax(1)   # last scored position + 1
+    p = pack_rows(keep, T, 2 * T)
+    h = model(x, hidden_only=True, select=m, place_offset=place_offset, packing=p)
+    return F.cross_entropy(model.head(h).float(), p.take(y)[p.take(m) & p.real])
 
 
 def check_finite(value, what: str, step: int, ckpt_path) -> None:
@@ -235,7 +248,7 @@ def _train_sft(cfg, ckpt_path, ckpt_every, device, progress, stop_after_step, st
         off = None
         if cfg.pos in PLACED and cfg.pos_offset:  # the torch RNG: saved in the checkpoint
             off = torch.randint(0, cfg.pos_offset + 1, (toks_t.shape[0],)).to(device)
-        loss = answer_loss(model, toks_t, ans_t, off)
+        loss = answer_loss(model, toks_t, ans_t, off, packed=cfg.packed)
         check_finite(loss, "SFT loss", step + 1, ckpt_path)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -445,4 +458,4 @@ def config_from_params(P, curriculum: str) -> SFTConfig:
                         if f.name not in CONFIG_ONLY})
 
 
-CONFIG_ONLY = ("curriculum", "snapshots")   # the SFTConfig fields no parameter sets
+CONFIG_ONLY = ("curriculum", "snapshots", "packed")   # the SFTConfig fields no parameter sets

@@ -15,6 +15,7 @@ there, so a sweep can be stopped and continued. Runs go to ``--workers`` process
 ``--threads`` torch threads each.
 
     python scripts/calibrate_sft.py --recipe abacus --seeds 100-119 --workers 2
+    python scripts/calibrate_sft.py --recipe local --packed   # -> local-packed.jsonl
     python scripts/calibrate_sft.py --table runs/calibration/abacus.jsonl
 """
 from __future__ import annotations
@@ -72,27 +73,35 @@ def sweep(worker, jobs, out: Path, workers: int, threads: int, show) -> None:
             print(show(r), flush=True)
 
 
-def recipe_config(recipe: str, seed: int, extra: dict):
+def recipe_config(recipe: str, seed: int, extra: dict, packed: bool = False):
+    from dataclasses import replace
+
     from reasonlib import params, sft
     raw = params.load_profile("paper")
     P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA},
                          **RECIPES[recipe], **extra, "seed": seed})
-    return sft.config_from_params(P, "targeted"), P
+    return replace(sft.config_from_params(P, "targeted"), packed=packed), P
+
+
+def recipe_name(recipe: str, packed: bool) -> str:
+    """A row's recipe: the packed training step is another recipe (its own table rows)."""
+    return f"{recipe}-packed" if packed else recipe
 
 
 def one_run(job):
-    recipe, seed, extra, threads, n_eval, n_len = job
+    recipe, seed, extra, threads, n_eval, n_len, packed = job
     import torch
     torch.set_num_threads(threads)
     from reasonlib import artifacts, lengths, metrics, sft, tasks
-    cfg, P = recipe_config(recipe, seed, extra)
+    cfg, P = recipe_config(recipe, seed, extra, packed)
     t0 = time.perf_counter()
     res = sft.train_sft(cfg, progress=False)
     train_s = time.perf_counter() - t0
     ev = tasks.make_eval_set(cfg.max_digits, n_eval, cfg.eval_seed, buckets=["general"])
     g = metrics.greedy_eval(res.model, ev, cfg.fmt)
     lg = metrics.greedy_eval(res.model, lengths.eval_set(cfg.max_digits, n_len, cfg.eval_seed), cfg.fmt)
-    return {"recipe": recipe, "seed": seed, "overrides": {**RECIPES[recipe], **extra},
+    return {"recipe": recipe_name(recipe, packed), "seed": seed,
+            "overrides": {**RECIPES[recipe], **extra, **({"packed": True} if packed else {})},
             "t50": sft.transition_step(res.history, 0.5), "t90": sft.transition_step(res.history, 0.9),
             "steps": res.history["step"][-1], "general": g["general"]["acc"],
             "n_general": g["general"]["n"],
@@ -108,6 +117,9 @@ def main(argv=None):
     ap.add_argument("--seeds", type=seeds_arg, default=seeds_arg("100-119"))
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="extra parameter overrides (YAML values), recorded in each row")
+    ap.add_argument("--packed", action="store_true",
+                    help="train with the packed, padding-free step (SFTConfig.packed); rows "
+                         "go to <recipe>-packed.jsonl as recipe <recipe>-packed")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-eval", type=int, default=1000)
@@ -136,10 +148,11 @@ def main(argv=None):
         k, _, v = kv.partition("=")
         extra[k] = yaml.safe_load(v)
     recipe_config(a.recipe, a.seeds[0], extra)   # bad values fail here, before any training
-    out = Path(a.out) / f"{a.recipe}{a.tag}.jsonl"
+    out = Path(a.out) / f"{recipe_name(a.recipe, a.packed)}{a.tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     done = done_seeds(out)
-    jobs = [(a.recipe, s, extra, a.threads, a.n_eval, a.n_len) for s in a.seeds if s not in done]
+    jobs = [(a.recipe, s, extra, a.threads, a.n_eval, a.n_len, a.packed)
+            for s in a.seeds if s not in done]
     print(f"{len(jobs)} runs of {a.recipe} {extra or ''} -> {out} ({len(done)} already there)", flush=True)
     sweep(one_run, jobs, out, a.workers, a.threads,
           lambda r: f"seed {r['seed']}: t50 {r['t50']} t90 {r['t90']} general {100*r['general']:.1f}% "

@@ -51,3 +51,11 @@ def test_script_refuses_report_seeds():
     with pytest.raises(SystemExit, match="100 and up"):
         mod.seeds_arg("3-5")
     assert mod.seeds_arg("100-102,110") == [100, 101, 102, 110]
+
+
+def test_packed_recipe_is_its_own_recipe_and_trains_packed():
+    mod = _script()
+    cfg, _ = mod.recipe_config("local", 100, {}, packed=True)
+    assert cfg.packed and cfg.pos == "local" and cfg.pos_offset == 8
+    assert not mod.recipe_config("local", 100, {})[0].packed
+    assert mod.recipe_name("local", True) == "local-packed" and mod.recipe_name("local", False) == "local"

@@ -422,3 +422,100 @@ def test_rotary_scores_depend_on_offsets_only():
     # the same query and key at positions (3, 0) and (5, 2): the same score; (2, 0): another
     torch.testing.assert_close(rq[2] @ rk[0], rq[3] @ rk[1], rtol=0, atol=1e-5)
     assert not torch.allclose(rq[2] @ rk[0], rq[1] @ rk[0], atol=1e-3)
+
+
+# ---- packed rows (the padding-free training step) ----------------------------------------
+from reasonlib.curriculum import BatchMaker  # noqa: E402
+from reasonlib.model import pack_rows  # noqa: E402
+from reasonlib.sft import answer_loss  # noqa: E402
+
+
+def test_pack_rows_hand_computed():
+    # best-fit decreasing: 13 opens bin 0, 9 opens bin 1, 8 fits neither (3 and 7 free) and
+    # opens bin 2, 5 goes to the fullest bin it fits (bin 1, 7 free); row 4 (keep 0) is left out
+    T = 13
+    p = pack_rows(torch.tensor([13, 5, 9, 8, 0]), T, 16)
+    e = -1 - torch.arange(48).view(3, 16)   # empty slots: a segment of their own each
+    src = torch.zeros(3, 16, dtype=torch.long)
+    seg = e.clone()
+    src[0, :13], seg[0, :13] = torch.arange(13), 0
+    src[1, :9], seg[1, :9] = 2 * T + torch.arange(9), 2
+    src[1, 9:14], seg[1, 9:14] = T + torch.arange(5), 1
+    src[2, :8], seg[2, :8] = 3 * T + torch.arange(8), 3
+    assert torch.equal(p.src, src) and torch.equal(p.seg, seg)
+    m = p.mask()[1, 0]   # bin 1: row 2 (slots 0-8), row 1 (9-13), two empty slots
+    assert m[10, 9] and m[10, 10] and not m[10, 8] and not m[10, 11]   # row 1 sees only row 1
+    assert m[8, 0] and not m[0, 8]                                       # causal inside a row
+    assert m[14, 14] and m[14].sum() == 1                                # empty: itself only
+
+
+def test_pack_rows_places_every_kept_token_once():
+    g = torch.Generator().manual_seed(0)
+    for T, cap in ((13, 26), (9, 9), (20, 45)):
+        keep = torch.randint(0, T + 1, (64,), generator=g)
+        p = pack_rows(keep, T, cap)
+        real = p.src[p.real]
+        want = torch.cat([b * T + torch.arange(int(n)) for b, n in enumerate(keep)])
+        assert torch.equal(real.sort().values, want.sort().values)      # each exactly once
+        assert torch.equal(p.seg[p.real], real // T)                     # slots know their row
+        assert p.src.shape[1] == cap
+        for b in range(p.src.shape[0]):   # a row's slots are consecutive and in order
+            for r in p.seg[b][p.real[b]].unique():
+                at = (p.seg[b] == r).nonzero().flatten()
+                assert torch.equal(at, at[0] + torch.arange(len(at)))
+                assert torch.equal(p.src[b, at], r * T + torch.arange(len(at)))
+
+
+@pytest.mark.parametrize("keep,cap", [([3, 14], 20), ([3, -1], 20), ([5, 6], 4)])
+def test_pack_rows_refuses_rows_that_cannot_fit(keep, cap):
+    with pytest.raises(ValueError, match=r"keep must be in 0\.\.min\(T=13, cap=\d+\); got"):
+        pack_rows(torch.tensor(keep), 13, cap)
+
+
+def _curriculum_batch(B=48, seed=0):
+    rng = np.random.default_rng(seed)
+    toks, ans = BatchMaker("targeted", "reversed", 3, B, rng).next_batch(0.9)
+    return torch.from_numpy(toks), torch.from_numpy(ans)
+
+
+def test_packed_hidden_states_equal_the_padded_ones_every_scheme(scheme_model):
+    """Every scored position's hidden state, run packed, is the padded run's (to float
+    rounding): rows in one bin do not see each other, positions and places travel with
+    their tokens."""
+    toks, ans = _curriculum_batch()
+    x, m = toks[:, :-1], ans[:, 1:]
+    off = torch.randint(0, 5, (x.shape[0],)) if scheme_model.cfg.pos in PLACED else None
+    T = x.shape[1]
+    keep = (m * torch.arange(1, T + 1)).amax(1)
+    p = pack_rows(keep, T, 2 * T)
+    assert p.src.shape[0] < x.shape[0]      # rows really share bins
+    with torch.no_grad():
+        padded = scheme_model(x, hidden_only=True, place_offset=off)          # (B, T, C)
+        packed = scheme_model(x, hidden_only=True, select=m, place_offset=off, packing=p)
+    sel = p.take(m) & p.real
+    want = padded.reshape(-1, padded.shape[-1])[p.src[sel]]
+    torch.testing.assert_close(packed, want, atol=2e-5, rtol=2e-5)
+
+
+def test_packed_loss_and_gradients_equal_the_padded_ones_every_scheme(scheme_model):
+    toks, ans = _curriculum_batch(seed=1)
+    off = torch.randint(0, 5, (toks.shape[0],)) if scheme_model.cfg.pos in PLACED else None
+    grads = []
+    for packed in (False, True):
+        scheme_model.zero_grad(set_to_none=True)
+        loss = answer_loss(scheme_model, toks, ans, off, packed=packed)
+        loss.backward()
+        grads.append((loss.detach(), [q.grad.clone() for q in scheme_model.parameters()]))
+    (l0, g0), (l1, g1) = grads
+    torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, atol=1e-5 * float(a.abs().max()) + 1e-8, rtol=1e-4)
+
+
+def test_packing_needs_right_padded_rows_and_a_selection(tiny_model):
+    x = _rand_ids(2, 6)
+    p = pack_rows(torch.tensor([6, 4]), 6, 12)
+    with pytest.raises(ValueError, match="packing needs right-padded rows"):
+        tiny_model(x, valid=torch.ones(2, 6, dtype=torch.bool), select=x > 0, packing=p)
+    with pytest.raises(ValueError, match="packing needs right-padded rows"):
+        tiny_model(x, packing=p)
