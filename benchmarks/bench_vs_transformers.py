@@ -34,7 +34,7 @@ another process takes a core, so a busy machine can distort single repeats many-
 from such runs are unreliable; rerun on a quiet machine, or compare with ``--threads 1``).
 Ratios are reasonlib / transformers: higher favours reasonlib.
 
-    python benchmarks/bench_vs_transformers.py            # full run (~2 minutes on 2 quiet cores)
+    python benchmarks/bench_vs_transformers.py            # full run (~3 minutes on 2 quiet cores)
     python benchmarks/bench_vs_transformers.py --shapes 3x4x96,4x4x128
     python benchmarks/bench_vs_transformers.py --quick    # smoke run (~20 s)
 
