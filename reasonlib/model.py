@@ -52,6 +52,7 @@ Ways in:
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass
 
@@ -367,7 +368,7 @@ class GPT(nn.Module):
         ``place_offset`` (B,) long: the abacus training offset of each row (see place_ids).
         ``packing`` (right-padded path, with ``select``): run the rows' kept prefixes packed
         into bins (:func:`pack_rows`) instead of padded; the N selected positions then come
-        in the packing's slot order, ``packing.take(select) & packing.real``."""
+        in the packing's slot order (``packing.selected(select)``)."""
         B, T = idx.shape
         if T > self.cfg.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}")
@@ -391,7 +392,7 @@ class GPT(nn.Module):
         mask = p.mask()
         if self.cfg.pos == "local":
             mask = local_masks(mask, pos, pos, self.cfg.n_layer)
-        return self._trunk(ids, pos, mask, select=p.take(select) & p.real, place=place, dense=True)
+        return self._trunk(ids, pos, mask, select=p.selected(select), place=place, dense=True)
 
     def _mask(self, valid, pos, T: int = 0):
         """The attention mask of whole sequences: causal over real keys (``valid`` (B, T) of
@@ -508,6 +509,11 @@ class Packing:
     def real(self) -> torch.Tensor:
         return self.seg >= 0
 
+    def selected(self, select: torch.Tensor) -> torch.Tensor:
+        """(B, T) bool -> (nb, L) bool: the real slots whose token ``select`` marks (the
+        order ``GPT.forward(..., packing=self)`` returns them in)."""
+        return self.take(select) & self.real
+
     def mask(self) -> torch.Tensor:
         """(nb, 1, L, L) bool: slot i may see slot j iff j <= i in the same row."""
         L = self.seg.shape[1]
@@ -540,8 +546,7 @@ def pack_rows(keep: torch.Tensor, T: int, cap: int) -> Packing:
             b = by_free[f].pop(0)
         where[r] = (b, used[b])
         used[b] += n
-        by_free[cap - used[b]].append(b)
-        by_free[cap - used[b]].sort()
+        bisect.insort(by_free[cap - used[b]], b)
     dev = keep.device
     kt = torch.tensor(k, dtype=torch.long, device=dev)
     rows = torch.repeat_interleave(torch.arange(len(k), device=dev), kt)      # (N,) each token's row

@@ -492,7 +492,8 @@ def test_packed_hidden_states_equal_the_padded_ones_every_scheme(scheme_model):
     with torch.no_grad():
         padded = scheme_model(x, hidden_only=True, place_offset=off)          # (B, T, C)
         packed = scheme_model(x, hidden_only=True, select=m, place_offset=off, packing=p)
-    sel = p.take(m) & p.real
+    sel = p.selected(m)
+    assert not (sel & ~p.real).any() and int(sel.sum()) == int(m.sum())
     want = padded.reshape(-1, padded.shape[-1])[p.src[sel]]
     torch.testing.assert_close(packed, want, atol=2e-5, rtol=2e-5)
 
