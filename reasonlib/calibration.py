@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from reasonlib import stats
+
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "reports" / "calibration"   # the published calibration runs
 GENERAL_GOAL = 0.97   # a seed "transitions" when its probe reached 90% and general >= 97%
@@ -71,4 +73,39 @@ def markdown(rows: list[dict], max_digits: int = 3) -> str:
             line += (f"; {sum(r.get(n1, 0) >= LENGTH_GOAL for r in rs)} of {len(rs)} reached "
                      f"{n1[3:]}-digit operands at >= {LENGTH_GOAL:.0%}")
         out.append(line)
+    return "\n".join(out)
+
+
+def _cell(r: dict) -> str:
+    t90 = r["t90"] if r["t90"] is not None else "never"
+    return f"{100 * r['general']:.1f} ({t90})" + ("" if transitioned(r) else " **x**")
+
+
+def compare(a: list[dict], b: list[dict], name_a: str = "a", name_b: str = "b") -> str:
+    """Two recipes (or two machines, or two training steps) on the same calibration seeds:
+    per seed, final ``general`` % with the step the probe reached 90% (**x**: did not
+    transition), then "k of n" under each and the exact sign test on the seeds where they
+    differ. Seeds only one side holds are left out of the pairs and counted in Fisher's test."""
+    ra, rb = {r["seed"]: r for r in a}, {r["seed"]: r for r in b}
+    if len(ra) != len(a) or len(rb) != len(b):
+        raise ValueError("compare takes the rows of one recipe a side (a seed appears twice)")
+    both = sorted(set(ra) & set(rb))
+    if not both:
+        raise ValueError(f"no seed in common: {name_a} has {sorted(ra)}, {name_b} has {sorted(rb)}")
+    out = [f"| seed | {name_a}: general % (step >= 90%) | {name_b} |", "|---|---|---|"]
+    out += [f"| {s} | {_cell(ra[s])} | {_cell(rb[s])} |" for s in both]
+    ka, kb = (sum(transitioned(r[s]) for s in both) for r in (ra, rb))
+    only_a = sum(transitioned(ra[s]) and not transitioned(rb[s]) for s in both)
+    only_b = sum(transitioned(rb[s]) and not transitioned(ra[s]) for s in both)
+    out += ["", f"- same {len(both)} seeds: {name_a} {ka} of {len(both)} transitioned, {name_b} "
+                f"{kb} of {len(both)}; {only_a} under {name_a} only, {only_b} under {name_b} only "
+                f"(exact sign test p = {stats.sign_test(only_a, only_b):.3f})"]
+    if len(both) < max(len(a), len(b)):
+        fa, fb = (sum(map(transitioned, rows)) for rows in (a, b))
+        out.append(f"- every row: {name_a} {fa} of {len(a)}, {name_b} {fb} of {len(b)} "
+                   f"(Fisher's exact p = {stats.fisher_exact(fa, len(a), fb, len(b)):.3f})")
+    cpus = [sorted({(r.get("provenance") or {}).get("cpu", "?") for r in rows}) for rows in (a, b)]
+    if cpus[0] != cpus[1]:   # the same seed on another CPU is another float history
+        out.append(f"- not the same machines: {name_a} ran on {', '.join(cpus[0])}, {name_b} on "
+                   f"{', '.join(cpus[1])}")
     return "\n".join(out)

@@ -17,6 +17,8 @@ there, so a sweep can be stopped and continued. Runs go to ``--workers`` process
     python scripts/calibrate_sft.py --recipe abacus --seeds 100-119 --workers 2
     python scripts/calibrate_sft.py --recipe local --packed   # -> local-packed.jsonl
     python scripts/calibrate_sft.py --table runs/calibration/abacus.jsonl
+    python scripts/calibrate_sft.py --compare reports/calibration/steps/rope-padded-amd.jsonl \
+        reports/calibration/steps/rope-packed.jsonl   # the same seeds, two steps
 """
 from __future__ import annotations
 
@@ -130,12 +132,27 @@ def main(argv=None):
                     help="write the table of reports/calibration/ into README.md and exit")
     ap.add_argument("--table", nargs="*", help="print the table of these .jsonl files (or "
                     "folders) and exit")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                    help="two .jsonl files of one recipe each: per seed side by side, k of n "
+                         "and the exact sign test on the seeds both hold; then exit")
     a = ap.parse_args(argv)
     if a.readme:
         readme = ROOT / "README.md"
         readme.write_text(calibration.replace_block(readme.read_text(),
                                                     calibration.load(calibration.COMMITTED)))
         print(f"wrote the calibration table of {calibration.COMMITTED} into {readme}")
+        return 0
+    if a.compare:
+        (fa, fb), names = a.compare, [Path(f).stem for f in a.compare]
+        if names[0] == names[1]:
+            names = list(a.compare)
+        missing = [f for f in a.compare if not Path(f).is_file()]
+        if missing:
+            ap.error(f"--compare: no such file {', '.join(missing)} (two .jsonl files of rows)")
+        try:
+            print(calibration.compare(calibration.load(fa), calibration.load(fb), *names))
+        except ValueError as e:
+            ap.error(f"--compare: {e}")
         return 0
     if a.table is not None:
         print(calibration.markdown([r for f in a.table for r in calibration.load(f)]))

@@ -32,6 +32,31 @@ def test_k_of_n_counts_only_seeds_that_reached_both_goals():
     assert "| r | 101 | 10 | never | 50.0 |" in md
 
 
+def test_compare_pairs_the_seeds_both_sides_hold():
+    a = [_row(100, 20, 0.99), _row(101, 20, 0.98), _row(102, 20, 0.99), _row(103, None, 0.2)]
+    b = [_row(100, None, 0.3), _row(101, 20, 0.99), _row(102, 20, 0.95), _row(104, 20, 0.99)]
+    md = calibration.compare(a, b, "padded", "packed")
+    assert "| 100 | 99.0 (20) | 30.0 (never) **x** |" in md
+    assert "| 102 | 99.0 (20) | 95.0 (20) **x** |" in md   # reached 90% but below the goal
+    assert "| 104 |" not in md and "| 103 |" not in md      # one side only: not a pair
+    assert ("same 3 seeds: padded 3 of 3 transitioned, packed 1 of 3; 2 under padded only, "
+            "0 under packed only (exact sign test p = 0.500)") in md
+    assert "every row: padded 3 of 4, packed 2 of 4 (Fisher's exact p = 1.000)" in md
+    assert "not the same machines" not in md
+    b[0]["provenance"] = {"cpu": "AMD EPYC"}
+    assert "not the same machines: padded ran on ?, packed on ?, AMD EPYC" in calibration.compare(a, b, "padded", "packed")
+    with pytest.raises(ValueError, match="no seed in common"):
+        calibration.compare(a, [_row(200, 20, 0.99)])
+    with pytest.raises(ValueError, match="appears twice"):
+        calibration.compare(a + a[:1], b)
+
+
+def test_script_compare_refuses_missing_files(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _script().main(["--compare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")])
+    assert "no such file" in capsys.readouterr().err
+
+
 def test_readme_table_is_generated_from_the_committed_runs():
     rows = calibration.load(calibration.COMMITTED)
     assert rows, "no calibration runs committed under reports/calibration/"

@@ -35,6 +35,32 @@ def test_clopper_pearson_refuses_bad_counts():
             stats.clopper_pearson(k, n)
 
 
+@pytest.mark.parametrize("counts,p", [
+    ((3, 4, 1, 4), 0.4857),      # tea tasting: 34/70
+    ((1, 9, 11, 14), 0.002759),  # the 2x2 table of Fisher's test's Wikipedia entry
+    ((5, 10, 9, 10), 0.1409),
+    ((20, 20, 0, 20), 2 / math.comb(40, 20)),   # only the two extreme tables are as unlikely
+    ((4, 8, 4, 8), 1.0),
+])
+def test_fisher_exact_matches_worked_values(counts, p):
+    got = stats.fisher_exact(*counts)
+    assert got == pytest.approx(p, rel=1e-3)
+    k_a, n_a, k_b, n_b = counts   # symmetric in the groups and in success / failure
+    assert stats.fisher_exact(k_b, n_b, k_a, n_a) == pytest.approx(got, rel=1e-9)
+    assert stats.fisher_exact(n_a - k_a, n_a, n_b - k_b, n_b) == pytest.approx(got, rel=1e-9)
+
+
+def test_sign_test_is_the_two_sided_binomial_of_the_discordant_seeds():
+    assert stats.sign_test(4, 0) == pytest.approx(2 / 16)
+    assert stats.sign_test(1, 6) == pytest.approx(2 * 8 / 128)    # P(X <= 1 | 7, 1/2) twice
+    assert stats.sign_test(3, 3) == 1.0 and stats.sign_test(0, 0) == 1.0
+    assert stats.sign_test(0, 10) == pytest.approx(2 / 1024)
+    with pytest.raises(ValueError, match="-1"):
+        stats.sign_test(-1, 2)
+    with pytest.raises(ValueError, match="3 of 2"):
+        stats.fisher_exact(3, 2, 1, 2)
+
+
 def test_bootstrap_enumerates_small_samples_exactly():
     """With 3 units every one of the 27 resamples is used: the interval is a fixed function of
     the data (no random draws), the quantiles of the 27 resampled means."""
