@@ -57,6 +57,7 @@ min_lr_frac = 0.1
 warmup_frac = 0.05
 weight_decay = 0.1
 grad_clip = 1.0
+packed = False
 replay = 0.2
 mixed_replay = 0.15
 eval_every = 50

@@ -70,10 +70,10 @@ class SFTConfig:
     # not a parameter: keep a resumable checkpoint at every probe step (the curriculum arms
     # do; the format and position-scheme arms of 03 and 08 do not, see study_arms)
     snapshots: bool = True
-    # not a parameter yet: train with the packed, padding-free step (answer_loss(packed=True)).
-    # It computes the same loss with other float roundings, so every calibrated number would
-    # have to be measured again before the profiles use it (README, speed)
-    packed: bool = False
+    # train with the packed, padding-free step (answer_loss(packed=True)): the same loss with
+    # other float roundings, so every calibrated number would have to be measured again before
+    # the profiles use it (README, speed)
+    packed: bool = _D["packed"]
 
     def __post_init__(self):
         check_curriculum(self.curriculum)
@@ -458,4 +458,4 @@ def config_from_params(P, curriculum: str) -> SFTConfig:
                         if f.name not in CONFIG_ONLY})
 
 
-CONFIG_ONLY = ("curriculum", "snapshots", "packed")   # the SFTConfig fields no parameter sets
+CONFIG_ONLY = ("curriculum", "snapshots")   # the SFTConfig fields no parameter sets

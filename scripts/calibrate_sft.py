@@ -76,13 +76,11 @@ def sweep(worker, jobs, out: Path, workers: int, threads: int, show) -> None:
 
 
 def recipe_config(recipe: str, seed: int, extra: dict, packed: bool = False):
-    from dataclasses import replace
-
     from reasonlib import params, sft
     raw = params.load_profile("paper")
     P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA},
-                         **RECIPES[recipe], **extra, "seed": seed})
-    return replace(sft.config_from_params(P, "targeted"), packed=packed), P
+                         **RECIPES[recipe], **extra, "seed": seed, "packed": packed})
+    return sft.config_from_params(P, "targeted"), P
 
 
 def recipe_name(recipe: str, packed: bool) -> str:

@@ -103,6 +103,16 @@ def test_packed_sft_tracks_the_padded_run_resumes_bitwise_and_has_its_own_key(
     assert sft.artifact_key(pk) != sft.artifact_key(cfg)
 
 
+def test_packed_is_a_parameter_that_reaches_every_arm():
+    """``packed`` (a notebook / profile parameter, default false) sets every SFT arm's step;
+    a non-bool is refused by name before anything trains."""
+    P = params.validate({"packed": True, "formats": ["plain", "reversed"], "positions": ["rope", "local"]})
+    assert all(c.packed for c in sft.study_arms(P).values())
+    assert not any(c.packed for c in sft.study_arms(params.validate({})).values())
+    with pytest.raises(params.ParamError, match="'packed' = 'yes'"):
+        params.validate({"packed": "yes"})
+
+
 def test_offset_is_dropped_where_no_scheme_reads_it(sft_config_factory):
     # rope and nope have no digit places: pos_offset cannot change them, so it cannot split a key
     assert sft_config_factory(pos="rope", pos_offset=8) == sft_config_factory(pos="rope", pos_offset=0)
