@@ -162,6 +162,8 @@ def main(argv=None):
     for kv in a.set:
         k, _, v = kv.partition("=")
         extra[k] = yaml.safe_load(v)
+    if "packed" in extra:   # the packed step is its own recipe name, so one way to ask for it
+        ap.error("--set packed=...: use --packed (its rows are recipe <recipe>-packed)")
     recipe_config(a.recipe, a.seeds[0], extra)   # bad values fail here, before any training
     out = Path(a.out) / f"{recipe_name(a.recipe, a.packed)}{a.tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,10 @@ def test_script_compare_refuses_missing_files(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _script().main(["--compare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")])
     assert "no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _script().main(["--recipe", "rope", "--set", "packed=true", "--out", str(tmp_path)])
+    assert "use --packed" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())   # refused before any file or run
 
 
 def test_readme_table_is_generated_from_the_committed_runs():
