@@ -8,8 +8,9 @@ Two measurements, in one run, for every shape asked for:
    (``labels`` = tokens with non-answer positions set to -100, ``attention_mask`` = tokens != PAD,
    loss taken from the model output). Same n_layer / n_head / n_embd, context (n_positions =
    block_size), vocabulary, GPT-2 dropout 0, the same pre-drawn batches of real training data
-   from ``reasonlib.curriculum.BatchMaker``, the same optimizer (the study's fused AdamW, same
-   hyper-parameters) and the same step (forward, backward, grad-norm clipping, optimizer step, ``loss.item()``).
+   from ``reasonlib.curriculum.BatchMaker``, the same optimizer (the study's fused AdamW,
+   ``sft.make_optimizer``, same hyper-parameters) and the same step (forward, backward,
+   grad-norm clipping, optimizer step, ``loss.item()``).
    Data generation is done before timing, so neither side pays for it. Each side's
    matrix-product FLOPs a step are counted (torch's FlopCounterMode, untimed), with the
    achieved GFLOP/s (those FLOPs over the whole step's time) and the floor an exact
@@ -51,6 +52,7 @@ import statistics
 import sys
 import time
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -60,7 +62,7 @@ from reasonlib import tasks
 from reasonlib.curriculum import BatchMaker
 from reasonlib.model import GPT, POS_SCHEMES, ModelConfig
 from reasonlib.sampling import generate
-from reasonlib.sft import answer_loss
+from reasonlib.sft import answer_loss, make_optimizer
 from reasonlib.tokenizer import BOS, EOS, PAD, VOCAB_SIZE
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -148,11 +150,10 @@ def n_params(m) -> int:
 
 def make_opt(model, a):
     # The same optimizer for both sides: the one the study trains with (sft.make_optimizer:
-    # AdamW with its fused CPU kernel, one kernel a tensor instead of a dozen small ops;
-    # --optimizer plain for the single-tensor loop). make_optimizer also splits decay /
-    # no-decay groups; that costs nothing measurable, so both sides use one group here.
-    return torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), eps=1e-8,
-                             weight_decay=0.1, fused=a.optimizer == "fused")
+    # AdamW, weight decay on matrices, its fused CPU kernel, one kernel a tensor instead of a
+    # dozen small ops; --optimizer plain for the single-tensor loop).
+    return make_optimizer(model, SimpleNamespace(lr=a.lr, weight_decay=0.1),
+                          fused=a.optimizer == "fused")
 
 
 # ---- training ----------------------------------------------------------------------------
@@ -429,7 +430,8 @@ def main(argv=None):
         print(f"\n=== shape L={shape[0]} H={shape[1]} C={shape[2]}  (batch {a.batch_size}) ===")
         if not a.skip_train:
             tr = bench_training(shape, a, block_size, train_sides)
-            print(f"training: AdamW ({a.optimizer}) lr={a.lr}, clip={a.grad_clip}, {a.warmup} warm-up + "
+            print(f"training: AdamW ({a.optimizer}) lr={a.lr}, clip={a.grad_clip}, "
+                  f"{a.warmup} warm-up + "
                   f"{a.steps} timed steps x {a.repeats} repeats, "
                   f"{tr['tok_per_step']:,.0f} non-PAD tokens/step")
             w = max(20, *(len(n) + 1 for n in tr["rates"]))

@@ -108,13 +108,17 @@ def lr_at(frac: float, base: float, warmup_frac: float, min_frac: float) -> floa
     return base * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def make_optimizer(model: GPT, cfg: SFTConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, fused: bool | None = None) -> torch.optim.AdamW:
+    """SFT's AdamW (``cfg.lr``, ``cfg.weight_decay`` on matrices only). ``fused`` (default: on
+    CPU and CUDA) picks the one-kernel-a-tensor implementation; ``make bench`` also times the
+    plain loop with it."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
+    if fused is None:
+        fused = next(model.parameters()).device.type in ("cpu", "cuda")
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": rest, "weight_decay": 0.0}],
-                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8,
-                             fused=next(model.parameters()).device.type in ("cpu", "cuda"))
+                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8, fused=fused)
 
 
 def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
