@@ -53,6 +53,7 @@ Ways in:
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -249,6 +250,13 @@ def rope_tables(pos: torch.Tensor, d: int, base: float = 10000.0):
     return ang.cos(), ang.sin()
 
 
+def rope_rotation(pos: torch.Tensor, d: int) -> torch.Tensor:
+    """The rotary angles of positions ``pos`` (B, T) as unit complex numbers (B, T, d/2): the
+    packed path rotates a channel pair by one complex product (:class:`_PackedAttention`)."""
+    cos, sin = rope_tables(pos, d)
+    return torch.complex(cos, sin).view(*pos.shape, d // 2)
+
+
 def _rotate(x, cos, sin):
     """Rotate channel pairs (x[i], x[i + D/2]) of (B, H, T, D) by the position angles."""
     x1, x2 = x.chunk(2, dim=-1)
@@ -264,6 +272,11 @@ class Attention(nn.Module):
 
     def forward(self, x, rope, mask=None, cache: KVCache | None = None, layer: int = 0, select=None,
                 dense: bool = False):
+        if dense:   # packed (training): x (N, C), rope (nb, L, D/2) or None, mask (bias, token, slot)
+            C = x.shape[-1]
+            w = self.qkv.weight if rope is None else self.qkv.weight[_pair_order(C, self.h, x.device)]
+            y = _PackedAttention.apply(F.linear(x, w), rope, *mask, self.h)
+            return self.proj(y if select is None else y[select])
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.h, C // self.h)
         # split / unbind (not slicing): their backward concatenates the gradients instead of
@@ -278,9 +291,7 @@ class Attention(nn.Module):
             return self.proj(y.reshape(B, T, C))
         if cache is not None:                          # prefill: the prompt part of the cache
             cache.pk[layer], cache.pv[layer] = k.contiguous(), v.contiguous()
-        if dense:                                      # packed rows (training)
-            y = _dense_attention(q, k, v, mask)
-        elif mask is None:
+        if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -338,7 +349,8 @@ class GPT(nn.Module):
         x = self.tok(idx)
         if place is not None:
             x = x + self.place(place)
-        rope = None if pos is None else rope_tables(pos, self.cfg.n_embd // self.cfg.n_head)
+        d = self.cfg.n_embd // self.cfg.n_head
+        rope = None if pos is None else (rope_rotation if dense else rope_tables)(pos, d)
         last = len(self.blocks) - 1
         for i, b in enumerate(self.blocks):   # mask: None, one for every layer, or one per layer
             m = mask[i] if isinstance(mask, list) else mask
@@ -366,9 +378,8 @@ class GPT(nn.Module):
         selected positions only; the last block then runs its projection and MLP on those
         rows alone (training scores answer tokens only, so the rest is wasted work).
         ``place_offset`` (B,) long: the abacus training offset of each row (see place_ids).
-        ``packing`` (right-padded path, with ``select``): run the rows' kept prefixes packed
-        into bins (:func:`pack_rows`) instead of padded; the N selected positions then come
-        in the packing's slot order (``packing.selected(select)``)."""
+        ``packing`` (right-padded path, with ``select``): run the rows' kept prefixes without
+        padding (:func:`pack_rows`); the N selected positions come in the same order."""
         B, T = idx.shape
         if T > self.cfg.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size={self.cfg.block_size}")
@@ -384,15 +395,22 @@ class GPT(nn.Module):
         return h if hidden_only else self.head(h)
 
     def _packed(self, idx, pos, place, select, p: "Packing"):
-        """The selected hidden states (N, C) of right-padded rows (B, T) run packed: every
-        slot keeps its row's ids, rotary positions and places, and attends causally within
-        its row (``local``: and within its place window), through :func:`_dense_attention`."""
+        """The selected hidden states (S, C) of right-padded rows (B, T) run packed: the kept
+        tokens run as one list, every token keeps its row's ids, rotary positions and places,
+        and in attention's bins (:class:`_PackedAttention`) it sees its own row causally
+        (``local``: within its place window too)."""
         B, T = idx.shape
-        ids, pos, place = (None if t is None else p.take(t.expand(B, T)) for t in (idx, pos, place))
-        mask = p.mask()
+        ids, place = (None if t is None else t[p.kept] for t in (idx, place))    # (N,)
+        pos = None if pos is None else p.take(pos.expand(B, T))                  # (nb, L)
+        dtype, mask = self.tok.weight.dtype, p.mask()
+        # what every layer's attention needs: (bias, p.token, p.slot); local: two biases (WINDOW)
         if self.cfg.pos == "local":
-            mask = local_masks(mask, pos, pos, self.cfg.n_layer)
-        return self._trunk(ids, pos, mask, select=p.selected(select), place=place, dense=True)
+            first, rest = ((_attention_bias(m, dtype), p.token, p.slot)
+                           for m in local_masks(mask, pos, pos, 2))
+            bins = [first] + [rest] * (self.cfg.n_layer - 1)
+        else:
+            bins = (_attention_bias(mask, dtype), p.token, p.slot)
+        return self._trunk(ids, pos, bins, select=select[p.kept], place=place, dense=True)
 
     def _mask(self, valid, pos, T: int = 0):
         """The attention mask of whole sequences: causal over real keys (``valid`` (B, T) of
@@ -478,16 +496,89 @@ def _decode_attention(q, k, v, cache: KVCache, layer: int, mask) -> torch.Tensor
     return y
 
 
-def _dense_attention(q, k, v, mask) -> torch.Tensor:
-    """softmax(q k^T / sqrt(D)) v over the keys ``mask`` allows: q, k, v (B, H, T, D), mask
-    (B, 1, T, T) bool with every query seeing at least itself.
+@functools.lru_cache(maxsize=None)
+def _pair_order(C: int, H: int, device) -> torch.Tensor:
+    """(3C,) long: the qkv output channels in the order the packed path computes them. In each
+    head of q and k, rotary pair i (channels i and i + D/2, :func:`_rotate`) becomes channels
+    2i and 2i + 1, so the pair is one complex number; v keeps its order. Taken from the weight
+    (a 3C x C gather, cheap), not from the activations, where an interleaving copy is slow.
+    Scores are sums over a head's channels, the same in any order both q and k share."""
+    D = C // H
+    within = torch.arange(D).view(2, D // 2).t().reshape(-1)    # 0, D/2, 1, D/2 + 1, ...
+    qk = (torch.arange(2 * H)[:, None] * D + within).reshape(-1)
+    return torch.cat([qk, torch.arange(2 * C, 3 * C)]).to(device)
 
-    The packed training path's attention. At its shapes (bins of 26 slots) this plain form
-    took about half the fused kernel's time forward and backward on a 2-core AMD EPYC at 2
-    threads (the fused kernel scales badly there: it is faster at 1 thread than at 2), and
-    about the same at 1 thread (README, speed). Its floats are not the fused kernel's."""
-    s = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))   # (B, H, T, T)
-    return s.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+def _attention_bias(mask: torch.Tensor, dtype) -> torch.Tensor:
+    """(nb, 1, L, L) bool (query may see key) -> (nb, L, L): 0 where seen, -inf elsewhere,
+    the additive mask of :class:`_PackedAttention` (every head's), made once a step."""
+    return torch.zeros(mask[:, 0].shape, dtype=dtype, device=mask.device).masked_fill_(
+        ~mask[:, 0], -math.inf)
+
+
+class _PackedAttention(torch.autograd.Function):
+    """The packed training path's attention, rotation included, written out forward and
+    backward. ``qkv`` (N, 3C) of the N kept tokens, from the ``_pair_order`` weight when
+    ``rot`` is given (rotary pairs side by side) -> (N, C): per head, softmax(q k^T / sqrt(D)
+    + bias) v within attention's bins. ``rot`` (nb, L, D/2) unit complex numbers of the slots,
+    or None (no rotary positions); ``bias`` (nb, L, L) from :func:`_attention_bias`;
+    ``token`` (nb * L,) and ``slot`` (N,) from :class:`Packing`.
+
+    At the packed shapes (bins of 26 slots, heads of 24 channels) autograd's form spent most
+    of its time outside the products: the rotation on half-head slices (12-float runs), the
+    layout copies of the q, k, v views, the scaling and masking of the scores. Here the
+    tokens go into bins by whole rows (``index_select``: one gather of q, k, v, one of the
+    output back); a head's q, k and v are read in place as strided matrices, which the batched
+    product takes without a copy (written out, its results must be contiguous); the rotation
+    is one complex product in place (its backward the conjugate product: it is a rotation),
+    and scale and mask ride on the score product (``baddbmm``). The backward is the textbook one: dV = P^T dY, dS = P * (dP - rowsum(dP *
+    P)), dQ = dS K, dK = dS^T Q (scaled); ``tests/test_model.py`` checks it with gradcheck. An
+    empty slot sees only itself and is never read back, so it gets no gradient. The same function as the padded path's; other float
+    roundings."""
+
+    @staticmethod
+    def forward(ctx, qkv, rot, bias, token, slot, H: int):
+        N, C3 = qkv.shape
+        C, (nb, L, _) = C3 // 3, bias.shape
+        D = C // H
+        rows = qkv.index_select(0, token)                                    # (nb * L, 3C)
+        if rot is not None:
+            torch.view_as_complex(rows.view(nb * L, 3, H, D // 2, 2)[:, :2]).mul_(
+                rot.view(nb * L, 1, 1, D // 2))
+        q, k, v = rows.view(nb, L, 3, H, D).unbind(2)        # (nb, L, H, D) each, strided
+        s = qkv.new_empty(H, nb, L, L)
+        for h in range(H):   # a head's q, k, v are strided (nb, L, D) matrices: no copies
+            torch.baddbmm(bias, q[:, :, h], k[:, :, h].transpose(1, 2), alpha=D ** -0.5, out=s[h])
+        p = s.softmax(-1)
+        y = qkv.new_empty(H, nb, L, D)
+        for h in range(H):
+            torch.bmm(p[h], v[:, :, h], out=y[h])
+        y = y.permute(1, 2, 0, 3).reshape(nb * L, C).index_select(0, slot)   # (N, C)
+        ctx.save_for_backward(rows, p, rot, slot)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        rows, p, rot, slot = ctx.saved_tensors
+        H, nb, L, _ = p.shape
+        N, C = gy.shape
+        D = C // H
+        q, k, v = rows.view(nb, L, 3, H, D).unbind(2)
+        g = gy.new_zeros(nb * L, C).index_copy_(0, slot, gy).view(nb, L, H, D)
+        ds = torch.empty_like(p)
+        grad = rows.new_empty(3, H, nb, L, D)
+        for h in range(H):
+            torch.bmm(g[:, :, h], v[:, :, h].transpose(1, 2), out=ds[h])
+            torch.bmm(p[h].transpose(1, 2), g[:, :, h], out=grad[2, h])
+        ds.sub_((ds * p).sum(-1, keepdim=True)).mul_(p).mul_(D ** -0.5)
+        for h in range(H):
+            torch.bmm(ds[h], k[:, :, h], out=grad[0, h])
+            torch.bmm(ds[h].transpose(1, 2), q[:, :, h], out=grad[1, h])
+        if rot is not None:
+            torch.view_as_complex(grad[:2].view(2, H, nb, L, D // 2, 2)).mul_(
+                rot.conj()[None, None])
+        out = grad.permute(2, 3, 0, 1, 4).reshape(nb * L, 3 * C).index_select(0, slot)
+        return out, None, None, None, None, None
 
 
 # ---- packed rows (training) --------------------------------------------------------------
@@ -495,11 +586,18 @@ def _dense_attention(q, k, v, mask) -> torch.Tensor:
 class Packing:
     """Where each right-padded row's kept prefix sits when rows share bins of L slots.
 
-    ``src`` (nb, L) long: each slot's flat index ``row * T + t`` into the (B, T) batch (an
-    empty slot reads index 0 and is not real). ``seg`` (nb, L) long: each slot's row; an
-    empty slot gets ``-1 - slot``, a segment of its own, so it sees only itself."""
+    The packed path runs the N kept tokens as one (N, C) list, in row-major order (the order
+    ``t[kept]`` gives): only attention needs bins. ``src`` (nb, L) long: each slot's flat
+    index ``row * T + t`` into the (B, T) batch (an empty slot reads index 0 and is not
+    real). ``seg`` (nb, L) long: each slot's row; an empty slot gets ``-1 - slot``, a segment
+    of its own, so it sees only itself. ``kept`` (B, T) bool: the tokens that run. ``slot``
+    (N,) long: each kept token's slot (flat over bins); ``token`` (nb * L,) long: each slot's
+    kept token (an empty slot: token 0, which it never sees)."""
     src: torch.Tensor
     seg: torch.Tensor
+    kept: torch.Tensor
+    slot: torch.Tensor
+    token: torch.Tensor
 
     def take(self, t: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (nb, L): the value of every slot's token."""
@@ -508,11 +606,6 @@ class Packing:
     @property
     def real(self) -> torch.Tensor:
         return self.seg >= 0
-
-    def selected(self, select: torch.Tensor) -> torch.Tensor:
-        """(B, T) bool -> (nb, L) bool: the real slots whose token ``select`` marks (the
-        order ``GPT.forward(..., packing=self)`` returns them in)."""
-        return self.take(select) & self.real
 
     def mask(self) -> torch.Tensor:
         """(nb, 1, L, L) bool: slot i may see slot j iff j <= i in the same row."""
@@ -556,8 +649,10 @@ def pack_rows(keep: torch.Tensor, T: int, cap: int) -> Packing:
     nb = max(1, len(used))
     src = torch.zeros(nb * cap, dtype=torch.long, device=dev)
     seg = -1 - torch.arange(nb * cap, device=dev)
-    src[slot], seg[slot] = rows * T + t, rows
-    return Packing(src.view(nb, cap), seg.view(nb, cap))
+    token = torch.zeros(nb * cap, dtype=torch.long, device=dev)
+    src[slot], seg[slot], token[slot] = rows * T + t, rows, torch.arange(len(rows), device=dev)
+    kept = torch.arange(T, device=dev) < kt[:, None]
+    return Packing(src.view(nb, cap), seg.view(nb, cap), kept, slot, token)
 
 
 def _padded_causal_mask(valid: torch.Tensor) -> torch.Tensor:

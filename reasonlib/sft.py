@@ -142,7 +142,7 @@ def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
     keep = (m * torch.arange(1, T + 1, device=m.device)).amax(1)   # last scored position + 1
     p = pack_rows(keep, T, 2 * T)
     h = model(x, hidden_only=True, select=m, place_offset=place_offset, packing=p)
-    return F.cross_entropy(model.head(h).float(), p.take(y)[p.selected(m)])
+    return F.cross_entropy(model.head(h).float(), y[m])
 
 
 def check_finite(value, what: str, step: int, ckpt_path) -> None:

@@ -426,7 +426,8 @@ def test_rotary_scores_depend_on_offsets_only():
 
 # ---- packed rows (the padding-free training step) ----------------------------------------
 from reasonlib.curriculum import BatchMaker  # noqa: E402
-from reasonlib.model import pack_rows  # noqa: E402
+from reasonlib.model import (_attention_bias, _pair_order, _PackedAttention,  # noqa: E402
+                            pack_rows)
 from reasonlib.sft import answer_loss  # noqa: E402
 
 
@@ -459,6 +460,9 @@ def test_pack_rows_places_every_kept_token_once():
         assert torch.equal(real.sort().values, want.sort().values)      # each exactly once
         assert torch.equal(p.seg[p.real], real // T)                     # slots know their row
         assert p.src.shape[1] == cap
+        assert torch.equal(p.src.reshape(-1)[p.slot], want)   # kept tokens in row-major order
+        assert torch.equal(p.token[p.slot], torch.arange(len(want)))
+        assert torch.equal(p.kept.reshape(-1).nonzero().flatten(), want)
         for b in range(p.src.shape[0]):   # a row's slots are consecutive and in order
             for r in p.seg[b][p.real[b]].unique():
                 at = (p.seg[b] == r).nonzero().flatten()
@@ -492,10 +496,7 @@ def test_packed_hidden_states_equal_the_padded_ones_every_scheme(scheme_model):
     with torch.no_grad():
         padded = scheme_model(x, hidden_only=True, place_offset=off)          # (B, T, C)
         packed = scheme_model(x, hidden_only=True, select=m, place_offset=off, packing=p)
-    sel = p.selected(m)
-    assert not (sel & ~p.real).any() and int(sel.sum()) == int(m.sum())
-    want = padded.reshape(-1, padded.shape[-1])[p.src[sel]]
-    torch.testing.assert_close(packed, want, atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(packed, padded[m], atol=2e-5, rtol=2e-5)   # in row-major order
 
 
 def test_packed_loss_and_gradients_equal_the_padded_ones_every_scheme(scheme_model):
@@ -511,6 +512,31 @@ def test_packed_loss_and_gradients_equal_the_padded_ones_every_scheme(scheme_mod
     torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-5)
     for a, b in zip(g0, g1):
         torch.testing.assert_close(b, a, atol=1e-5 * float(a.abs().max()) + 1e-8, rtol=1e-4)
+
+
+def test_pair_order_hand_computed():
+    # C = 8, H = 2 (D = 4): each head's q and k channels (0, 1, 2, 3) -> (0, 2, 1, 3), the
+    # rotary pairs (0, 2) and (1, 3) side by side; v unchanged
+    want = [0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15] + list(range(16, 24))
+    assert _pair_order(8, 2, torch.device("cpu")).tolist() == want
+
+
+@pytest.mark.parametrize("rotary", [True, False])
+def test_packed_attention_backward_is_the_gradient(rotary):
+    """The hand-written backward of the packed attention against numerical differences
+    (float64): bins holding two rows and an empty slot, rotation on and off."""
+    T, H, D = 5, 2, 4
+    p = pack_rows(torch.tensor([5, 3, 2, 4]), T, 2 * T)
+    N, (nb, L) = int(p.kept.sum()), p.src.shape
+    assert p.src.shape[0] < 4 and not p.real.all()          # rows share bins; one is empty
+    bias = _attention_bias(p.mask(), torch.float64)
+    g = torch.Generator().manual_seed(0)
+    qkv = torch.randn(N, 3 * H * D, dtype=torch.float64, generator=g, requires_grad=True)
+    rot = (torch.polar(torch.ones(nb, L, D // 2, dtype=torch.float64),
+                       torch.rand(nb, L, D // 2, dtype=torch.float64, generator=g) * 6)
+           if rotary else None)
+    assert torch.autograd.gradcheck(
+        lambda x: _PackedAttention.apply(x, rot, bias, p.token, p.slot, H), (qkv,))
 
 
 def test_packing_needs_right_padded_rows_and_a_selection(tiny_model):
