@@ -463,7 +463,7 @@ def main(argv=None):
                     summary.append((tag, f"training tok/s {s}", rb, rm, TARGETS["training"]))
                 if "-packed" in steps:
                     print("  *-packed: answer_loss(packed=True), rows packed without padding "
-                          "with plain masked attention;\n  the study still trains with the "
+                          "(attention in bins, model._PackedAttention);\n  the study still trains with the "
                           "padded step (the lines without -packed).")
             print(load_line(tr["other_load"]))
         if not a.skip_sample:

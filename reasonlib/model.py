@@ -44,9 +44,9 @@ Ways in:
   real tokens. Positions count from each row's first real token, and padded keys are
   masked out, so a row's logits do not depend on how much padding it got.
 * ``model(idx, select=..., packing=pack_rows(...))``: right-padded rows run without their
-  padding, several rows to a bin of slots, attending only within their own row (the
-  packed training step, ``sft.answer_loss(packed=True)``): the same function, other float
-  roundings.
+  padding: their kept tokens as one (N, C) list, and in attention several rows to a bin
+  of slots, each attending only within its own row (the packed training step,
+  ``sft.answer_loss(packed=True)``): the same function, other float roundings.
 * ``prefill`` / ``decode_step`` with a :class:`KVCache`: the same maths, one new token
   at a time, used by :mod:`reasonlib.sampling`.
 """

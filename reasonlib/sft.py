@@ -130,9 +130,9 @@ def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
     output layer runs on those positions only. ``place_offset`` (B,): the training place offsets
     of the placed schemes (``model.PLACED``).
 
-    ``packed``: the same loss without padding: each row up to its last scored position,
-    packed into bins of 2 (T - 1) slots (``model.pack_rows``; no EOS and no padding is run),
-    with plain masked attention. The same value to float rounding, not the same floats.
+    ``packed``: the same loss without padding: each row up to its last scored position (no
+    EOS and no padding is run), its tokens in one list, attention in bins of 2 (T - 1) slots
+    (``model.pack_rows``). The same value to float rounding, not the same floats.
     """
     x, y, m = tokens[:, :-1], tokens[:, 1:], answer[:, 1:]
     if not packed:
