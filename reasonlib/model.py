@@ -531,10 +531,11 @@ class _PackedAttention(torch.autograd.Function):
     output back); a head's q, k and v are read in place as strided matrices, which the batched
     product takes without a copy (written out, its results must be contiguous); the rotation
     is one complex product in place (its backward the conjugate product: it is a rotation),
-    and scale and mask ride on the score product (``baddbmm``). The backward is the textbook one: dV = P^T dY, dS = P * (dP - rowsum(dP *
-    P)), dQ = dS K, dK = dS^T Q (scaled); ``tests/test_model.py`` checks it with gradcheck. An
-    empty slot sees only itself and is never read back, so it gets no gradient. The same function as the padded path's; other float
-    roundings."""
+    and scale and mask ride on the score product (``baddbmm``). The backward is the textbook
+    one: dV = P^T dY, dS = P * (dP - rowsum(dP * P)), dQ = dS K, dK = dS^T Q (scaled);
+    ``tests/test_model.py`` checks it with gradcheck. An empty slot sees only itself and is
+    never read back, so it gets no gradient. The same function as the padded path's; other
+    float roundings."""
 
     @staticmethod
     def forward(ctx, qkv, rot, bias, token, slot, H: int):
