@@ -272,10 +272,12 @@ class Attention(nn.Module):
 
     def forward(self, x, rope, mask=None, cache: KVCache | None = None, layer: int = 0, select=None,
                 dense: bool = False):
-        if dense:   # packed (training): x (N, C), rope (nb, L, D/2) or None, mask (bias, token, slot)
+        if dense:   # packed (training): x (N, C), rope (nb, L, D/2) or None, mask a _Bins
             C = x.shape[-1]
-            w = self.qkv.weight if rope is None else self.qkv.weight[_pair_order(C, self.h, x.device)]
-            y = _PackedAttention.apply(F.linear(x, w), rope, *mask, self.h)
+            w = self.qkv.weight
+            if rope is not None:
+                w = w.index_select(0, _pair_order(C, self.h, x.device))
+            y = _PackedAttention.apply(F.linear(x, w), rope, mask)
             return self.proj(y if select is None else y[select])
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.h, C // self.h)
@@ -311,6 +313,9 @@ class Block(nn.Module):
     def forward(self, x, rope, mask=None, cache=None, layer=0, select=None, dense=False):
         a = self.attn(self.ln1(x), rope, mask, cache, layer, select, dense)
         x = (x if select is None else x[select]) + a
+        if dense:   # packed (training)
+            return _ResidualMLP.apply(x, self.ln2(x), self.fc.weight, self.fc.bias,
+                                      self.out.weight, self.out.bias)
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
 
@@ -403,13 +408,14 @@ class GPT(nn.Module):
         ids, place = (None if t is None else t[p.kept] for t in (idx, place))    # (N,)
         pos = None if pos is None else p.take(pos.expand(B, T))                  # (nb, L)
         dtype, mask = self.tok.weight.dtype, p.mask()
-        # what every layer's attention needs: (bias, p.token, p.slot); local: two biases (WINDOW)
+        # what every layer's attention needs (_Bins); local: two masks (WINDOW)
+        H = self.cfg.n_head
         if self.cfg.pos == "local":
-            first, rest = ((_attention_bias(m, dtype), p.token, p.slot)
+            first, rest = (_bins(m, p.token, p.slot, H, dtype)
                            for m in local_masks(mask, pos, pos, 2))
             bins = [first] + [rest] * (self.cfg.n_layer - 1)
         else:
-            bins = (_attention_bias(mask, dtype), p.token, p.slot)
+            bins = _bins(mask, p.token, p.slot, H, dtype)
         return self._trunk(ids, pos, bins, select=select[p.kept], place=place, dense=True)
 
     def _mask(self, valid, pos, T: int = 0):
@@ -509,11 +515,44 @@ def _pair_order(C: int, H: int, device) -> torch.Tensor:
     return torch.cat([qk, torch.arange(2 * C, 3 * C)]).to(device)
 
 
-def _attention_bias(mask: torch.Tensor, dtype) -> torch.Tensor:
-    """(nb, 1, L, L) bool (query may see key) -> (nb, L, L): 0 where seen, -inf elsewhere,
-    the additive mask of :class:`_PackedAttention` (every head's), made once a step."""
-    return torch.zeros(mask[:, 0].shape, dtype=dtype, device=mask.device).masked_fill_(
-        ~mask[:, 0], -math.inf)
+@dataclass(frozen=True)
+class _Bins:
+    """What every packed attention call of a step needs, made once a step (:func:`_bins`).
+
+    Attention runs on a (3, H * nb, L, D) block: q, k and v, each head of each bin an (L, D)
+    matrix, so one batched product covers every head and bin. ``bias`` (H * nb, L, L): 0
+    where a slot may see a key, -inf elsewhere (the additive mask, every head's). The rest
+    are row maps of ``index_select`` on D-float rows: ``rows`` (3 * H * nb * L,) the row of
+    ``qkv.view(N * 3H, D)`` each slot of the block reads (an empty slot: token 0's, which it
+    never shows anyone); ``out`` (N * H,) the row of ``y.view(H * nb * L, D)`` each kept
+    token's head takes its output from; ``grad_rows`` (H * nb * L,) the row of
+    ``gy.view(N * H, D)`` each slot's head reads its output gradient from; ``grad_out``
+    (N * 3H,) the row of the (3 * H * nb * L, D) gradient block each token's q, k, v head
+    takes its gradient from (never an empty slot's)."""
+    bias: torch.Tensor
+    rows: torch.Tensor
+    out: torch.Tensor
+    grad_rows: torch.Tensor
+    grad_out: torch.Tensor
+    H: int
+
+
+def _bins(mask: torch.Tensor, token: torch.Tensor, slot: torch.Tensor, H: int, dtype) -> _Bins:
+    """``mask`` (nb, 1, L, L) bool (query may see key), ``token`` (nb * L,) and ``slot`` (N,)
+    from :class:`Packing` -> the :class:`_Bins` of a head count H (``tests/test_model.py``
+    checks the maps against a hand-computed case)."""
+    nb, _, L, _ = mask.shape
+    S = nb * L
+    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, -math.inf)
+    h = torch.arange(H, device=token.device)
+    qkv = torch.arange(3, device=token.device)
+    return _Bins(
+        bias=bias.transpose(0, 1).expand(H, nb, L, L).reshape(H * nb, L, L),
+        rows=(token * 3 * H + (qkv[:, None] * H + h)[:, :, None]).reshape(-1),   # (3, H, S)
+        out=(h * S + slot[:, None]).reshape(-1),                                 # (N, H)
+        grad_rows=(token * H + h[:, None]).reshape(-1),                          # (H, S)
+        grad_out=((qkv[:, None] * H + h) * S + slot[:, None, None]).reshape(-1),  # (N, 3, H)
+        H=H)
 
 
 class _PackedAttention(torch.autograd.Function):
@@ -521,65 +560,79 @@ class _PackedAttention(torch.autograd.Function):
     backward. ``qkv`` (N, 3C) of the N kept tokens, from the ``_pair_order`` weight when
     ``rot`` is given (rotary pairs side by side) -> (N, C): per head, softmax(q k^T / sqrt(D)
     + bias) v within attention's bins. ``rot`` (nb, L, D/2) unit complex numbers of the slots,
-    or None (no rotary positions); ``bias`` (nb, L, L) from :func:`_attention_bias`;
-    ``token`` (nb * L,) and ``slot`` (N,) from :class:`Packing`.
+    or None (no rotary positions); ``bins`` from :func:`_bins`.
 
-    At the packed shapes (bins of 26 slots, heads of 24 channels) autograd's form spent most
-    of its time outside the products: the rotation on half-head slices (12-float runs), the
-    layout copies of the q, k, v views, the scaling and masking of the scores. Here the
-    tokens go into bins by whole rows (``index_select``: one gather of q, k, v, one of the
-    output back); a head's q, k and v are read in place as strided matrices, which the batched
-    product takes without a copy (written out, its results must be contiguous); the rotation
-    is one complex product in place (its backward the conjugate product: it is a rotation),
-    and scale and mask ride on the score product (``baddbmm``). The backward is the textbook
-    one: dV = P^T dY, dS = P * (dP - rowsum(dP * P)), dQ = dS K, dK = dS^T Q (scaled);
-    ``tests/test_model.py`` checks it with gradcheck. An empty slot sees only itself and is
-    never read back, so it gets no gradient. The same function as the padded path's; other
-    float roundings."""
+    At the packed shapes (bins of 16 to 26 slots, heads of 24 channels) autograd's form spent
+    most of its time outside the products: the rotation on half-head slices (12-float runs),
+    the layout copies of the q, k, v views, the scaling and masking of the scores, a product
+    per head. Here one gather of D-float rows (``index_select``) puts q, k and v of every head and
+    bin into one contiguous block, so each product is one batched call over heads and bins;
+    one gather takes the output back. The rotation is one complex product in place (its
+    backward the conjugate product: it is a rotation); scale and mask ride on the score
+    product (``baddbmm``), the backward's scale on the dQ and dK products. The backward is
+    the textbook one: dV = P^T dY, dS = P * (dP - rowsum(dP * P)), dQ = dS K, dK = dS^T Q
+    (scaled); ``tests/test_model.py`` checks it with gradcheck. An empty slot sees only itself
+    and is never read back, so what it holds reaches no gradient. The same function as the
+    padded path's; other float roundings."""
 
     @staticmethod
-    def forward(ctx, qkv, rot, bias, token, slot, H: int):
+    def forward(ctx, qkv, rot, bins: _Bins):
         N, C3 = qkv.shape
-        C, (nb, L, _) = C3 // 3, bias.shape
-        D = C // H
-        rows = qkv.index_select(0, token)                                    # (nb * L, 3C)
-        if rot is not None:
-            torch.view_as_complex(rows.view(nb * L, 3, H, D // 2, 2)[:, :2]).mul_(
-                rot.view(nb * L, 1, 1, D // 2))
-        q, k, v = rows.view(nb, L, 3, H, D).unbind(2)        # (nb, L, H, D) each, strided
-        s = qkv.new_empty(H, nb, L, L)
-        for h in range(H):   # a head's q, k, v are strided (nb, L, D) matrices: no copies
-            torch.baddbmm(bias, q[:, :, h], k[:, :, h].transpose(1, 2), alpha=D ** -0.5, out=s[h])
-        p = s.softmax(-1)
-        y = qkv.new_empty(H, nb, L, D)
-        for h in range(H):
-            torch.bmm(p[h], v[:, :, h], out=y[h])
-        y = y.permute(1, 2, 0, 3).reshape(nb * L, C).index_select(0, slot)   # (N, C)
-        ctx.save_for_backward(rows, p, rot, slot)
-        return y
+        H, (HB, L, _) = bins.H, bins.bias.shape
+        D = C3 // (3 * H)
+        blk = qkv.view(N * 3 * H, D).index_select(0, bins.rows).view(3, HB, L, D)
+        if rot is not None:    # q and k; rot broadcasts over the heads
+            torch.view_as_complex(blk[:2].view(2, H, HB // H, L, D // 2, 2)).mul_(rot)
+        q, k, v = blk.unbind(0)                                                # (HB, L, D)
+        p = torch.baddbmm(bins.bias, q, k.transpose(1, 2), alpha=D ** -0.5).softmax(-1)
+        y = torch.bmm(p, v).view(HB * L, D).index_select(0, bins.out)          # (N * H, D)
+        ctx.save_for_backward(blk, p, rot)
+        ctx.bins = bins
+        return y.view(N, H * D)
 
     @staticmethod
     def backward(ctx, gy):
-        rows, p, rot, slot = ctx.saved_tensors
-        H, nb, L, _ = p.shape
-        N, C = gy.shape
-        D = C // H
-        q, k, v = rows.view(nb, L, 3, H, D).unbind(2)
-        g = gy.new_zeros(nb * L, C).index_copy_(0, slot, gy).view(nb, L, H, D)
-        ds = torch.empty_like(p)
-        grad = rows.new_empty(3, H, nb, L, D)
-        for h in range(H):
-            torch.bmm(g[:, :, h], v[:, :, h].transpose(1, 2), out=ds[h])
-            torch.bmm(p[h].transpose(1, 2), g[:, :, h], out=grad[2, h])
-        ds.sub_((ds * p).sum(-1, keepdim=True)).mul_(p).mul_(D ** -0.5)
-        for h in range(H):
-            torch.bmm(ds[h], k[:, :, h], out=grad[0, h])
-            torch.bmm(ds[h].transpose(1, 2), q[:, :, h], out=grad[1, h])
+        blk, p, rot = ctx.saved_tensors
+        bins = ctx.bins
+        _, HB, L, D = blk.shape
+        H, N = bins.H, gy.shape[0]
+        q, k, v = blk.unbind(0)
+        g = gy.reshape(N * H, D).index_select(0, bins.grad_rows).view(HB, L, D)
+        ds = torch.bmm(g, v.transpose(1, 2))                                   # dP
+        grad = torch.empty_like(blk)
+        torch.bmm(p.transpose(1, 2), g, out=grad[2])                           # dV
+        ds.sub_((ds * p).sum(-1, keepdim=True)).mul_(p)                        # dS (unscaled)
+        grad[0].baddbmm_(ds, k, beta=0, alpha=D ** -0.5)                       # dQ
+        grad[1].baddbmm_(ds.transpose(1, 2), q, beta=0, alpha=D ** -0.5)       # dK
         if rot is not None:
-            torch.view_as_complex(grad[:2].view(2, H, nb, L, D // 2, 2)).mul_(
-                rot.conj()[None, None])
-        out = grad.permute(2, 3, 0, 1, 4).reshape(nb * L, 3 * C).index_select(0, slot)
-        return out, None, None, None, None, None
+            torch.view_as_complex(grad[:2].view(2, H, HB // H, L, D // 2, 2)).mul_(rot.conj())
+        out = grad.view(3 * HB * L, D).index_select(0, bins.grad_out)          # (N * 3H, D)
+        return out.view(N, 3 * H * D), None, None
+
+
+class _ResidualMLP(torch.autograd.Function):
+    """``x + out(gelu(fc(z)))`` of the packed training path, forward and backward written out:
+    x (N, C) the residual stream, z (N, C) its LayerNorm; w1 (4C, C), b1, w2 (C, 4C), b2 the
+    two linear layers. The same products autograd runs; what it saves is the rest: one
+    autograd node instead of four, no transposed-weight nodes, and the GELU's gradient
+    written over the (N, 4C) gradient it comes from (no new buffer). ``tests/test_model.py``
+    checks the backward with gradcheck. The same function as the padded path's; other float
+    roundings (the residual is added first)."""
+
+    @staticmethod
+    def forward(ctx, x, z, w1, b1, w2, b2):
+        h = torch.addmm(b1, z, w1.t())                                       # (N, 4C)
+        a = F.gelu(h)
+        ctx.save_for_backward(z, h, a, w1, w2)
+        return torch.addmm(x, a, w2.t()).add_(b2)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, h, a, w1, w2 = ctx.saved_tensors
+        ga = g.mm(w2)                                                        # (N, 4C)
+        dw2, db2 = g.t().mm(a), g.sum(0)
+        gh = torch.ops.aten.gelu_backward.grad_input(ga, h, grad_input=ga)   # in place
+        return g, gh.mm(w1), gh.t().mm(z), gh.sum(0), dw2, db2
 
 
 # ---- packed rows (training) --------------------------------------------------------------
@@ -613,6 +666,15 @@ class Packing:
         L = self.seg.shape[1]
         causal = torch.ones(L, L, dtype=torch.bool, device=self.seg.device).tril()
         return ((self.seg[:, :, None] == self.seg[:, None, :]) & causal)[:, None]
+
+
+def bin_slots(T: int) -> int:
+    """Slots of a packed-attention bin for rows of up to T tokens: T rounded up to a multiple
+    of 16. The bins' scores are (L, L) blocks, most of them masked; 16 is a whole AVX-512
+    vector for the softmax (13 is not: scalar tails), and leaves room for two short rows.
+    Measured at the bench's T = 13 (``make bench``, README): bins of 16 ran attention about
+    15% faster than bins of 26 (fewer masked scores), although they hold fewer rows each."""
+    return -(-T // 16) * 16
 
 
 def pack_rows(keep: torch.Tensor, T: int, cap: int) -> Packing:

@@ -1,6 +1,9 @@
+import math
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from reasonlib import model as model_mod
 from reasonlib import tasks
@@ -426,8 +429,8 @@ def test_rotary_scores_depend_on_offsets_only():
 
 # ---- packed rows (the padding-free training step) ----------------------------------------
 from reasonlib.curriculum import BatchMaker  # noqa: E402
-from reasonlib.model import (_attention_bias, _pair_order, _PackedAttention,  # noqa: E402
-                            pack_rows)
+from reasonlib.model import (_bins, _pair_order, _PackedAttention, _ResidualMLP,  # noqa: E402
+                            bin_slots, pack_rows)
 from reasonlib.sft import answer_loss  # noqa: E402
 
 
@@ -529,14 +532,44 @@ def test_packed_attention_backward_is_the_gradient(rotary):
     p = pack_rows(torch.tensor([5, 3, 2, 4]), T, 2 * T)
     N, (nb, L) = int(p.kept.sum()), p.src.shape
     assert p.src.shape[0] < 4 and not p.real.all()          # rows share bins; one is empty
-    bias = _attention_bias(p.mask(), torch.float64)
+    bins = _bins(p.mask(), p.token, p.slot, H, torch.float64)
     g = torch.Generator().manual_seed(0)
     qkv = torch.randn(N, 3 * H * D, dtype=torch.float64, generator=g, requires_grad=True)
     rot = (torch.polar(torch.ones(nb, L, D // 2, dtype=torch.float64),
                        torch.rand(nb, L, D // 2, dtype=torch.float64, generator=g) * 6)
            if rotary else None)
     assert torch.autograd.gradcheck(
-        lambda x: _PackedAttention.apply(x, rot, bias, p.token, p.slot, H), (qkv,))
+        lambda x: _PackedAttention.apply(x, rot, bins), (qkv,))
+
+
+def test_bins_maps_hand_computed():
+    # H = 2 heads, one bin of L = 3 slots: token 1 in slot 0, token 0 in slot 1, slot 2 empty
+    # (token map 0); blocks are (3, H, S = 3) slot rows, q/k/v-major, then head, then slot
+    token, slot = torch.tensor([1, 0, 0]), torch.tensor([1, 0])
+    mask = torch.eye(3, dtype=torch.bool)[None, None]
+    b = _bins(mask, token, slot, 2, torch.float32)
+    # qkv.view(N * 3H, D): token n's q head h is row 6n + h, its k head h 6n + 2 + h, v 6n + 4 + h
+    assert b.rows.tolist() == [6, 0, 0, 7, 1, 1, 8, 2, 2, 9, 3, 3, 10, 4, 4, 11, 5, 5]
+    assert b.out.tolist() == [1, 4, 0, 3]             # (token, head) -> head * S + slot
+    assert b.grad_rows.tolist() == [2, 0, 0, 3, 1, 1]  # (head, slot) -> token * H + head
+    assert b.grad_out.tolist() == [1, 4, 7, 10, 13, 16, 0, 3, 6, 9, 12, 15]
+    assert b.bias.shape == (2, 3, 3) and torch.equal(b.bias[0], b.bias[1])
+    assert b.bias[0, 0, 0] == 0 and b.bias[0, 0, 1] == -math.inf
+
+
+def test_bin_slots():
+    assert [bin_slots(t) for t in (1, 13, 16, 17, 32, 33)] == [16, 16, 16, 32, 32, 48]
+
+
+def test_residual_mlp_backward_is_the_gradient():
+    g = torch.Generator().manual_seed(0)
+    N, C = 5, 4
+    args = [torch.randn(*s, dtype=torch.float64, generator=g, requires_grad=True)
+            for s in ((N, C), (N, C), (4 * C, C), (4 * C,), (C, 4 * C), (C,))]
+    assert torch.autograd.gradcheck(_ResidualMLP.apply, args)
+    x, z, w1, b1, w2, b2 = args
+    want = x + F.linear(F.gelu(F.linear(z, w1, b1)), w2, b2)
+    torch.testing.assert_close(_ResidualMLP.apply(*args), want)
 
 
 def test_packing_needs_right_padded_rows_and_a_selection(tiny_model):
