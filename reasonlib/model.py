@@ -672,8 +672,9 @@ def bin_slots(T: int) -> int:
     """Slots of a packed-attention bin for rows of up to T tokens: T rounded up to a multiple
     of 16. The bins' scores are (L, L) blocks, most of them masked; 16 is a whole AVX-512
     vector for the softmax (13 is not: scalar tails), and leaves room for two short rows.
-    Measured at the bench's T = 13 (``make bench``, README): bins of 16 ran attention about
-    15% faster than bins of 26 (fewer masked scores), although they hold fewer rows each."""
+    Measured on the bench's batches (T = 13; README, "The packed step since 5f078b4"): bins
+    of 16 ran attention 10-20% faster than bins of 26 (fewer masked scores), although they
+    hold fewer rows each; 20, 24, 32, 40 and 48 were slower too."""
     return -(-T // 16) * 16
 
 
