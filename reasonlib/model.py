@@ -55,7 +55,7 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -410,10 +410,10 @@ class GPT(nn.Module):
         dtype, mask = self.tok.weight.dtype, p.mask()
         # what every layer's attention needs (_Bins); local: two masks (WINDOW)
         H = self.cfg.n_head
-        if self.cfg.pos == "local":
-            first, rest = (_bins(m, p.token, p.slot, H, dtype)
-                           for m in local_masks(mask, pos, pos, 2))
-            bins = [first] + [rest] * (self.cfg.n_layer - 1)
+        if self.cfg.pos == "local":   # the same maps, another bias
+            m0, m1 = local_masks(mask, pos, pos, 2)
+            first = _bins(m0, p.token, p.slot, H, dtype)
+            bins = [first] + [replace(first, bias=_bin_bias(m1, H, dtype))] * (self.cfg.n_layer - 1)
         else:
             bins = _bins(mask, p.token, p.slot, H, dtype)
         return self._trunk(ids, pos, bins, select=select[p.kept], place=place, dense=True)
@@ -541,18 +541,24 @@ def _bins(mask: torch.Tensor, token: torch.Tensor, slot: torch.Tensor, H: int, d
     """``mask`` (nb, 1, L, L) bool (query may see key), ``token`` (nb * L,) and ``slot`` (N,)
     from :class:`Packing` -> the :class:`_Bins` of a head count H (``tests/test_model.py``
     checks the maps against a hand-computed case)."""
-    nb, _, L, _ = mask.shape
-    S = nb * L
-    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, -math.inf)
+    S = mask.shape[0] * mask.shape[2]
     h = torch.arange(H, device=token.device)
     qkv = torch.arange(3, device=token.device)
     return _Bins(
-        bias=bias.transpose(0, 1).expand(H, nb, L, L).reshape(H * nb, L, L),
+        bias=_bin_bias(mask, H, dtype),
         rows=(token * 3 * H + (qkv[:, None] * H + h)[:, :, None]).reshape(-1),   # (3, H, S)
         out=(h * S + slot[:, None]).reshape(-1),                                 # (N, H)
         grad_rows=(token * H + h[:, None]).reshape(-1),                          # (H, S)
         grad_out=((qkv[:, None] * H + h) * S + slot[:, None, None]).reshape(-1),  # (N, 3, H)
         H=H)
+
+
+def _bin_bias(mask: torch.Tensor, H: int, dtype) -> torch.Tensor:
+    """(nb, 1, L, L) bool (query may see key) -> (H * nb, L, L): 0 where seen, -inf elsewhere,
+    repeated for every head (:class:`_Bins`' ``bias``)."""
+    nb, _, L, _ = mask.shape
+    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, -math.inf)
+    return bias.transpose(0, 1).expand(H, nb, L, L).reshape(H * nb, L, L)
 
 
 class _PackedAttention(torch.autograd.Function):
