@@ -26,13 +26,19 @@ Two measurements, in one run, for every shape asked for:
    a chunk early only when every row has ended (which an untrained model practically never
    does), so generated tokens/s counts the tokens each side really produced.
 
-Timing: ``time.perf_counter`` after warm-up; the two sides are interleaved repeat by repeat,
-the order flipped every repeat. Headline ratios use the best repeat of each side (background
-load only ever adds time), medians are printed alongside. torch's thread count is left at its
-default unless ``--threads`` is given, and printed. The CPU time other processes used meanwhile
-is printed after each block: on a small shared machine, OpenMP threads stall badly whenever
-another process takes a core, so a busy machine can distort single repeats many-fold (medians
-from such runs are unreliable; rerun on a quiet machine, or compare with ``--threads 1``).
+Timing: ``time.perf_counter`` after warm-up, the order of the sides flipped every repeat.
+Training interleaves the sides step by step (every side takes its step on a batch before any
+takes the next), so each repeat times every side over the same seconds of the machine's
+drifting speed; sampling interleaves them repeat by repeat. Headline ratios use the best
+repeat of each side (background load only ever adds time), medians are printed alongside.
+Training runs at the study's SFT thread count, ``reasonlib.runtime.TRAIN_THREADS`` (1):
+every SFT run of the study trains at it whatever the machine has, so that is the speed its
+budget is bought with. Sampling runs at torch's default thread count, as the notebooks'
+evaluation does on a machine of the study's size. ``--threads N`` pins both; the counts are
+printed. The CPU time other processes used meanwhile is printed after each block: on a small
+shared machine, OpenMP threads stall badly whenever another process takes a core, so a busy
+machine can distort single repeats many-fold (medians from such runs are unreliable; rerun on
+a quiet machine).
 Ratios are reasonlib / transformers: higher favours reasonlib.
 
     python benchmarks/bench_vs_transformers.py            # full run (~3 minutes on 2 quiet cores)
@@ -61,6 +67,7 @@ import reasonlib
 from reasonlib import tasks
 from reasonlib.curriculum import BatchMaker
 from reasonlib.model import GPT, POS_SCHEMES, ModelConfig
+from reasonlib.runtime import TRAIN_THREADS
 from reasonlib.sampling import generate
 from reasonlib.sft import answer_loss, make_optimizer
 from reasonlib.tokenizer import BOS, EOS, PAD, VOCAB_SIZE
@@ -256,10 +263,14 @@ def bench_training(shape, a, block_size, sides):
     with load:
         for r in range(a.repeats):
             order = list(runs.items())
-            for name, (model, opt, loss_fn) in (order if r % 2 == 0 else order[::-1]):
-                sec, tok, last = train_steps(model, opt, loss_fn, timed, a.grad_clip)
-                rates[name].append(tok / sec)
-                losses[name] = last
+            sec, tok = dict.fromkeys(runs, 0.0), 0
+            for batch in timed:   # every side steps on this batch before any takes the next
+                for name, (model, opt, loss_fn) in (order if r % 2 == 0 else order[::-1]):
+                    t, tok_b, losses[name] = train_steps(model, opt, loss_fn, [batch], a.grad_clip)
+                    sec[name] += t
+                tok += tok_b
+            for name in runs:
+                rates[name].append(tok / sec[name])
     tok_per_step = sum(b["n_tok"] for b in timed) / len(timed)
     return {"rates": rates, "loss": losses, "tok_per_step": tok_per_step, "flops": flops,
             "floor": floor_flops(shape, timed[:3]),
@@ -362,8 +373,10 @@ def main(argv=None):
     p.add_argument("--sample-repeats", type=int, default=5, help="interleaved sampling repeats")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads(N) for both sides (default: leave torch's default; "
-                        "1 is far less sensitive to other load on a small shared machine)")
+                   help="torch.set_num_threads(N) for training and sampling, both sides "
+                        f"(default: training at the study's SFT thread count, "
+                        f"reasonlib.runtime.TRAIN_THREADS = {TRAIN_THREADS}; sampling at "
+                        "torch's default)")
     p.add_argument("--pos", type=str, default=",".join(POS_SCHEMES),
                    help="comma-separated reasonlib position schemes, each benchmarked as its "
                         "own side (reasonlib-<scheme>)")
@@ -379,10 +392,10 @@ def main(argv=None):
     if a.quick:
         a.warmup, a.steps, a.repeats = 2, 5, 1
         a.problems, a.sample_repeats = 50, 1
-    if a.threads is not None:
-        if a.threads < 1:
-            p.error("--threads must be >= 1")
-        torch.set_num_threads(a.threads)
+    if a.threads is not None and a.threads < 1:
+        p.error(f"--threads {a.threads}: must be >= 1")
+    threads = {"training": a.threads or TRAIN_THREADS,
+               "sampling": a.threads or torch.get_num_threads()}
     shapes = ([parse_shape(s) for s in a.shapes.split(",") if s.strip()] if a.shapes
               else [parse_shape(f"{a.n_layer}x{a.n_head}x{a.n_embd}")])
     block_size = tasks.block_size_for(a.max_digits, a.fmt)
@@ -408,9 +421,10 @@ def main(argv=None):
           f"transformers {transformers.__version__ if have_hf else 'NOT INSTALLED'}  "
           f"numpy {np.__version__}")
     print(f"  reasonlib from {os.path.dirname(reasonlib.__file__)}")
-    print(f"  torch threads {torch.get_num_threads()} "
-          f"({'--threads' if a.threads is not None else 'torch default'}, "
-          f"interop {torch.get_num_interop_threads()})"
+    why = (("--threads", "--threads") if a.threads is not None
+           else ("the study's SFT runs, runtime.TRAIN_THREADS", "torch default"))
+    print(f"  torch threads: training {threads['training']} ({why[0]}), sampling "
+          f"{threads['sampling']} ({why[1]}); interop {torch.get_num_interop_threads()}"
           f"  os.cpu_count {os.cpu_count()}  machine {platform.machine()}")
     if have_hf:
         print(f"  HF attention implementation: "
@@ -429,8 +443,10 @@ def main(argv=None):
         tag = "x".join(map(str, shape))
         print(f"\n=== shape L={shape[0]} H={shape[1]} C={shape[2]}  (batch {a.batch_size}) ===")
         if not a.skip_train:
+            torch.set_num_threads(threads["training"])
             tr = bench_training(shape, a, block_size, train_sides)
-            print(f"training: AdamW ({a.optimizer}) lr={a.lr}, clip={a.grad_clip}, "
+            print(f"training at {threads['training']} torch thread(s): AdamW ({a.optimizer}) "
+                  f"lr={a.lr}, clip={a.grad_clip}, "
                   f"{a.warmup} warm-up + "
                   f"{a.steps} timed steps x {a.repeats} repeats, "
                   f"{tr['tok_per_step']:,.0f} non-PAD tokens/step")
@@ -467,8 +483,10 @@ def main(argv=None):
                           "padded step (the lines without -packed).")
             print(load_line(tr["other_load"]))
         if not a.skip_sample:
+            torch.set_num_threads(threads["sampling"])
             sp = bench_sampling(shape, a, block_size, sample_sides)
-            print(f"sampling: {sp['n']:,} problems x {a.n_samples} samples, temperature 1.0, "
+            print(f"sampling at {threads['sampling']} torch thread(s): {sp['n']:,} problems x "
+                  f"{a.n_samples} samples, temperature 1.0, "
                   f"max_new_tokens={sp['max_new']}, prompt width {sp['prompt_len']}, "
                   f"{a.gen_rows} rows/chunk, {a.sample_repeats} repeats")
             print(f"  {'side':<20}{'samples':>9}{'wall s best':>13}{'wall s median':>15}"
