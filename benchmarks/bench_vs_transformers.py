@@ -260,18 +260,18 @@ def bench_training(shape, a, block_size, sides):
     rates = {name: [] for name in sides}
     losses = {}
     load = OtherLoad()
+    tok = sum(b["n_tok"] for b in timed)   # non-PAD tokens of one repeat
     with load:
         for r in range(a.repeats):
             order = list(runs.items())
-            sec, tok = dict.fromkeys(runs, 0.0), 0
+            sec = dict.fromkeys(runs, 0.0)
             for batch in timed:   # every side steps on this batch before any takes the next
                 for name, (model, opt, loss_fn) in (order if r % 2 == 0 else order[::-1]):
-                    t, tok_b, losses[name] = train_steps(model, opt, loss_fn, [batch], a.grad_clip)
+                    t, _, losses[name] = train_steps(model, opt, loss_fn, [batch], a.grad_clip)
                     sec[name] += t
-                tok += tok_b
             for name in runs:
                 rates[name].append(tok / sec[name])
-    tok_per_step = sum(b["n_tok"] for b in timed) / len(timed)
+    tok_per_step = tok / len(timed)
     return {"rates": rates, "loss": losses, "tok_per_step": tok_per_step, "flops": flops,
             "floor": floor_flops(shape, timed[:3]),
             "params": {n: n_params(r[0]) for n, r in runs.items()}, "other_load": load.cores()}
