@@ -195,20 +195,17 @@ def hf_loss(model, b):
                  labels=b["labels"]).loss
 
 
-def train_steps(model, opt, loss_fn, batches, grad_clip):
-    """Run one training step per batch; return (seconds, tokens, last loss)."""
-    tok = 0
+def train_step(model, opt, loss_fn, b, grad_clip):
+    """Run one training step on batch ``b``; return (seconds, loss)."""
     t0 = time.perf_counter()
-    for b in batches:
-        loss = loss_fn(model, b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        last = loss.item()
-        tok += b["n_tok"]
-    return time.perf_counter() - t0, tok, last
+    loss = loss_fn(model, b)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    last = loss.item()
+    return time.perf_counter() - t0, last
 
 
 def step_flops(model, loss_fn, batches) -> float:
@@ -254,7 +251,8 @@ def bench_training(shape, a, block_size, sides):
         model = build(shape, block_size, a.seed)
         model.train()
         opt = make_opt(model, a)
-        train_steps(model, opt, loss_fn, warm, a.grad_clip)
+        for b in warm:
+            train_step(model, opt, loss_fn, b, a.grad_clip)
         runs[name] = (model, opt, loss_fn)
     flops = {name: step_flops(m, fn, timed[:3]) for name, (m, _, fn) in runs.items()}
     rates = {name: [] for name in sides}
@@ -267,7 +265,7 @@ def bench_training(shape, a, block_size, sides):
             sec = dict.fromkeys(runs, 0.0)
             for batch in timed:   # every side steps on this batch before any takes the next
                 for name, (model, opt, loss_fn) in (order if r % 2 == 0 else order[::-1]):
-                    t, _, losses[name] = train_steps(model, opt, loss_fn, [batch], a.grad_clip)
+                    t, losses[name] = train_step(model, opt, loss_fn, batch, a.grad_clip)
                     sec[name] += t
             for name in runs:
                 rates[name].append(tok / sec[name])
