@@ -31,6 +31,9 @@ Training interleaves the sides step by step (every side takes its step on a batc
 takes the next), so each repeat times every side over the same seconds of the machine's
 drifting speed; sampling interleaves them repeat by repeat. Headline ratios use the best
 repeat of each side (background load only ever adds time), medians are printed alongside.
+Under each training ratio the paired view (``paired_ratio``): the ratio of all timed steps'
+summed times, a 95% bootstrap interval over the step pairs, and the range of the repeats'
+ratios, so a reader can tell a target met from one within the noise of the run.
 Training runs at the study's SFT thread count, ``reasonlib.runtime.TRAIN_THREADS`` (1):
 every SFT run of the study trains at it whatever the machine has, so that is the speed its
 budget is bought with. Sampling runs at torch's default thread count, as the notebooks'
@@ -256,23 +259,41 @@ def bench_training(shape, a, block_size, sides):
         runs[name] = (model, opt, loss_fn)
     flops = {name: step_flops(m, fn, timed[:3]) for name, (m, _, fn) in runs.items()}
     rates = {name: [] for name in sides}
+    step_s = {name: np.zeros((a.repeats, len(timed))) for name in sides}   # every step's time
     losses = {}
     load = OtherLoad()
     tok = sum(b["n_tok"] for b in timed)   # non-PAD tokens of one repeat
     with load:
         for r in range(a.repeats):
             order = list(runs.items())
-            sec = dict.fromkeys(runs, 0.0)
-            for batch in timed:   # every side steps on this batch before any takes the next
+            for i, batch in enumerate(timed):   # every side steps on it before the next
                 for name, (model, opt, loss_fn) in (order if r % 2 == 0 else order[::-1]):
-                    t, losses[name] = train_step(model, opt, loss_fn, batch, a.grad_clip)
-                    sec[name] += t
+                    step_s[name][r, i], losses[name] = train_step(model, opt, loss_fn, batch,
+                                                                  a.grad_clip)
             for name in runs:
-                rates[name].append(tok / sec[name])
+                rates[name].append(tok / step_s[name][r].sum())
     tok_per_step = tok / len(timed)
-    return {"rates": rates, "loss": losses, "tok_per_step": tok_per_step, "flops": flops,
+    return {"rates": rates, "step_s": step_s, "loss": losses, "tok_per_step": tok_per_step,
+            "flops": flops,
             "floor": floor_flops(shape, timed[:3]),
             "params": {n: n_params(r[0]) for n, r in runs.items()}, "other_load": load.cores()}
+
+
+def paired_ratio(ref: np.ndarray, side: np.ndarray, n_boot: int = 2000, seed: int = 0):
+    """Speed of ``side`` over ``ref`` from their paired step times, (repeats, steps) arrays
+    taken side by side on the same batches: (ratio of the summed times, 2.5th and 97.5th
+    percentiles of that ratio over ``n_boot`` resamplings of the step pairs, each repeat's
+    ratio). Pairs are resampled whole, so the drift of the machine's speed that both sides
+    of a pair met cancels; steps are treated as independent, which the repeats' own spread
+    (the last value) lets a reader check."""
+    ref, side = ref.reshape(len(ref), -1), side.reshape(len(side), -1)
+    if ref.shape != side.shape:
+        raise ValueError(f"paired_ratio: shapes differ, {ref.shape} and {side.shape}")
+    r, s = ref.ravel(), side.ravel()
+    idx = np.random.default_rng(seed).integers(0, len(r), size=(n_boot, len(r)))
+    boot = r[idx].sum(1) / s[idx].sum(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return r.sum() / s.sum(), (float(lo), float(hi)), list(ref.sum(1) / side.sum(1))
 
 
 # ---- sampling ----------------------------------------------------------------------------
@@ -474,6 +495,11 @@ def main(argv=None):
                     fr = tr["flops"]["transformers"] / tr["flops"][side]
                     print("  " + ratio_line(f"training, {s}", rb, rm, TARGETS["training"])
                           + f"  = FLOPs {fr:.2f}x * rate {rb / fr:.2f}x")
+                    pr, (lo, hi), per = paired_ratio(tr["step_s"]["transformers"],
+                                                     tr["step_s"][side])
+                    print(f"      all {tr['step_s'][side].size} paired steps: {pr:.2f}x, 95% "
+                          f"interval {lo:.2f}-{hi:.2f}x (bootstrap over the pairs); "
+                          f"repeats {min(per):.2f}-{max(per):.2f}x")
                     summary.append((tag, f"training tok/s {s}", rb, rm, TARGETS["training"]))
                 if "-packed" in steps:
                     print("  *-packed: answer_loss(packed=True), rows packed without padding "
