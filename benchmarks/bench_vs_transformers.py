@@ -258,7 +258,6 @@ def bench_training(shape, a, block_size, sides):
             train_step(model, opt, loss_fn, b, a.grad_clip)
         runs[name] = (model, opt, loss_fn)
     flops = {name: step_flops(m, fn, timed[:3]) for name, (m, _, fn) in runs.items()}
-    rates = {name: [] for name in sides}
     step_s = {name: np.zeros((a.repeats, len(timed))) for name in sides}   # every step's time
     losses = {}
     load = OtherLoad()
@@ -270,8 +269,7 @@ def bench_training(shape, a, block_size, sides):
                 for name, (model, opt, loss_fn) in (order if r % 2 == 0 else order[::-1]):
                     step_s[name][r, i], losses[name] = train_step(model, opt, loss_fn, batch,
                                                                   a.grad_clip)
-            for name in runs:
-                rates[name].append(tok / step_s[name][r].sum())
+    rates = {name: list(tok / t.sum(1)) for name, t in step_s.items()}   # one per repeat
     tok_per_step = tok / len(timed)
     return {"rates": rates, "step_s": step_s, "loss": losses, "tok_per_step": tok_per_step,
             "flops": flops,
@@ -286,14 +284,13 @@ def paired_ratio(ref: np.ndarray, side: np.ndarray, n_boot: int = 2000, seed: in
     ratio). Pairs are resampled whole, so the drift of the machine's speed that both sides
     of a pair met cancels; steps are treated as independent, which the repeats' own spread
     (the last value) lets a reader check."""
-    ref, side = ref.reshape(len(ref), -1), side.reshape(len(side), -1)
-    if ref.shape != side.shape:
-        raise ValueError(f"paired_ratio: shapes differ, {ref.shape} and {side.shape}")
+    if ref.ndim != 2 or ref.shape != side.shape:
+        raise ValueError(f"paired_ratio: needs two (repeats, steps) arrays of one shape, "
+                         f"got {ref.shape} and {side.shape}")
     r, s = ref.ravel(), side.ravel()
     idx = np.random.default_rng(seed).integers(0, len(r), size=(n_boot, len(r)))
-    boot = r[idx].sum(1) / s[idx].sum(1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    return r.sum() / s.sum(), (float(lo), float(hi)), list(ref.sum(1) / side.sum(1))
+    lo, hi = np.percentile(r[idx].sum(1) / s[idx].sum(1), [2.5, 97.5])
+    return float(r.sum() / s.sum()), (float(lo), float(hi)), list(ref.sum(1) / side.sum(1))
 
 
 # ---- sampling ----------------------------------------------------------------------------

@@ -36,3 +36,5 @@ def test_paired_ratio_constant_and_seeded():
 def test_paired_ratio_refuses_unpaired_times():
     with pytest.raises(ValueError, match=r"\(5, 20\) and \(4, 20\)"):
         bench.paired_ratio(np.ones((5, 20)), np.ones((4, 20)))
+    with pytest.raises(ValueError, match=r"\(100,\) and \(100,\)"):
+        bench.paired_ratio(np.ones(100), np.ones(100))
