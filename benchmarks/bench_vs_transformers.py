@@ -227,21 +227,32 @@ def step_flops(model, loss_fn, batches) -> float:
 
 def floor_flops(shape, batches, mlp_ratio=4) -> float:
     """The fewest linear-layer FLOPs a step of the answer-only loss needs: those of an exact
-    implementation that skips every product the loss does not use.
+    implementation that skips every product the loss does not use and runs no product twice
+    on the same row.
 
     A row's real tokens up to the last scored one (all but its EOS) run through every layer
     but the last, where they need only their key and value (2 C^2 multiply-adds); the scored
-    positions also need their query, projection, MLP and the output layer. The backward costs
-    twice the forward (the tied embedding needs the input gradient too); 2 FLOPs a
-    multiply-add. Attention's T x T products are left out, as in :func:`step_flops`."""
+    positions also need their query, projection, MLP and the output layer. The first layer's
+    qkv (3 C^2) sees a token's embedding only, so it needs one row per distinct token id of
+    the batch (``abacus`` adds place vectors first: one per distinct id and place, a few more
+    rows). The backward costs twice the forward (the tied embedding needs the input gradient
+    too); 2 FLOPs a multiply-add. Attention's T x T products are left out, as in
+    :func:`step_flops`."""
     L, _, C = shape
-    layer = (4 + 2 * mlp_ratio) * C * C
+    qkv, layer = 3 * C * C, (4 + 2 * mlp_ratio) * C * C
     total = 0
     for b in batches:
-        need = int(((b["tokens"] != PAD).sum(1) - 1).sum())
+        t = b["tokens"]
+        ids = t[:, :-1][t[:, 1:] != PAD]                 # the tokens that run: all but EOS
+        need, distinct = len(ids), int(ids.unique().numel())
         scored = int(b["answer"][:, 1:].sum())
-        macs = need * ((L - 1) * layer + 2 * C * C) + scored * ((2 + 2 * mlp_ratio) * C * C
-                                                                + VOCAB_SIZE * C)
+        head = scored * ((1 + 2 * mlp_ratio) * C * C + VOCAB_SIZE * C)   # proj, MLP, output
+        if L == 1:   # the one layer's qkv sees the embeddings only
+            macs = distinct * qkv + head
+        else:
+            macs = (distinct * qkv + need * (layer - qkv)          # the first layer
+                    + need * (L - 2) * layer                       # the layers between
+                    + need * 2 * C * C + scored * C * C + head)    # the last: k, v; scored q
         total += 6 * macs
     return total / len(batches)
 
@@ -478,7 +489,8 @@ def main(argv=None):
                       f"{f / 1e9:>12.2f}{f * best[name] / tr['tok_per_step'] / 1e9:>9.1f}")
             print(f"  GFLOP/step: the linear layers' products, forward and backward (torch's "
                   f"FlopCounterMode); skipping every\n  product the loss does not use "
-                  f"(padding, EOS, the last layer's unscored queries) would leave "
+                  f"(padding, EOS, the last layer's unscored queries) and running the first "
+                  f"layer's qkv once\n  per distinct token would leave "
                   f"{tr['floor'] / 1e9:.2f} (floor_flops).")
             if have_hf:
                 print(f"  A training ratio is transformers' FLOPs over reasonlib's times "

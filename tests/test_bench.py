@@ -1,5 +1,6 @@
 """The benchmark's paired ratio (benchmarks/bench_vs_transformers.py), on hand-made step times."""
 import importlib.util
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +39,20 @@ def test_paired_ratio_refuses_unpaired_times():
         bench.paired_ratio(np.ones((5, 20)), np.ones((4, 20)))
     with pytest.raises(ValueError, match=r"\(100,\) and \(100,\)"):
         bench.paired_ratio(np.ones(100), np.ones(100))
+
+
+@pytest.mark.parametrize("n_layer", [1, 3])
+def test_floor_is_the_packed_step_less_the_last_layers_unscored_queries(n_layer):
+    """floor_flops, counted from the batches, against torch's count of the packed step's
+    products: equal for one layer; with more, the packed step also runs the last layer's
+    query for the N - S unscored tokens (C^2 multiply-adds each, forward and backward)."""
+    a = SimpleNamespace(seed=0, curriculum="targeted", fmt="reversed", max_digits=3,
+                        batch_size=16, frac=0.9)
+    batches = bench.make_batches(a, 2)
+    shape = (n_layer, 2, 16)
+    model = bench.reasonlib_builder("rope")(shape, bench.tasks.block_size_for(3, "reversed"), 0)
+    counted = bench.step_flops(model, bench.reasonlib_packed_loss, batches)
+    unscored = np.mean([int((b["tokens"][:, 1:] != bench.PAD).sum() - b["answer"][:, 1:].sum())
+                        for b in batches])
+    extra = 0 if n_layer == 1 else 6 * 16 * 16 * unscored
+    assert counted == pytest.approx(bench.floor_flops(shape, batches) + extra, abs=1e-6)

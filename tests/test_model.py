@@ -429,8 +429,8 @@ def test_rotary_scores_depend_on_offsets_only():
 
 # ---- packed rows (the padding-free training step) ----------------------------------------
 from reasonlib.curriculum import BatchMaker  # noqa: E402
-from reasonlib.model import (_bins, _pair_order, _PackedAttention, _ResidualMLP,  # noqa: E402
-                            bin_slots, pack_rows)
+from reasonlib.model import (_bins, _distinct, _pair_order, _PackedAttention,  # noqa: E402
+                            _ResidualMLP, bin_slots, pack_rows)
 from reasonlib.sft import answer_loss  # noqa: E402
 
 
@@ -515,6 +515,13 @@ def test_packed_loss_and_gradients_equal_the_padded_ones_every_scheme(scheme_mod
     torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-5)
     for a, b in zip(g0, g1):
         torch.testing.assert_close(b, a, atol=1e-5 * float(a.abs().max()) + 1e-8, rtol=1e-4)
+
+
+def test_distinct_hand_computed():
+    # the packed step's first layer runs LayerNorm and qkv on rows first (one per distinct
+    # key, in key order: 1, 2, 3) and hands token n row inv[n]
+    first, inv = _distinct(torch.tensor([3, 1, 3, 2, 1]))
+    assert first.tolist() == [1, 3, 0] and inv.tolist() == [2, 0, 2, 1, 0]
 
 
 def test_pair_order_hand_computed():
