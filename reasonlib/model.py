@@ -45,8 +45,9 @@ Ways in:
   masked out, so a row's logits do not depend on how much padding it got.
 * ``model(idx, select=..., packing=pack_rows(...))``: right-padded rows run without their
   padding: their kept tokens as one (N, C) list, and in attention several rows to a bin
-  of slots, each attending only within its own row (the packed training step,
-  ``sft.answer_loss(packed=True)``): the same function, other float roundings.
+  of slots, each attending only within its own row, and the first layer's LayerNorm and
+  qkv once per distinct token (the packed training step, ``sft.answer_loss(packed=True)``):
+  the same function, other float roundings.
 * ``prefill`` / ``decode_step`` with a :class:`KVCache`: the same maths, one new token
   at a time, used by :mod:`reasonlib.sampling`.
 """
