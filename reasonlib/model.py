@@ -316,12 +316,10 @@ class Block(nn.Module):
 
     def forward(self, x, rope, mask=None, cache=None, layer=0, select=None, dense=False,
                 distinct=None):
-        if distinct is None:
-            a = self.attn(self.ln1(x), rope, mask, cache, layer, select, dense)
-        else:       # packed, first layer: LayerNorm and qkv once per distinct input (_distinct)
-            first, inv = distinct
-            a = self.attn(self.ln1(x.index_select(0, first)), rope, mask, cache, layer, select,
-                          dense, rows=inv)
+        # packed, first layer: LayerNorm and qkv once per distinct input (GPT._packed)
+        first, inv = (None, None) if distinct is None else distinct
+        z = self.ln1(x if first is None else x.index_select(0, first))
+        a = self.attn(z, rope, mask, cache, layer, select, dense, rows=inv)
         x = (x if select is None else x[select]) + a
         if dense:   # packed (training)
             return _ResidualMLP.apply(x, self.ln2(x), self.fc.weight, self.fc.bias,

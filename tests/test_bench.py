@@ -1,7 +1,8 @@
-"""The benchmark's paired ratio (benchmarks/bench_vs_transformers.py), on hand-made step times."""
+"""The benchmark (benchmarks/bench_vs_transformers.py): its paired ratio on hand-made step
+times, and its FLOP floor against torch's count of the packed step."""
 import importlib.util
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
