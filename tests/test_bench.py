@@ -50,10 +50,10 @@ def test_floor_is_the_packed_step_less_the_last_layers_unscored_queries(n_layer)
     a = SimpleNamespace(seed=0, curriculum="targeted", fmt="reversed", max_digits=3,
                         batch_size=16, frac=0.9)
     batches = bench.make_batches(a, 2)
-    shape = (n_layer, 2, 16)
+    shape = (n_layer, 2, C := 16)
     model = bench.reasonlib_builder("rope")(shape, bench.tasks.block_size_for(3, "reversed"), 0)
     counted = bench.step_flops(model, bench.reasonlib_packed_loss, batches)
     unscored = np.mean([int((b["tokens"][:, 1:] != bench.PAD).sum() - b["answer"][:, 1:].sum())
                         for b in batches])
-    extra = 0 if n_layer == 1 else 6 * 16 * 16 * unscored
+    extra = 0 if n_layer == 1 else 6 * C * C * unscored
     assert counted == pytest.approx(bench.floor_flops(shape, batches) + extra, abs=1e-6)
