@@ -47,14 +47,15 @@ def one_seed(job):
     torch.set_num_threads(a["threads"])
     from reasonlib import metrics, params, rl, sft, tasks
     raw = params.load_profile(a["profile"])
-    P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA}, "seed": seed})
+    P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA}, "seed": seed,
+                         **({"packed": True} if a["packed"] else {})})
     rl_b = [b for b in P.rl_buckets if b in P.buckets]
     unp = [b for b in UNPRACTISED if b in P.buckets and b not in P.rl_buckets]
     ev = tasks.make_eval_set(P.max_digits, a["n_eval"], P.eval_seed)
     kl_sets = {"general": tasks.make_eval_set(P.max_digits, 200, P.eval_seed, buckets=["general"]),
                "unpractised": tasks.make_eval_set(P.max_digits, 200, P.eval_seed, buckets=unp)}
-    out = {"seed": seed, "threads": a["threads"], "betas": a["betas"], "rl_buckets": rl_b,
-           "unpractised": unp}
+    out = {"seed": seed, "threads": a["threads"], "packed": P.packed, "betas": a["betas"],
+           "rl_buckets": rl_b, "unpractised": unp}
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()
         tcfg, ccfg = sft.config_from_params(P, "targeted"), sft.config_from_params(P, "control")
@@ -115,9 +116,14 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-eval", type=int, default=500)
     ap.add_argument("--out", default=str(ROOT / "runs" / "calibration"))
-    ap.add_argument("--tag", default="beta")
+    ap.add_argument("--packed", action="store_true",
+                    help="SFT with the packed step (SFTConfig.packed) whatever the profile says; "
+                         "the default tag becomes beta-packed")
+    ap.add_argument("--tag", default=None, help="the output file's name (default beta, or "
+                                                 "beta-packed with --packed)")
     ap.add_argument("--summary", action="store_true", help="print the table of <out>/<tag>.jsonl and stop")
     a = ap.parse_args(argv)
+    a.tag = a.tag or ("beta-packed" if a.packed else "beta")
     if a.summary:
         import json
         path = Path(a.out) / f"{a.tag}.jsonl"

@@ -58,9 +58,10 @@ def one_seed(job):
     torch.set_num_threads(a["threads"])
     from reasonlib import params, rl, sft, tasks
     raw = params.load_profile(a["profile"])
-    P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA}, "seed": seed})
+    P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA}, "seed": seed,
+                         **({"packed": True} if a["packed"] else {})})
     cfg = sft.config_from_params(P, "targeted")
-    out = {"seed": seed, "threads": a["threads"]}
+    out = {"seed": seed, "threads": a["threads"], "packed": P.packed}
     with tempfile.TemporaryDirectory() as tmp:
         ck = Path(tmp) / "sft.pt"
         t0 = time.perf_counter()
@@ -132,8 +133,13 @@ def main(argv=None):
     ap.add_argument("--n-eval", type=int, default=500)
     ap.add_argument("--n-passk", type=int, default=300)
     ap.add_argument("--out", default=str(ROOT / "runs" / "calibration"))
-    ap.add_argument("--tag", default="rl")
+    ap.add_argument("--packed", action="store_true",
+                    help="SFT with the packed step (SFTConfig.packed) whatever the profile says; "
+                         "the default tag becomes rl-packed")
+    ap.add_argument("--tag", default=None, help="the output file's name (default rl, or "
+                                                 "rl-packed with --packed)")
     a = ap.parse_args(argv)
+    a.tag = a.tag or ("rl-packed" if a.packed else "rl")
     out = Path(a.out) / f"{a.tag}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     done = done_seeds(out)
