@@ -97,7 +97,7 @@ trained = dict(zip(arms, sft.get_or_train_many(arms.values(), artifacts.resolve(
                                                device=dev)))
 runs = {c: trained[c] for c in P.curricula}
 print(f"{sum(r.trained_now for r in trained.values())} of {len(arms)} SFT arms trained now "
-      f"({', '.join(arms)})")
+      f"({', '.join(arms)}), with the {'packed' if P.packed else 'padded'} training step")
 for c, r in runs.items():
     t = r.timing
     print(f"{c}: {'trained now' if r.trained_now else 'loaded from cache'} -> {artifacts.shown(r.path)}")

@@ -105,8 +105,8 @@ SCHEMA: dict[str, Spec] = {
     "weight_decay": Spec(0.1, "float", "a number >= 0", _nonneg),
     "grad_clip": Spec(1.0, "float", "a number > 0", _pos),
     # the packed, padding-free SFT step (sft.answer_loss(packed=True)): the same loss with other
-    # float roundings and faster; no profile uses it until every calibrated number has been
-    # measured with it (README, "The packed step")
+    # float roundings and faster; the quick profile uses it, the paper profile not until its
+    # calibrated numbers have been measured with it (README, "The packed step")
     "packed": Spec(False, "bool", "true or false"),
     "replay": Spec(0.2, "float", "a number in [0, 1)", _unit),
     "mixed_replay": Spec(0.15, "float", "a number in [0, 1)", _unit),

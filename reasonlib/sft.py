@@ -71,8 +71,8 @@ class SFTConfig:
     # do; the format and position-scheme arms of 03 and 08 do not, see study_arms)
     snapshots: bool = True
     # train with the packed, padding-free step (answer_loss(packed=True)): the same loss with
-    # other float roundings, so every calibrated number would have to be measured again before
-    # the profiles use it (README, speed)
+    # other float roundings, so a profile's calibrated numbers are measured again before it
+    # uses it (the quick profile does; README, speed)
     packed: bool = _D["packed"]
 
     def __post_init__(self):
