@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from calibrate_sft import done_seeds, seeds_arg, sweep  # noqa: E402
+from calibrate_sft import done_seeds, profile_params, seeds_arg, sweep  # noqa: E402
 
 UNPRACTISED = ("d1", "d2_nocarry", "d2_carry")
 
@@ -45,10 +45,8 @@ def one_seed(job):
     seed, a = job
     import torch
     torch.set_num_threads(a["threads"])
-    from reasonlib import metrics, params, rl, sft, tasks
-    raw = params.load_profile(a["profile"])
-    P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA}, "seed": seed,
-                         **({"packed": True} if a["packed"] else {})})
+    from reasonlib import metrics, rl, sft, tasks
+    P = profile_params(a["profile"], seed, a["packed"])
     rl_b = [b for b in P.rl_buckets if b in P.buckets]
     unp = [b for b in UNPRACTISED if b in P.buckets and b not in P.rl_buckets]
     ev = tasks.make_eval_set(P.max_digits, a["n_eval"], P.eval_seed)

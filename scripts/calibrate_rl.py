@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from calibrate_sft import done_seeds, seeds_arg, sweep  # noqa: E402
+from calibrate_sft import done_seeds, profile_params, seeds_arg, sweep  # noqa: E402
 
 
 def _eval(model, cfg, n_eval, n_passk, seed):
@@ -56,10 +56,8 @@ def one_seed(job):
     import numpy as np
     import torch
     torch.set_num_threads(a["threads"])
-    from reasonlib import params, rl, sft, tasks
-    raw = params.load_profile(a["profile"])
-    P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA}, "seed": seed,
-                         **({"packed": True} if a["packed"] else {})})
+    from reasonlib import rl, sft, tasks
+    P = profile_params(a["profile"], seed, a["packed"])
     cfg = sft.config_from_params(P, "targeted")
     out = {"seed": seed, "threads": a["threads"], "packed": P.packed}
     with tempfile.TemporaryDirectory() as tmp:

@@ -75,6 +75,15 @@ def sweep(worker, jobs, out: Path, workers: int, threads: int, show) -> None:
             print(show(r), flush=True)
 
 
+def profile_params(profile: str, seed: int, packed: bool = False):
+    """A profile's validated parameters for one calibration seed; ``packed`` trains SFT with the
+    packed step whatever the profile says (calibrate_rl.py, calibrate_beta.py)."""
+    from reasonlib import params
+    raw = params.load_profile(profile)
+    return params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA}, "seed": seed,
+                            **({"packed": True} if packed else {})})
+
+
 def recipe_config(recipe: str, seed: int, extra: dict, packed: bool = False):
     from reasonlib import params, sft
     raw = params.load_profile("paper")
