@@ -39,7 +39,7 @@ from pathlib import Path
 import nbformat
 
 from . import summary as summary_mod
-from .artifacts import write_bytes
+from .artifacts import shown, write_bytes
 
 
 class ReportError(ValueError):
@@ -236,8 +236,15 @@ def publish_notebook(path: Path, fig_dir: Path) -> int:
     """Rewrite an executed notebook for publishing: each figure output whose cell saved it
     as a PNG in ``fig_dir`` (see :func:`link_figures`) becomes an ``<img>`` referencing
     that file, with the file's path in the output's metadata, instead of a second,
-    embedded copy of the figure. Everything else is kept. Returns how many it replaced."""
+    embedded copy of the figure. Papermill's record of the notebook's input and output paths
+    becomes relative to the repository where it lies inside it (:func:`artifacts.shown`), so
+    a published notebook carries no machine's folders. Everything else is kept. Returns how
+    many figures it replaced."""
     nb = nbformat.read(path, as_version=4)
+    pm = nb.metadata.get("papermill") or {}
+    where = {k: shown(pm[k]) for k in ("input_path", "output_path") if pm.get(k)}
+    moved = {k: v for k, v in where.items() if v != pm[k]}
+    pm.update(moved)
     n = 0
     for cell in nb.cells:
         outs = _png_outputs(cell) if cell.cell_type == "code" else []
@@ -246,7 +253,7 @@ def publish_notebook(path: Path, fig_dir: Path) -> int:
             o["data"] = {"text/html": _img(rel), "text/plain": o["data"].get("text/plain", "<Figure>")}
             o.setdefault("metadata", {})[FIGURE_KEY] = rel
             n += 1
-    if n:
+    if n or moved:
         write_bytes(path, nbformat.writes(nb).encode())
     return n
 

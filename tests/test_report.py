@@ -15,6 +15,7 @@ import pytest
 from nbformat import v4
 
 from reasonlib import report
+from reasonlib.artifacts import repo_root
 from reasonlib.report import ReportError
 from test_summary import write_seed
 
@@ -193,9 +194,13 @@ def test_notebook_pages_reference_each_figure_once_and_show_widget_text(profile)
 
 def test_publish_stores_each_saved_figure_once(profile):
     """--publish: a figure a cell saved as a PNG is referenced from the executed notebook
-    (and its page) instead of embedded; a figure no file holds stays embedded."""
+    (and its page) instead of embedded; a figure no file holds stays embedded; papermill's
+    paths inside the repository become relative to it, others stay as they are."""
     nbp = profile / "seed-0" / "03_sft.ipynb"
     nb = nbformat.read(nbp, 4)
+    nb.metadata["papermill"] = {"input_path": str(repo_root() / "notebooks" / "03_sft.ipynb"),
+                                "output_path": "/elsewhere/seed-0/.03_sft.partial.ipynb",
+                                "duration": 1.5}
     nb.cells.append(v4.new_code_cell('fig.savefig(out_dir / "curves.png", dpi=120)\nplt.show()',
                                      execution_count=5, outputs=[v4.new_output(
         "display_data", data={"image/png": base64.b64encode(_png(4, 4)).decode(), "text/plain": "<Figure>"})]))
@@ -213,6 +218,8 @@ def test_publish_stores_each_saved_figure_once(profile):
     assert len(linked) == 1 and linked[0]["metadata"][report.FIGURE_KEY] == "03_sft/curves.png"
     assert "image/png" not in linked[0]["data"] and 'src="03_sft/curves.png"' in linked[0]["data"]["text/html"]
     assert any(o["data"].get("image/png") == PNG_B64 for o in outs)   # the unsaved one stays
+    assert nb.metadata["papermill"] == {"input_path": "notebooks/03_sft.ipynb", "duration": 1.5,
+                                        "output_path": "/elsewhere/seed-0/.03_sft.partial.ipynb"}
     page = (index.parent / "seed-0" / "03_sft.html").read_text()
     srcs = re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', page)
     assert "../../seed-0/03_sft/curves.png" in srcs and "data:image" not in page
