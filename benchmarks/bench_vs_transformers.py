@@ -409,8 +409,8 @@ def main(argv=None):
                         "own side (reasonlib-<scheme>)")
     p.add_argument("--packed", choices=("both", "no", "only"), default="both",
                    help="training: also (or only) each scheme with the packed, padding-free "
-                        "step (reasonlib-<scheme>-packed; answer_loss(packed=True)), the quick "
-                        "profile's step (the paper profile trains padded)")
+                        "step (reasonlib-<scheme>-packed; answer_loss(packed=True)), the step "
+                        "the quick and paper profiles train with")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-sample", action="store_true")
     p.add_argument("--quick", action="store_true",
@@ -512,8 +512,8 @@ def main(argv=None):
                     summary.append((tag, f"training tok/s {s}", rb, rm, TARGETS["training"]))
                 if "-packed" in steps:
                     print("  *-packed: answer_loss(packed=True), rows packed without padding "
-                          "(attention in bins, model._PackedAttention), the quick profile's step;\n  the "
-                          "paper profile trains with the padded step (the lines without -packed).")
+                          "(attention in bins, model._PackedAttention), the step the quick\n  and "
+                          "paper profiles train with; the lines without -packed: the padded step.")
             print(load_line(tr["other_load"]))
         if not a.skip_sample:
             torch.set_num_threads(threads["sampling"])
