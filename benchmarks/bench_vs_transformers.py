@@ -512,7 +512,7 @@ def main(argv=None):
                     summary.append((tag, f"training tok/s {s}", rb, rm, TARGETS["training"]))
                 if "-packed" in steps:
                     print("  *-packed: answer_loss(packed=True), rows packed without padding "
-                          "(attention in bins, model._PackedAttention), the step the quick\n  and "
+                          "(attention in bins, packed._PackedAttention), the step the quick\n  and "
                           "paper profiles train with; the lines without -packed: the padded step.")
             print(load_line(tr["other_load"]))
         if not a.skip_sample:

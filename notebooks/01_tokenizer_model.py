@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown
 
-from reasonlib import artifacts, records, tasks, tokenizer as tok
+from reasonlib import artifacts, engine, records, tasks, tokenizer as tok
 from reasonlib.model import GPT, ModelConfig
 from reasonlib.runtime import resolve_device
 from reasonlib.tables import checks, table
@@ -127,13 +127,13 @@ with torch.no_grad():
     b = np.array([8, 3, 67, 5])
     p, v = tasks.render_prompts(a, b)
     p_t, v_t = torch.as_tensor(p, device=dev), torch.as_tensor(v, device=dev)
-    cache = model.new_cache(len(a), p.shape[1] + 4)
-    lc = [model.prefill(p_t, v_t, cache)]
+    cache = engine.new_cache(model, len(a), p.shape[1] + 4)
+    lc = [engine.prefill(model, p_t, v_t, cache)]
     seq, val = p_t, v_t
     lf = [model(seq, valid=val)[:, -1]]
     for _ in range(4):
         nxt = lc[-1].argmax(-1)
-        lc.append(model.decode_step(nxt, cache))
+        lc.append(engine.decode_step(model, nxt, cache))
         seq = torch.cat([seq, nxt[:, None]], 1)
         val = torch.cat([val, torch.ones_like(val[:, :1])], 1)
         lf.append(model(seq, valid=val)[:, -1])

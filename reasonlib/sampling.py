@@ -2,7 +2,7 @@
 
 Prompts of mixed lengths share one batch (left padding + a validity mask). When several
 samples are drawn per prompt, the prompt is run once and its keys are read by all its
-samples (``model.KVCache``); the chunks of one call reuse one cache's memory.
+samples (``engine.KVCache``); the chunks of one call reuse one cache's memory.
 Rows stop at EOS (later positions are PAD); the loop ends when every row has stopped.
 
 Randomness: one ``torch.Generator`` seeded with ``seed`` is consumed chunk after chunk, so
@@ -17,6 +17,7 @@ from functools import partial
 import numpy as np
 import torch
 
+from . import engine
 from .tokenizer import EOS, PAD
 
 
@@ -92,8 +93,8 @@ def _emit(logits, temperature, top_k, gen, done, toks, lps, i):
 
 def _run_cached(model, p, v, max_new, temperature, top_k, n, gen, store=None):
     B, P = p.shape
-    cache = model.new_cache(B, P + max_new, store)
-    logits = model.prefill(p, v, cache)
+    cache = engine.new_cache(model, B, P + max_new, store)
+    logits = engine.prefill(model, p, v, cache)
     cache.repeat_interleave(n)
     logits = logits.repeat_interleave(n, dim=0)
     R = B * n
@@ -104,7 +105,7 @@ def _run_cached(model, p, v, max_new, temperature, top_k, n, gen, store=None):
         done, nxt = _emit(logits, temperature, top_k, gen, done, toks, lps, i)
         if bool(done.all()) or i == max_new - 1:
             break
-        logits = model.decode_step(nxt, cache)
+        logits = engine.decode_step(model, nxt, cache)
     return toks, lps
 
 

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from . import artifacts, metrics, params, tasks
 from .runtime import in_processes, train_threads
 from .curriculum import BatchMaker, check_curriculum, stages
-from .model import GPT, PLACED, ModelConfig, bin_slots, pack_rows
+from . import packed as packed_step
+from .model import GPT, PLACED, ModelConfig
 from .tokenizer import PAD
 
 
@@ -132,7 +133,7 @@ def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
 
     ``packed``: the same loss without padding: each row up to its last scored position (no
     EOS and no padding is run), its tokens in one list, attention in bins of
-    ``model.bin_slots(T - 1)`` slots (``model.pack_rows``). The same value to float rounding,
+    ``packed.bin_slots(T - 1)`` slots (:mod:`reasonlib.packed`). The same value to float rounding,
     not the same floats.
     """
     x, y, m = tokens[:, :-1], tokens[:, 1:], answer[:, 1:]
@@ -141,8 +142,8 @@ def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
         return F.cross_entropy(model.head(h).float(), y[m])
     T = x.shape[1]
     keep = (m * torch.arange(1, T + 1, device=m.device)).amax(1)   # last scored position + 1
-    p = pack_rows(keep, T, bin_slots(T))
-    h = model(x, hidden_only=True, select=m, place_offset=place_offset, packing=p)
+    p = packed_step.pack_rows(keep, T, packed_step.bin_slots(T))
+    h = packed_step.hidden(model, x, m, p, place_offset)
     return F.cross_entropy(model.head(h).float(), y[m])
 
 

@@ -2,6 +2,7 @@
 
     python scripts/fingerprint.py                 # every position scheme, as below
     python scripts/fingerprint.py --steps 20 --prompts 100
+    python scripts/fingerprint.py --padded        # train with the padded step instead
 
 For every position scheme: the sha256 of the weights after ``--steps`` packed SFT training
 steps (the quick profile's shape and recipe, seed 0, one torch thread), and of the tokens
@@ -24,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reasonlib import params, sampling, sft, tasks  # noqa: E402
+from reasonlib import params, rl, sampling, sft, tasks  # noqa: E402
 from reasonlib.model import POS_SCHEMES  # noqa: E402
 
 
@@ -41,6 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--prompts", type=int, default=1000)
     ap.add_argument("--schemes", nargs="+", default=list(POS_SCHEMES), choices=POS_SCHEMES)
+    ap.add_argument("--padded", action="store_true", help="train with the padded step")
+    ap.add_argument("--rl-steps", type=int, default=0,
+                    help="then this many RL steps (quick recipe, beta > 0), and their weights' hash")
     a = ap.parse_args(argv)
     P = params.validate(params.load_profile("quick"))
     base = sft.config_from_params(P, "targeted")
@@ -51,13 +55,16 @@ def main(argv=None) -> int:
     max_new = tasks.max_answer_tokens(base.max_digits, base.fmt)
     for s in a.schemes:
         t0 = time.perf_counter()
-        cfg = replace(base, pos=s, pos_offset=P.pos_offset, packed=True, snapshots=False)
+        cfg = replace(base, pos=s, pos_offset=P.pos_offset, packed=not a.padded, snapshots=False)
         res = sft.train_sft(cfg, progress=False, stop_after_step=a.steps)
         g = sampling.generate(res.model, prompts, valid, max_new, temperature=1.0, n_samples=16,
                               seed=1)
         samples = hashlib.sha256(g.tokens.astype(np.int64).tobytes()).hexdigest()[:16]
-        print(f"{s:8s} weights {weights_hash(res.model)}  samples {samples}  "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        line = f"{s:8s} weights {weights_hash(res.model)}  samples {samples}"
+        if a.rl_steps:
+            rcfg = replace(rl.config_from_params(P, cfg, beta=0.05), steps=a.rl_steps)
+            line += f"  rl {weights_hash(rl.train_rl(rcfg, res.model, cfg, progress=False).model)}"
+        print(f"{line}  ({time.perf_counter() - t0:.0f} s)", flush=True)
     return 0
 
 

@@ -5,7 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reasonlib import engine
 from reasonlib import model as model_mod
+from reasonlib import packed
 from reasonlib import tasks
 from reasonlib.model import GPT, ModelConfig
 from reasonlib.tokenizer import PAD, VOCAB_SIZE
@@ -74,10 +76,10 @@ def test_kv_cache_matches_full_forward(tiny_model):
     toks, valid = tasks.render_prompts(a, b)
     p, v = torch.as_tensor(toks), torch.as_tensor(valid)
     n_new = 10
-    cache = tiny_model.new_cache(len(a), p.shape[1] + n_new)
+    cache = engine.new_cache(tiny_model, len(a), p.shape[1] + n_new)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        logits = tiny_model.prefill(p, v, cache)
+        logits = engine.prefill(tiny_model, p, v, cache)
         seq, val = p, v
         for step in range(n_new):
             full = tiny_model(seq, valid=val)[:, -1]
@@ -85,7 +87,7 @@ def test_kv_cache_matches_full_forward(tiny_model):
             nxt = torch.randint(0, 259, (len(a),), generator=g)
             seq = torch.cat([seq, nxt[:, None]], 1)
             val = torch.cat([val, torch.ones_like(val[:, :1])], 1)
-            logits = tiny_model.decode_step(nxt, cache)
+            logits = engine.decode_step(tiny_model, nxt, cache)
         torch.testing.assert_close(logits, tiny_model(seq, valid=val)[:, -1], rtol=0, atol=1e-5)
         # and each row alone, without any padding
         for i in range(len(a)):
@@ -95,12 +97,12 @@ def test_kv_cache_matches_full_forward(tiny_model):
 
 def test_kv_cache_full_raises(tiny_model):
     p = torch.tensor([[257, 49]])
-    cache = tiny_model.new_cache(1, 3)
+    cache = engine.new_cache(tiny_model, 1, 3)
     with torch.no_grad():
-        tiny_model.prefill(p, torch.ones_like(p, dtype=torch.bool), cache)
-        tiny_model.decode_step(torch.tensor([50]), cache)
+        engine.prefill(tiny_model, p, torch.ones_like(p, dtype=torch.bool), cache)
+        engine.decode_step(tiny_model, torch.tensor([50]), cache)
         with pytest.raises(ValueError, match="full"):
-            tiny_model.decode_step(torch.tensor([51]), cache)
+            engine.decode_step(tiny_model, torch.tensor([51]), cache)
 
 
 def test_cache_store_reuses_memory_and_changes_no_value(tiny_model):
@@ -112,48 +114,48 @@ def test_cache_store_reuses_memory_and_changes_no_value(tiny_model):
     store = {}
 
     def run(cache):
-        out = [tiny_model.prefill(p, v, cache)]
+        out = [engine.prefill(tiny_model, p, v, cache)]
         cache.repeat_interleave(3)
-        out.append(tiny_model.decode_step(torch.tensor([52, 53]).repeat_interleave(3), cache))
+        out.append(engine.decode_step(tiny_model, torch.tensor([52, 53]).repeat_interleave(3), cache))
         cache.repeat_interleave(2)
-        out.append(tiny_model.decode_step(torch.tensor([54, 55]).repeat_interleave(6), cache))
+        out.append(engine.decode_step(tiny_model, torch.tensor([54, 55]).repeat_interleave(6), cache))
         return out
 
     with torch.no_grad():
-        ref = run(tiny_model.new_cache(2, 6))
-        first = tiny_model.new_cache(2, 6, store)
+        ref = run(engine.new_cache(tiny_model, 2, 6))
+        first = engine.new_cache(tiny_model, 2, 6, store)
         assert all(torch.equal(a, b) for a, b in zip(run(first), ref))
         kept = store["k"].data_ptr()
         assert first.k.data_ptr() != kept      # the repeat after a decoded token: fresh memory
-        second = tiny_model.new_cache(2, 6, store)
-        tiny_model.prefill(p, v, second)
+        second = engine.new_cache(tiny_model, 2, 6, store)
+        engine.prefill(tiny_model, p, v, second)
         second.repeat_interleave(3)
         assert second.k.data_ptr() == kept and second.v.data_ptr() == store["v"].data_ptr()
         # the stale values the store's memory still holds change nothing
-        assert all(torch.equal(a, b) for a, b in zip(run(tiny_model.new_cache(2, 6, store)), ref))
+        assert all(torch.equal(a, b) for a, b in zip(run(engine.new_cache(tiny_model, 2, 6, store)), ref))
 
 
 def test_cache_repeat_interleave(tiny_model):
     p = torch.tensor([[PAD, 257, 49], [257, 50, 51]])
     v = p != PAD
-    c1, c2 = tiny_model.new_cache(2, 6), tiny_model.new_cache(2, 6)
+    c1, c2 = engine.new_cache(tiny_model, 2, 6), engine.new_cache(tiny_model, 2, 6)
     with torch.no_grad():
-        tiny_model.prefill(p, v, c1)
-        tiny_model.prefill(p, v, c2)
+        engine.prefill(tiny_model, p, v, c1)
+        engine.prefill(tiny_model, p, v, c2)
         c2.repeat_interleave(3)
         # 6 rows decode; the prompt's keys stay stored once per prompt
         assert c2.rows == 6 and c2.k.shape[2] == 6 and c2.key_valid.shape[1] == 6
         assert c2.pk[0].shape[0] == 2
         nxt = torch.tensor([52, 53])
-        ref = tiny_model.decode_step(nxt, c1)
-        rep = tiny_model.decode_step(nxt.repeat_interleave(3), c2)
+        ref = engine.decode_step(tiny_model, nxt, c1)
+        rep = engine.decode_step(tiny_model, nxt.repeat_interleave(3), c2)
         torch.testing.assert_close(rep, ref.repeat_interleave(3, dim=0), rtol=0, atol=1e-6)
         # repeated again after a decoded token: the filled slot goes with its rows
         c1.repeat_interleave(2)
         c2.repeat_interleave(2)
         nxt = torch.tensor([54, 55])
-        ref = tiny_model.decode_step(nxt.repeat_interleave(2), c1)
-        rep = tiny_model.decode_step(nxt.repeat_interleave(6), c2)
+        ref = engine.decode_step(tiny_model, nxt.repeat_interleave(2), c1)
+        rep = engine.decode_step(tiny_model, nxt.repeat_interleave(6), c2)
     torch.testing.assert_close(rep, ref.repeat_interleave(3, dim=0), rtol=0, atol=1e-6)
 
 
@@ -162,13 +164,13 @@ def test_decode_needs_prefill_and_prefill_an_empty_cache(tiny_model):
     v = torch.ones_like(p, dtype=torch.bool)
     with torch.no_grad():
         with pytest.raises(ValueError, match="prefill first"):
-            tiny_model.decode_step(torch.tensor([50]), tiny_model.new_cache(1, 4))
+            engine.decode_step(tiny_model, torch.tensor([50]), engine.new_cache(tiny_model, 1, 4))
         with pytest.raises(ValueError, match="no room"):
-            tiny_model.prefill(p, v, tiny_model.new_cache(1, 2))
-        cache = tiny_model.new_cache(1, 4)
-        tiny_model.prefill(p, v, cache)
+            engine.prefill(tiny_model, p, v, engine.new_cache(tiny_model, 1, 2))
+        cache = engine.new_cache(tiny_model, 1, 4)
+        engine.prefill(tiny_model, p, v, cache)
         with pytest.raises(ValueError, match="empty KV cache"):
-            tiny_model.prefill(p, v, cache)
+            engine.prefill(tiny_model, p, v, cache)
 
 
 @pytest.mark.parametrize("L,H,C,mlp", [(1, 2, 32, 4), (2, 4, 64, 4), (3, 1, 8, 2)])
@@ -364,11 +366,11 @@ def test_kv_cache_matches_full_forward_every_scheme(scheme_model):
     a, b = np.array([3, 123, 45]), np.array([4, 6, 678])
     toks, valid = tasks.render_prompts(a, b)
     p, v = torch.as_tensor(toks), torch.as_tensor(valid)
-    cache = scheme_model.new_cache(len(a), p.shape[1] + 12)
+    cache = engine.new_cache(scheme_model, len(a), p.shape[1] + 12)
     # digits, runs broken by ';' and '>', a second '=' (still "after the first")
     steps = [ord(c) for c in "12;3>45=678"] + [EOS]
     with torch.no_grad():
-        logits = scheme_model.prefill(p, v, cache)
+        logits = engine.prefill(scheme_model, p, v, cache)
         seq, val = p, v
         for i, tok in enumerate(steps):
             full = scheme_model(seq, valid=val)[:, -1]
@@ -376,7 +378,7 @@ def test_kv_cache_matches_full_forward_every_scheme(scheme_model):
             nxt = torch.tensor([tok, steps[(i + 3) % len(steps)], ord("9")])
             seq = torch.cat([seq, nxt[:, None]], 1)
             val = torch.cat([val, torch.ones_like(val[:, :1])], 1)
-            logits = scheme_model.decode_step(nxt, cache)
+            logits = engine.decode_step(scheme_model, nxt, cache)
         torch.testing.assert_close(logits, scheme_model(seq, valid=val)[:, -1], rtol=0, atol=1e-5)
 
 
@@ -396,7 +398,7 @@ def test_placed_prompt_must_end_with_equals(pos):
     m = make_model(pos=pos)
     p = torch.tensor([[BOS, ord("1"), ord("+"), ord("2")]])
     with pytest.raises(ValueError, match="end with '='"):
-        m.prefill(p, torch.ones_like(p, dtype=torch.bool), m.new_cache(1, 8))
+        engine.prefill(m, p, torch.ones_like(p, dtype=torch.bool), engine.new_cache(m, 1, 8))
 
 
 def test_abacus_offset_shifts_only_digits_and_stays_in_table():
@@ -420,7 +422,7 @@ def test_rotary_scores_depend_on_offsets_only():
     D = 8
     q, k = torch.randn(D, generator=g), torch.randn(D, generator=g)
     cos, sin = model_mod.rope_tables(torch.tensor([[0, 2, 3, 5]]), D)   # (1, 4, 1, 1, D/2)
-    rq, rk = (model_mod._rotate(t.expand(1, 4, D), cos[:, :, 0, 0], sin[:, :, 0, 0])[0]
+    rq, rk = (model_mod.rotate(t.expand(1, 4, D), cos[:, :, 0, 0], sin[:, :, 0, 0])[0]
               for t in (q, k))
     # the same query and key at positions (3, 0) and (5, 2): the same score; (2, 0): another
     torch.testing.assert_close(rq[2] @ rk[0], rq[3] @ rk[1], rtol=0, atol=1e-5)
@@ -429,8 +431,8 @@ def test_rotary_scores_depend_on_offsets_only():
 
 # ---- packed rows (the padding-free training step) ----------------------------------------
 from reasonlib.curriculum import BatchMaker  # noqa: E402
-from reasonlib.model import (_bins, _distinct, _pair_order, _PackedAttention,  # noqa: E402
-                            _ResidualMLP, bin_slots, pack_rows)
+from reasonlib.packed import (_bins, _distinct, _pair_order, _PackedAttention,  # noqa: E402
+                             _ResidualMLP, bin_slots, pack_rows)
 from reasonlib.sft import answer_loss  # noqa: E402
 
 
@@ -498,17 +500,17 @@ def test_packed_hidden_states_equal_the_padded_ones_every_scheme(scheme_model):
     assert p.src.shape[0] < x.shape[0]      # rows really share bins
     with torch.no_grad():
         padded = scheme_model(x, hidden_only=True, place_offset=off)          # (B, T, C)
-        packed = scheme_model(x, hidden_only=True, select=m, place_offset=off, packing=p)
-    torch.testing.assert_close(packed, padded[m], atol=2e-5, rtol=2e-5)   # in row-major order
+        packed_h = packed.hidden(scheme_model, x, m, p, off)
+    torch.testing.assert_close(packed_h, padded[m], atol=2e-5, rtol=2e-5)   # in row-major order
 
 
 def test_packed_loss_and_gradients_equal_the_padded_ones_every_scheme(scheme_model):
     toks, ans = _curriculum_batch(seed=1)
     off = torch.randint(0, 5, (toks.shape[0],)) if scheme_model.cfg.pos in PLACED else None
     grads = []
-    for packed in (False, True):
+    for use_packed in (False, True):
         scheme_model.zero_grad(set_to_none=True)
-        loss = answer_loss(scheme_model, toks, ans, off, packed=packed)
+        loss = answer_loss(scheme_model, toks, ans, off, packed=use_packed)
         loss.backward()
         grads.append((loss.detach(), [q.grad.clone() for q in scheme_model.parameters()]))
     (l0, g0), (l1, g1) = grads
@@ -579,10 +581,9 @@ def test_residual_mlp_backward_is_the_gradient():
     torch.testing.assert_close(_ResidualMLP.apply(*args), want)
 
 
-def test_packing_needs_right_padded_rows_and_a_selection(tiny_model):
-    x = _rand_ids(2, 6)
-    p = pack_rows(torch.tensor([6, 4]), 6, 12)
-    with pytest.raises(ValueError, match="packing needs right-padded rows"):
-        tiny_model(x, valid=torch.ones(2, 6, dtype=torch.bool), select=x > 0, packing=p)
-    with pytest.raises(ValueError, match="packing needs right-padded rows"):
-        tiny_model(x, packing=p)
+def test_packed_refuses_rows_longer_than_the_block(tiny_model):
+    T = tiny_model.cfg.block_size + 1
+    x = _rand_ids(2, T)
+    p = pack_rows(torch.tensor([T, 4]), T, 2 * T)
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        packed.hidden(tiny_model, x, x > 0, p)
