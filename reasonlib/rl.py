@@ -16,19 +16,18 @@ logged beside the exact value for comparison.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, metrics, params, reward, sampling, sft, tasks
+from . import artifacts, loop, metrics, params, reward, sampling, sft, tasks
+from .loop import TrainResult
 from .model import GPT
-from .sft import check_finite, max_abs_weight
 from .tokenizer import EOS, PAD
 
 
@@ -289,14 +288,7 @@ class RLConfig:
         return d
 
 
-@dataclass
-class RLResult:
-    model: GPT
-    history: dict
-    path: Path | None = None
-    trained_now: bool = False
-    timing: dict = field(default_factory=dict)
-    provenance: list = field(default_factory=list)  # one entry per process that trained it
+RLResult = TrainResult   # what train_rl and get_or_train return
 
 
 def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every: int = 0,
@@ -317,7 +309,7 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
     if ref is not None:
         for p in ref.parameters():
             p.requires_grad_(False)
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    opt = loop.make_optimizer(policy, cfg.lr, weight_decay=0.0, fused=None)
     rng = np.random.default_rng([cfg.seed, 11])
     fmt, D = sft_cfg.fmt, sft_cfg.max_digits
     exclude = tasks.train_exclusions(D, sft_cfg.eval_seed)   # what no training path draws
@@ -327,48 +319,28 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
             "zero_signal", "grad_norm", "pg", "drawn", "groups", "rounds", "draws_per_group",
             "capped", "grad_tokens", "sampled_tokens", "update_tokens")
     hist = {"step": [], **{k: [] for k in keys}, "mix": [], "eval": []}
-    pass_est = [None] * len(cfg.buckets)   # per-bucket sampled pass rate (adaptive mix), EMA
-    step = 0
-    prov = artifacts.provenance_segments([], device)
-    key = artifact_key(cfg)
-    ckpt_path = Path(ckpt_path) if ckpt_path else None
-    if ckpt_path and ckpt_path.exists():
-        ck = artifacts.load_checkpoint(ckpt_path, expect_config=cfg.to_dict())
-        policy.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"])
-        rng.bit_generator.state = json.loads(ck["rng_np"])
-        torch.set_rng_state(ck["rng_torch"])
-        step, hist = ck["step"], ck["history"]
-        pass_est = list(ck["pass_est"])
-        prov = artifacts.provenance_segments(ck.get("provenance", []), device)
+    run = loop.Run(cfg.to_dict(), artifact_key(cfg), policy, opt, rng, ckpt_path, device, hist,
+                   timers=("rollout_s", "score_s", "probe_s"))
+    # per-bucket sampled pass rate (adaptive mix), EMA
+    pass_est = list(run.resume().get("pass_est", [None] * len(cfg.buckets)))
+    hist, sec = run.history, run.seconds
+
+    def timing():  # this process's share of the run (a resumed run counts from the resume)
+        return {**sec, "update_s": run.loop_s - sum(sec.values()), "loop_s": run.loop_s,
+                "cpu_s": run.cpu_s}
 
     def save(done):
-        if ckpt_path:
-            artifacts.save_checkpoint(ckpt_path, {
-                "config": cfg.to_dict(), "model": policy.state_dict(), "optim": opt.state_dict(),
-                "rng_np": json.dumps(rng.bit_generator.state), "rng_torch": torch.get_rng_state(),
-                "step": step, "history": hist, "done": done, "timing": _timing(),
-                "provenance": prov, "key": key, "pass_est": pass_est})
+        run.save(done, timing(), pass_est=pass_est)
 
-    def _timing():  # this process's share of the run (a resumed run counts from the resume)
-        return {"rollout_s": t_roll, "score_s": t_score, "probe_s": t_probe,
-                "update_s": t_all - t_roll - t_score - t_probe, "loop_s": t_all,
-                "cpu_s": t_cpu}
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.steps, initial=step, desc=f"RL beta={cfg.beta}")
-    t_roll = t_score = t_probe = t_all = 0.0   # sampling, validating, probes, all (rest: update)
-    t_cpu = 0.0   # CPU seconds of every thread: compute spent, whatever ran beside it
-    while step < cfg.steps:
-        t0, c0 = time.perf_counter(), time.process_time()
+    run.progress(progress, cfg.steps, run.step, desc=f"RL beta={cfg.beta}")
+    while run.step < cfg.steps:
+        start = run.lap()
         seen = [0.5 if p is None else p for p in pass_est]   # unseen: the most informative guess
         weights = (mix_weights(seen, cfg.group_size, cfg.mix_floor) if cfg.mix == "adaptive"
                    else np.full(len(cfg.buckets), 1 / len(cfg.buckets)))
         # per-rollout randomness derived from integers: (seed, step) -> sampler seed
         ro = collect_groups(policy, cfg.prompts_per_step, cfg.group_size, cfg.buckets, weights,
-                            rng, cfg.seed * 1_000_003 + step, D, exclude, fmt, max_new,
+                            rng, cfg.seed * 1_000_003 + run.step, D, exclude, fmt, max_new,
                             cfg.dynamic, cfg.max_draws)
         for i, c in ro.bucket_correct.items():   # what the mix learns from: every drawn sample
             pass_est[i] = c if pass_est[i] is None else (1 - MIX_EMA) * pass_est[i] + MIX_EMA * c
@@ -383,50 +355,39 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
             update_tokens = int(sv.sum())
             policy.train()
             for grp in opt.param_groups:
-                grp["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+                grp["lr"] = cfg.lr * min(1.0, (run.step + 1) / max(1, cfg.warmup_steps))
             loss, st = policy_loss(policy, ref, seq.to(device), sv.to(device), gm.to(device),
                                    adv.reshape(-1).to(device), cfg.beta)
-            check_finite(loss, "RL loss", step + 1, ckpt_path)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip).item()
-            check_finite(gn, "RL gradient norm", step + 1, ckpt_path)
-            opt.step()
-            check_finite(max_abs_weight(policy), "RL largest weight after the update", step + 1,
-                         ckpt_path)
-        step += 1
-        t_roll += ro.sample_s
-        t_score += ro.score_s
+            gn = run.update(loss, cfg.grad_clip, "RL").item()
+        run.step += 1
+        sec["rollout_s"] += ro.sample_s
+        sec["score_s"] += ro.score_s
         row = {"reward": ro.reward, "sampled_acc": ro.correct, "parse": ro.parse,
                "ended": ro.ended, "zero_signal": 1 - ro.informative / ro.drawn, "grad_norm": gn,
                "drawn": ro.drawn, "groups": len(ro.a), "rounds": ro.rounds,
                "draws_per_group": ro.drawn / max(1, len(ro.a)), "capped": ro.capped,
                "grad_tokens": grad_tokens, "sampled_tokens": ro.sampled_tokens,
                "update_tokens": update_tokens, **st}
-        hist["step"].append(step)
+        hist["step"].append(run.step)
         for k in keys:
             hist[k].append(row[k])
         hist["mix"].append([float(w) for w in weights])
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}", refresh=False)
-        finished = step >= cfg.steps
-        if step % cfg.eval_every == 0 or finished:
+        run.tick(1, reward=f"{row['reward']:.3f}", kl=f"{row['kl']:.4f}")
+        finished = run.step >= cfg.steps
+        if run.step % cfg.eval_every == 0 or finished:
             t2 = time.perf_counter()
             ge = metrics.greedy_eval(policy, probe, fmt)
-            hist["eval"].append({"step": step, **{b: v["acc"] for b, v in ge.items()}})
-            t_probe += time.perf_counter() - t2
-        t_all += time.perf_counter() - t0
-        t_cpu += time.process_time() - c0
-        if finished or (ckpt_every and step % ckpt_every == 0):
+            hist["eval"].append({"step": run.step, **{b: v["acc"] for b, v in ge.items()}})
+            sec["probe_s"] += time.perf_counter() - t2
+        run.lapped(start)   # the probes are the loop's time here
+        if finished or (ckpt_every and run.step % ckpt_every == 0):
             save(finished)
-        if stop_after_step is not None and step >= stop_after_step and not finished:
+        if stop_after_step is not None and run.step >= stop_after_step and not finished:
             save(False)
             break
-    if bar is not None:
-        bar.close()
+    run.close()
     policy.eval()
-    return RLResult(policy, hist, ckpt_path, True, _timing(), prov)
+    return RLResult(policy, hist, run.ckpt_path, True, timing(), run.provenance)
 
 
 def artifact_key(cfg: RLConfig) -> dict:
@@ -439,30 +400,29 @@ def artifact_dir_for(cfg: RLConfig, root) -> Path:
     return artifacts.artifact_dir(root, artifact_key(cfg))
 
 
+def _loaded(sft_model: GPT, device: str):
+    """How a finished RL checkpoint becomes a result, shaped like its start ``sft_model``."""
+    def load(ck, path):
+        model = copy.deepcopy(sft_model)
+        model.load_state_dict(ck["model"])
+        return RLResult(model.eval().to(device), ck["history"], path, False,
+                        ck.get("timing", {}), ck.get("provenance", []))
+    return load
+
+
 def load_cached(cfg: RLConfig, sft_model: GPT, root, device: str = "cpu") -> RLResult | None:
     """The finished RL model of ``cfg`` from ``root/rl-<hash>/ckpt.pt`` (shaped like its
     start ``sft_model``), or None (never trains)."""
-    path = artifact_dir_for(cfg, root) / "ckpt.pt"
-    ck = artifacts.load_finished(path, cfg.to_dict())
-    if ck is None:
-        return None
-    model = copy.deepcopy(sft_model)
-    model.load_state_dict(ck["model"])
-    return RLResult(model.eval().to(device), ck["history"], path, False, ck.get("timing", {}),
-                    ck.get("provenance", []))
+    return loop.load_cached(artifact_key(cfg), root, cfg.to_dict(), _loaded(sft_model, device))
 
 
 def get_or_train(cfg: RLConfig, sft_model: GPT, sft_cfg, root, device: str = "cpu",
                  progress: bool = True, ckpt_every: int = 25) -> RLResult:
     """The RL model for ``cfg``: loaded from ``root/rl-<hash>/ckpt.pt`` when finished,
     otherwise trained (resuming an unfinished checkpoint)."""
-    cached = load_cached(cfg, sft_model, root, device)
-    if cached is not None:
-        return cached
-    d = artifact_dir_for(cfg, root)
-    path = d / "ckpt.pt"
-    artifacts.write_json(d / "key.json", artifact_key(cfg))
-    return train_rl(cfg, sft_model, sft_cfg, path, ckpt_every, device, progress)
+    return loop.get_or_train(
+        artifact_key(cfg), root, cfg.to_dict(), _loaded(sft_model, device),
+        lambda path: train_rl(cfg, sft_model, sft_cfg, path, ckpt_every, device, progress))
 
 
 def config_from_params(P, sft_cfg, beta: float | None = None,

@@ -17,21 +17,21 @@ it is trained. Several arms train at once in worker processes instead
 """
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, metrics, params, tasks
-from .runtime import in_processes, train_threads
-from .curriculum import BatchMaker, check_curriculum, stages
+from . import artifacts, loop, metrics, params, tasks
 from . import packed as packed_step
+from .curriculum import BatchMaker, check_curriculum, stages
+from .loop import TrainResult
 from .model import GPT, PLACED, ModelConfig
+from .runtime import in_processes, train_threads
 from .tokenizer import PAD
 
 
@@ -91,14 +91,7 @@ class SFTConfig:
         return asdict(self)
 
 
-@dataclass
-class SFTResult:
-    model: GPT
-    history: dict
-    path: Path | None = None
-    trained_now: bool = False
-    timing: dict = field(default_factory=dict)
-    provenance: list = field(default_factory=list)  # one entry per process that trained it
+SFTResult = TrainResult   # what train_sft, get_or_train and continued return
 
 
 def lr_at(frac: float, base: float, warmup_frac: float, min_frac: float) -> float:
@@ -110,16 +103,12 @@ def lr_at(frac: float, base: float, warmup_frac: float, min_frac: float) -> floa
 
 
 def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, fused: bool | None = None) -> torch.optim.AdamW:
-    """SFT's AdamW (``cfg.lr``, ``cfg.weight_decay`` on matrices only). ``fused`` (default: on
-    CPU and CUDA) picks the one-kernel-a-tensor implementation; ``make bench`` also times the
-    plain loop with it."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
+    """SFT's AdamW (:func:`reasonlib.loop.make_optimizer` at ``cfg.lr``, ``cfg.weight_decay``).
+    ``fused`` (default: on CPU and CUDA) picks the one-kernel-a-tensor implementation; ``make
+    bench`` also times the plain loop with it."""
     if fused is None:
         fused = next(model.parameters()).device.type in ("cpu", "cuda")
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}],
-                             lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8, fused=fused)
+    return loop.make_optimizer(model, cfg.lr, cfg.weight_decay, fused)
 
 
 def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
@@ -145,38 +134,6 @@ def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
     p = packed_step.pack_rows(keep, T, packed_step.bin_slots(T))
     h = packed_step.hidden(model, x, m, p, place_offset)
     return F.cross_entropy(model.head(h).float(), y[m])
-
-
-def check_finite(value, what: str, step: int, ckpt_path) -> None:
-    """Stop a run whose ``what`` (a loss, a gradient norm, the weights' largest magnitude)
-    is NaN or inf at ``step``, naming the step and the checkpoint that is kept.
-
-    The loops call it before anything of that step is saved: the loss before backward, the
-    gradient norm before the optimizer step, the weights after it (a huge learning rate can
-    overflow them from finite gradients), so the checkpoint on disk is the last good one."""
-    v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-    if math.isfinite(v):
-        return
-    if ckpt_path is None:
-        kept = "no checkpoint path was given"
-    elif Path(ckpt_path).exists():
-        kept = f"last good checkpoint kept at {ckpt_path}"
-    else:
-        kept = f"no checkpoint was written yet at {ckpt_path}"
-    raise FloatingPointError(f"{what} is {v} at step {step}; {kept}")
-
-
-def max_abs_weight(model: torch.nn.Module) -> torch.Tensor:
-    """The largest |w| over every parameter: NaN or inf when any weight is (one sync)."""
-    return torch.stack([p.detach().abs().amax() for p in model.parameters()]).amax()
-
-
-def _rng_state(rng: np.random.Generator) -> str:
-    return json.dumps(rng.bit_generator.state)
-
-
-def _set_rng_state(rng: np.random.Generator, s: str) -> None:
-    rng.bit_generator.state = json.loads(s)
 
 
 def train_sft(cfg: SFTConfig, ckpt_path=None, ckpt_every: int = 0, device: str = "cpu",
@@ -205,49 +162,31 @@ def _train_sft(cfg, ckpt_path, ckpt_every, device, progress, stop_after_step, st
     maker = BatchMaker(cfg.curriculum, cfg.fmt, cfg.max_digits, cfg.batch_size, data_rng,
                        exclude=tasks.train_exclusions(cfg.max_digits, cfg.eval_seed),
                        replay=cfg.replay, mixed_replay=cfg.mixed_replay)
-    step, seen = 0, 0
     hist = {"step": [], "tokens": [], "loss": [], "lr": [], "grad_norm": [], "stage": [],
             "eval": []}
-    prov = artifacts.provenance_segments([], device)
-    key = artifact_key(cfg)
-    ckpt_path = Path(ckpt_path) if ckpt_path else None
-    if ckpt_path and ckpt_path.exists():
-        ck = artifacts.load_checkpoint(ckpt_path, expect_config=cfg.to_dict())
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"])
-        _set_rng_state(data_rng, ck["rng_np"])
-        torch.set_rng_state(ck["rng_torch"])
-        step, seen, hist = ck["step"], ck["tokens"], ck["history"]
-        prov = artifacts.provenance_segments(ck.get("provenance", []), device)
+    run = loop.Run(cfg.to_dict(), artifact_key(cfg), model, opt, data_rng, ckpt_path, device,
+                   hist, timers=("data_s",))
+    seen = run.resume().get("tokens", 0)
+    hist, sec = run.history, run.seconds
+
+    def timing():  # this process's share of the run (a resumed run counts from the resume)
+        return {"data_s": sec["data_s"], "loop_s": run.loop_s, "cpu_s": run.cpu_s,
+                "data_share": sec["data_s"] / run.loop_s if run.loop_s else 0.0}
 
     def save(done: bool, path=None):
-        path = path or ckpt_path
-        if path:
-            artifacts.save_checkpoint(path, {
-                "config": cfg.to_dict(), "model": model.state_dict(), "optim": opt.state_dict(),
-                "rng_np": _rng_state(data_rng), "rng_torch": torch.get_rng_state(),
-                "step": step, "tokens": seen, "history": hist, "done": done,
-                "timing": _timing(), "provenance": prov, "key": key})
+        run.save(done, timing(), path, tokens=seen)
 
-    def _timing():  # this process's share of the run (a resumed run counts from the resume)
-        return {"data_s": t_data, "loop_s": t_loop, "cpu_s": t_cpu,
-                "data_share": t_data / t_loop if t_loop else 0.0}
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.total_tokens, initial=seen, unit="tok", unit_scale=True,
-                   desc=f"SFT {cfg.curriculum}")
-    t_data = t_loop = t_cpu = 0.0   # t_cpu: CPU seconds, the run's cost whatever ran beside it
+    run.progress(progress, cfg.total_tokens, seen, unit="tok", unit_scale=True,
+                 desc=f"SFT {cfg.curriculum}")
     model.train()
     while seen < cfg.total_tokens:
-        t0, c0 = time.perf_counter(), time.process_time()
+        start = run.lap()
         frac = seen / cfg.total_tokens
         toks, ans = maker.next_batch(frac)
         toks_t = torch.from_numpy(toks).to(device)
         ans_t = torch.from_numpy(ans).to(device)
         n_tok = int((toks != PAD).sum())
-        t1 = time.perf_counter()
+        sec["data_s"] += time.perf_counter() - start[0]
         lr = lr_at(frac, cfg.lr, cfg.warmup_frac, cfg.min_lr_frac)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -255,51 +194,38 @@ def _train_sft(cfg, ckpt_path, ckpt_every, device, progress, stop_after_step, st
         if cfg.pos in PLACED and cfg.pos_offset:  # the torch RNG: saved in the checkpoint
             off = torch.randint(0, cfg.pos_offset + 1, (toks_t.shape[0],)).to(device)
         loss = answer_loss(model, toks_t, ans_t, off, packed=cfg.packed)
-        check_finite(loss, "SFT loss", step + 1, ckpt_path)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        check_finite(gn, "SFT gradient norm", step + 1, ckpt_path)
-        opt.step()
-        check_finite(max_abs_weight(model), "SFT largest weight after the update", step + 1,
-                     ckpt_path)
+        gn = run.update(loss, cfg.grad_clip, "SFT")
         loss = loss.item()
-        step += 1
+        run.step += 1
         seen += n_tok
-        t2 = time.perf_counter()
-        t_data += t1 - t0
-        t_loop += t2 - t0
-        t_cpu += time.process_time() - c0
-        hist["step"].append(step)
+        run.lapped(start)   # the probes below are not the loop's time
+        hist["step"].append(run.step)
         hist["tokens"].append(seen)
         hist["loss"].append(loss)
         hist["lr"].append(lr)
         hist["grad_norm"].append(float(gn))
         hist["stage"].append(maker.last_stage)
-        if bar is not None:
-            bar.update(n_tok)
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        run.tick(n_tok, loss=f"{loss:.3f}")
         finished = seen >= cfg.total_tokens
-        if step % cfg.eval_every == 0 or finished:
+        if run.step % cfg.eval_every == 0 or finished:
             g = metrics.greedy_eval(model, probe, cfg.fmt)
             model.train()
-            hist["eval"].append({"step": step, "tokens": seen,
+            hist["eval"].append({"step": run.step, "tokens": seen,
                                  **{b: r["acc"] for b, r in g.items()},
                                  **{f"parse_{b}": r["parse"] for b, r in g.items()}})
             if snapshot_dir is not None and not finished:   # the finished one is ckpt.pt
-                save(False, Path(snapshot_dir) / f"step-{step:05d}.pt")
-        if finished or (ckpt_every and step % ckpt_every == 0):
+                save(False, Path(snapshot_dir) / f"step-{run.step:05d}.pt")
+        if finished or (ckpt_every and run.step % ckpt_every == 0):
             save(finished)
-        stop = ((stop_after_step is not None and step >= stop_after_step)
+        stop = ((stop_after_step is not None and run.step >= stop_after_step)
                 or (stop_at_tokens is not None and seen >= stop_at_tokens))
         if stop and not finished:
             save(False)
             break
-    if bar is not None:
-        bar.close()
+    run.close()
     model.eval()
-    return SFTResult(model, hist, ckpt_path, trained_now=True, timing=_timing(), provenance=prov)
-
+    return SFTResult(model, hist, run.ckpt_path, trained_now=True, timing=timing(),
+                     provenance=run.provenance)
 
 
 def transition_step(history: dict, level: float, bucket: str = "general") -> int | None:
@@ -338,28 +264,26 @@ def artifact_dir_for(cfg: SFTConfig, root) -> Path:
     return artifacts.artifact_dir(root, artifact_key(cfg))
 
 
+def _loaded(cfg: SFTConfig, device: str):
+    """How a finished SFT checkpoint becomes a result (``loop.get_or_train``'s ``load``)."""
+    return lambda ck, path: SFTResult(_model_from(cfg, ck).to(device), ck["history"], path,
+                                      False, ck.get("timing", {}), ck.get("provenance", []))
+
+
 def load_cached(cfg: SFTConfig, root, device: str = "cpu") -> SFTResult | None:
     """The finished model of ``cfg`` from ``root/sft-<hash>/ckpt.pt``, or None (never trains)."""
-    path = artifact_dir_for(cfg, root) / "ckpt.pt"
-    ck = artifacts.load_finished(path, cfg.to_dict())
-    if ck is None:
-        return None
-    return SFTResult(_model_from(cfg, ck).to(device), ck["history"], path, trained_now=False,
-                     timing=ck.get("timing", {}), provenance=ck.get("provenance", []))
+    return loop.load_cached(artifact_key(cfg), root, cfg.to_dict(), _loaded(cfg, device))
 
 
 def get_or_train(cfg: SFTConfig, root, device: str = "cpu", progress: bool = True,
                  ckpt_every: int = 200) -> SFTResult:
     """The SFT model for ``cfg``: loaded from ``root/sft-<hash>/ckpt.pt`` when finished,
     otherwise trained (resuming an unfinished checkpoint)."""
-    cached = load_cached(cfg, root, device)
-    if cached is not None:
-        return cached
-    d = artifact_dir_for(cfg, root)
-    path = d / "ckpt.pt"
-    artifacts.write_json(d / "key.json", artifact_key(cfg))
-    return train_sft(cfg, path, ckpt_every=ckpt_every, device=device, progress=progress,
-                     snapshot_dir=d / SNAPSHOTS if cfg.snapshots else None)
+    snaps = artifact_dir_for(cfg, root) / SNAPSHOTS if cfg.snapshots else None
+    return loop.get_or_train(
+        artifact_key(cfg), root, cfg.to_dict(), _loaded(cfg, device),
+        lambda path: train_sft(cfg, path, ckpt_every=ckpt_every, device=device,
+                               progress=progress, snapshot_dir=snaps))
 
 
 def _train_arm(cfg: SFTConfig, root: str) -> None:

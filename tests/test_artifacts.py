@@ -61,8 +61,8 @@ def _edit(path, old, new):
 
 def test_code_digest_covers_the_import_closure():
     sft_code = artifacts.code_digest(["sft"])
-    assert {"sft", "model", "tokenizer", "tasks", "curriculum", "metrics", "sampling",
-            "artifacts", "params"} <= set(sft_code)
+    assert {"sft", "model", "packed", "engine", "loop", "tokenizer", "tasks", "curriculum",
+            "metrics", "sampling", "artifacts", "params"} <= set(sft_code)
     assert "report" not in sft_code and "summary" not in sft_code and "runner" not in sft_code
     rl_code = artifacts.code_digest(["rl"])
     assert set(sft_code) < set(rl_code) and {"rl", "reward"} <= set(rl_code)
@@ -72,7 +72,9 @@ def test_code_digest_covers_the_import_closure():
 @pytest.mark.parametrize("module,old,new", [
     ("model.py", "mlp_ratio: int = 4", "mlp_ratio: int = 2"),             # a default
     ("curriculum.py", "(0.05, 0.10, 0.15, 0.10, 0.60)", "(0.05, 0.10, 0.15, 0.20, 0.50)"),
-    ("sft.py", "betas=(0.9, 0.98)", "betas=(0.9, 0.95)"),                 # the optimizer
+    ("loop.py", "BETAS, EPS = (0.9, 0.98)", "BETAS, EPS = (0.9, 0.95)"),  # the optimizer
+    ("packed.py", "ln1(x if first", "ln2(x if first"),                  # the packed step
+    ("engine.py", "cache.t += 1", "cache.t += 2"),                        # the KV cache
     ("tokenizer.py", "def ", "def _unused():\n    return 0\n\n\ndef "),  # any code at all
     ("sampling.py", "u * cdf[:, -1:]", "u * cdf[:, -1:] * 1.0"),
 ])
@@ -101,7 +103,7 @@ def test_docstrings_comments_and_other_modules_keep_keys(pkg_copy, tmp_path):
     from reasonlib import sft
     cfg = sft.SFTConfig()
     before = sft.artifact_dir_for(cfg, tmp_path)
-    _edit(pkg_copy / "model.py", '"""A small causal Transformer', '"""A tiny causal Transformer')
+    _edit(pkg_copy / "model.py", '"""The reference model', '"""The one model')
     _edit(pkg_copy / "sft.py", "# model\n", "# the model's shape\n")
     _edit(pkg_copy / "report.py", "def ", "def _unused():\n    return 0\n\n\ndef ")
     assert sft.artifact_dir_for(cfg, tmp_path) == before
