@@ -40,16 +40,39 @@ def config_hash(cfg: dict, n: int = 12) -> str:
 PKG_DIR = Path(__file__).resolve().parent
 
 
-def _sibling_imports(tree: ast.AST) -> set[str]:
-    """Names of the package modules a module imports (``from . import x``, ``from .x import y``)."""
+def _module_file(pkg_dir: Path, name: str) -> Path:
+    return pkg_dir.joinpath(*name.split(".")).with_suffix(".py")
+
+
+def _sibling_imports(tree: ast.AST, name: str = "", pkg_dir: Path | None = None) -> set[str]:
+    """The package modules (dotted names below the package, e.g. ``core.model``) that module
+    ``name`` imports relatively: ``from . import x``, ``from .x import y``, ``from ..core
+    import model``, ``from ..core.model import GPT``. A name that is a subpackage stands for
+    the modules imported from it."""
+    pkg_dir = Path(pkg_dir or PKG_DIR)
+    here = name.split(".")[:-1]   # the importing module's package, below the top one
     out = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                out.add(node.module.split(".")[0])
-            else:
-                out.update(a.name for a in node.names)
+        if not (isinstance(node, ast.ImportFrom) and node.level >= 1):
+            continue
+        base = here[: len(here) - (node.level - 1)] if node.level > 1 else list(here)
+        target = base + (node.module.split(".") if node.module else [])
+        if target and _module_file(pkg_dir, ".".join(target)).is_file():
+            out.add(".".join(target))
+            continue
+        for a in node.names:   # the names are modules of the package ``target``
+            if _module_file(pkg_dir, ".".join(target + [a.name])).is_file():
+                out.add(".".join(target + [a.name]))
     return out
+
+
+def package_modules(pkg_dir=None, exclude=()) -> list[str]:
+    """Every module of the package (dotted names below it), ``exclude`` (file names) left out."""
+    pkg_dir = Path(pkg_dir or PKG_DIR)
+    return sorted(".".join(p.relative_to(pkg_dir).with_suffix("").parts)
+                  for p in pkg_dir.rglob("*.py")
+                  if p.name != "__init__.py" and p.name not in exclude
+                  and "__pycache__" not in p.parts)
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -76,11 +99,11 @@ def code_digest(entries, pkg_dir=None) -> dict[str, str]:
         name = todo.pop()
         if name in out:
             continue
-        path = pkg_dir / f"{name}.py"
-        if not path.is_file():  # a subpackage or a name imported from __init__
+        path = _module_file(pkg_dir, name)
+        if not path.is_file():
             raise FileNotFoundError(f"module {name!r} of the artifact key not found in {pkg_dir}")
         tree = ast.parse(path.read_text(), filename=str(path))
-        todo.extend(_sibling_imports(tree))
+        todo.extend(_sibling_imports(tree, name, pkg_dir))
         out[name] = hashlib.sha256(ast.dump(_strip_docstrings(tree)).encode()).hexdigest()[:16]
     return dict(sorted(out.items()))
 

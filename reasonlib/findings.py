@@ -386,7 +386,7 @@ def sentences(f: Finding, r: dict) -> list[str]:
 
 
 # ---- the catalogue ------------------------------------------------------------------------------
-# The study's claims (../shared/seed/000_dec7c5113c451fd3.txt) and ours beyond it. The study
+# The study's claims (summary.PUBLISHED_SOURCE) and ours beyond it. The study
 # does not say whether its accuracies are greedy or sampled; we compare greedy exact match.
 # Every bucket is measured on its held-out problems (tasks.train_exclusions).
 ARMS = ("control", "targeted")

@@ -26,12 +26,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .schemes import MAX_PLACE, PLACED, POS_SCHEMES, WINDOW  # noqa: F401 (read from here too)
 from .tokenizer import VOCAB_SIZE
 
-POS_SCHEMES = ("rope", "nope", "abacus", "coupled", "local")
-PLACED = ("abacus", "coupled", "local")  # the schemes whose positions are digit places
-WINDOW = (1, 0)  # local: how many places below its own a query sees, in layer 0 / later layers
-MAX_PLACE = 32  # abacus table size: places 1..MAX_PLACE (training offset + longest number)
 _ZERO, _NINE, _EQ = ord("0"), ord("9"), ord("=")
 
 

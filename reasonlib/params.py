@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from .curriculum import CURRICULA
-from .model import MAX_PLACE, POS_SCHEMES
+from .schemes import MAX_PLACE, POS_SCHEMES
 from .tasks import BUCKETS, FORMATS, MAX_RESERVED, bucket_size, capped_sizes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

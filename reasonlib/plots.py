@@ -6,7 +6,7 @@ import numpy as np
 import seaborn as sns
 
 from .curriculum import Stage
-from .model import POS_SCHEMES
+from .schemes import POS_SCHEMES
 
 sns.set_theme(style="whitegrid", context="notebook")
 PALETTE = dict(zip(["control", "targeted", "d1", "d2_nocarry", "d2_carry", "mixed", "low_sum",

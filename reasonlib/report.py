@@ -445,8 +445,8 @@ def _index_html(profile_root: Path, out: Path, s: dict, source: str,
 <h1>{html.escape(QUESTION)}</h1>
 <p class="lede">A small Transformer learns addition by supervised fine-tuning on a curriculum,
 then by RL against an answer checker. This report re-creates a published study (<i>Cultivating
-Reasoning Capabilities in Small Models</i>; its text is <code>{html.escape(s.get('published_source', summary_mod.PUBLISHED_SOURCE))}</code>
-in the project, not part of this site) on the <code>{html.escape(name)}</code> profile, checks each of
+Reasoning Capabilities in Small Models</i>, <a href="{html.escape(summary_mod.PUBLISHED_SOURCE)}">its published text</a>)
+on the <code>{html.escape(name)}</code> profile, checks each of
 its claims on problems no training path ever saw, and adds findings of its own.
 {len(s['findings'])} findings: {html.escape(tally)}.{' With a single seed every verdict is for <b>this seed only</b>: it says how sure we are about these models, not how the result moves with another seed.' if one else ''}</p>
 <h2>Setup</h2>

@@ -120,14 +120,10 @@ def _digest(obj) -> str:
 
 
 def code_hash() -> str:
-    """Digest of the reasonlib package's .py sources (the runner's own files excluded)."""
-    pkg = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for p in sorted(pkg.rglob("*.py")):
-        if p.name in _NOT_CODE or "__pycache__" in p.parts:
-            continue
-        h.update(p.relative_to(pkg).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
+    """Digest of the library's code: ``artifacts.code_digest`` (syntax trees without
+    docstrings, the one code-hash system) of every module but the runner's own files."""
+    from . import artifacts   # imports torch: not at the top (see above)
+    return _digest(artifacts.code_digest(artifacts.package_modules(exclude=_NOT_CODE)))
 
 
 def notebook_hash(path: Path) -> str:

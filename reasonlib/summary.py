@@ -24,7 +24,9 @@ from . import stats
 from .failures import CLASSES
 from .tables import table
 
-PUBLISHED_SOURCE = "../shared/seed/000_dec7c5113c451fd3.txt"
+# the study's published text, as a URL (a path outside the repository would not resolve)
+PUBLISHED_SOURCE = ("https://www.zingnex.cn/forum/thread/"
+                    "llm-github-liuhprogramming-small-lm-reasoning-posttraining")
 NOTEBOOKS = ("02_data_curricula", "03_sft", "04_pass_at_k", "05_kl_rl", "06_beta_scan",
              "07_failure_analysis", "08_lengths")
 CHECKPOINTS = ("sft-control", "rl-control", "sft-targeted", "rl-targeted")
