@@ -33,9 +33,9 @@ def _train(profile: str, start_at: float, seconds: float) -> tuple[int, float, f
     import numpy as np
     import torch
 
-    from reasonlib import params, sft
-    from reasonlib.curriculum import BatchMaker
-    from reasonlib.model import GPT
+    from reasonlib.train import params, sft
+    from reasonlib.train.curriculum import BatchMaker
+    from reasonlib.core.model import GPT
 
     torch.set_num_threads(1)
     raw = params.load_profile(profile)
@@ -90,7 +90,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if any(n < 1 or n > 64 for n in a.procs) or not 1 <= a.seconds <= 600:
         ap.error(f"--procs must be in 1..64 (got {a.procs}) and --seconds in 1..600 (got {a.seconds})")
-    from reasonlib import params
+    from reasonlib.train import params
     try:
         params.load_profile(a.profile)
     except params.ParamError as e:

@@ -19,7 +19,7 @@ import time
 
 # core-seconds of one paper seed's notebooks (01..08): 03 is six SFT arms one after the other
 # at about 190 s each (runtime.processes_for with one core per kernel), 05 and 06 the RL
-# notebooks at one thread (the published seed-0 run, README "The paper profile")
+# notebooks at one thread (the published seed-0 run, docs/results.md)
 COST = {"01": 4, "02": 24, "03": 1140, "04": 40, "05": 380, "06": 500, "07": 24, "08": 29}
 
 
@@ -31,7 +31,7 @@ def _nap(name: str, prev, seconds: float) -> float:
 def makespan(seeds: int, workers: int, scale: float, priority: bool) -> float:
     from distributed import Client, LocalCluster
 
-    from reasonlib.runner import notebook_priority
+    from reasonlib.study.runner import notebook_priority
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cl, Client(cl) as client:

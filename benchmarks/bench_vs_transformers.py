@@ -4,11 +4,11 @@
 Two measurements, in one run, for every shape asked for:
 
 1. **Training throughput** (non-PAD tokens/s). reasonlib's ``GPT`` trained with its own loss
-   (``reasonlib.sft.answer_loss``) against ``GPT2LMHeadModel`` trained the idiomatic HF way
+   (``reasonlib.train.sft.answer_loss``) against ``GPT2LMHeadModel`` trained the idiomatic HF way
    (``labels`` = tokens with non-answer positions set to -100, ``attention_mask`` = tokens != PAD,
    loss taken from the model output). Same n_layer / n_head / n_embd, context (n_positions =
    block_size), vocabulary, GPT-2 dropout 0, the same pre-drawn batches of real training data
-   from ``reasonlib.curriculum.BatchMaker``, the same optimizer (the study's fused AdamW,
+   from ``reasonlib.train.curriculum.BatchMaker``, the same optimizer (the study's fused AdamW,
    ``sft.make_optimizer``, same hyper-parameters) and the same step (forward, backward,
    grad-norm clipping, optimizer step, ``loss.item()``).
    Data generation is done before timing, so neither side pays for it. Each side's
@@ -34,7 +34,7 @@ repeat of each side (background load only ever adds time), medians are printed a
 Under each training ratio the paired view (``paired_ratio``): the ratio of all timed steps'
 summed times, a 95% bootstrap interval over the step pairs, and the range of the repeats'
 ratios, so a reader can tell a target met from one within the noise of the run.
-Training runs at the study's SFT thread count, ``reasonlib.runtime.TRAIN_THREADS`` (1):
+Training runs at the study's SFT thread count, ``reasonlib.core.runtime.TRAIN_THREADS`` (1):
 every SFT run of the study trains at it whatever the machine has, so that is the speed its
 budget is bought with. Sampling runs at torch's default thread count, as the notebooks'
 evaluation does on a machine of the study's size. ``--threads N`` pins both; the counts are
@@ -67,13 +67,13 @@ import numpy as np
 import torch
 
 import reasonlib
-from reasonlib import tasks
-from reasonlib.curriculum import BatchMaker
-from reasonlib.model import GPT, POS_SCHEMES, ModelConfig
-from reasonlib.runtime import TRAIN_THREADS
-from reasonlib.sampling import generate
-from reasonlib.sft import answer_loss, make_optimizer
-from reasonlib.tokenizer import BOS, EOS, PAD, VOCAB_SIZE
+from reasonlib.core import tasks
+from reasonlib.train.curriculum import BatchMaker
+from reasonlib.core.model import GPT, POS_SCHEMES, ModelConfig
+from reasonlib.core.runtime import TRAIN_THREADS
+from reasonlib.core.sampling import generate
+from reasonlib.train.sft import answer_loss, make_optimizer
+from reasonlib.core.tokenizer import BOS, EOS, PAD, VOCAB_SIZE
 from torch.utils.flop_counter import FlopCounterMode
 
 try:
@@ -402,7 +402,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads(N) for training and sampling, both sides "
                         f"(default: training at the study's SFT thread count, "
-                        f"reasonlib.runtime.TRAIN_THREADS = {TRAIN_THREADS}; sampling at "
+                        f"reasonlib.core.runtime.TRAIN_THREADS = {TRAIN_THREADS}; sampling at "
                         "torch's default)")
     p.add_argument("--pos", type=str, default=",".join(POS_SCHEMES),
                    help="comma-separated reasonlib position schemes, each benchmarked as its "

@@ -34,7 +34,7 @@ run_dir = "runs/notebooks/seed-0"
 device = "cpu"
 
 # %%
-from reasonlib import params
+from reasonlib.train import params
 
 P = params.collect(globals())  # validates every parameter before any compute
 
@@ -43,10 +43,12 @@ import numpy as np
 import torch
 from IPython.display import Markdown
 
-from reasonlib import artifacts, engine, records, tasks, tokenizer as tok
-from reasonlib.model import GPT, ModelConfig
-from reasonlib.runtime import resolve_device
-from reasonlib.tables import checks, table
+from reasonlib.train import artifacts
+from reasonlib.core import engine, tasks, tokenizer as tok
+from reasonlib.study import records
+from reasonlib.core.model import GPT, ModelConfig
+from reasonlib.core.runtime import resolve_device
+from reasonlib.report.tables import checks, table
 
 out_dir = artifacts.resolve(P.run_dir) / "01_tokenizer_model"
 dev = resolve_device(P.device)
@@ -85,7 +87,7 @@ for f in tasks.FORMATS:
 # ## The model
 #
 # A GPT-style pre-LayerNorm Transformer with tied input/output embeddings and a
-# preallocated KV cache for generation. `pos` picks the position scheme (`reasonlib.model`):
+# preallocated KV cache for generation. `pos` picks the position scheme (`reasonlib.core.model`):
 # rotary positions (`rope`, the default), none (`nope`), learned digit-place vectors
 # (`abacus`), digit places as rotary positions (`coupled`), or those with attention kept to a
 # token's own place and the one below (`local`); 08 compares them. The context

@@ -44,7 +44,7 @@ rl_buckets = ["general", "mixed", "low_sum"]
 run_dir = "runs/notebooks/seed-0"
 
 # %%
-from reasonlib import params
+from reasonlib.train import params
 
 P = params.collect(globals())
 
@@ -55,10 +55,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown
 
-from reasonlib import artifacts, plots, records, rl, tasks
-from reasonlib.curriculum import BatchMaker, stages
-from reasonlib.tables import checks, table
-from reasonlib.tokenizer import PAD, decode
+from reasonlib.train import artifacts, rl
+from reasonlib.report import plots
+from reasonlib.study import records
+from reasonlib.core import tasks
+from reasonlib.train.curriculum import BatchMaker, stages
+from reasonlib.report.tables import checks, table
+from reasonlib.core.tokenizer import PAD, decode
 
 out_dir = artifacts.resolve(P.run_dir) / "02_data_curricula"
 eval_set = tasks.make_eval_set(P.max_digits, P.n_eval, P.eval_seed, buckets=P.buckets, seen=True)

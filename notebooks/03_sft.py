@@ -58,7 +58,7 @@ artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%
-from reasonlib import params
+from reasonlib.train import params
 
 P = params.collect(globals())
 
@@ -68,10 +68,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from reasonlib import artifacts, findings, metrics, plots, records, sft, tasks
-from reasonlib.runtime import resolve_device
-from reasonlib.curriculum import stages
-from reasonlib.tables import checks, ci, pct, table
+from reasonlib.train import artifacts, sft
+from reasonlib.report import findings, plots
+from reasonlib.core import metrics, tasks
+from reasonlib.study import records
+from reasonlib.core.runtime import resolve_device
+from reasonlib.train.curriculum import stages
+from reasonlib.report.tables import checks, ci, pct, table
 
 out_dir = artifacts.resolve(P.run_dir) / "03_sft"
 out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,7 @@ print(table([[c, f"{r.history['tokens'][-1]:,}", r.history["step"][-1],
 # %% [markdown]
 # Tokens and steps follow from the data stream alone (numpy, seeded), so they are the same
 # on every machine. The losses below come out of training: their last digits depend on the
-# CPU's float kernels and the thread count (README, Determinism).
+# CPU's float kernels and the thread count (docs/reproducibility.md).
 
 # %%
 print(table([[c, f"{r.history['loss'][0]:.3f}", f"{np.mean(r.history['loss'][-20:]):.4f}"]
@@ -166,7 +169,7 @@ print(table([[c, t50 if t50 is not None else "never", t90 if t90 is not None els
 # (`reports/calibration/`), with each seed's probe curve:
 
 # %%
-from reasonlib import calibration
+from reasonlib.study import calibration
 
 cal_rows = calibration.load(calibration.COMMITTED) if calibration.COMMITTED.is_dir() else []
 if cal_rows:

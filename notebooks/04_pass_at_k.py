@@ -60,7 +60,7 @@ artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%
-from reasonlib import params
+from reasonlib.train import params
 
 P = params.collect(globals())
 
@@ -72,9 +72,12 @@ import numpy as np
 
 from IPython.display import Markdown
 
-from reasonlib import artifacts, findings, metrics, plots, records, sft, tasks
-from reasonlib.runtime import resolve_device
-from reasonlib.tables import checks, ci, pct, table
+from reasonlib.train import artifacts, sft
+from reasonlib.report import findings, plots
+from reasonlib.core import metrics, tasks
+from reasonlib.study import records
+from reasonlib.core.runtime import resolve_device
+from reasonlib.report.tables import checks, ci, pct, table
 
 out_dir = artifacts.resolve(P.run_dir) / "04_pass_at_k"
 out_dir.mkdir(parents=True, exist_ok=True)

@@ -88,7 +88,7 @@ artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%
-from reasonlib import params
+from reasonlib.train import params
 
 P = params.collect(globals())
 
@@ -98,9 +98,12 @@ import numpy as np
 
 from IPython.display import Markdown
 
-from reasonlib import artifacts, findings, metrics, plots, records, rl, sft, tasks
-from reasonlib.runtime import resolve_device
-from reasonlib.tables import checks, ci, pct, table
+from reasonlib.train import artifacts, rl, sft
+from reasonlib.report import findings, plots
+from reasonlib.core import metrics, tasks
+from reasonlib.study import records
+from reasonlib.core.runtime import resolve_device
+from reasonlib.report.tables import checks, ci, pct, table
 
 out_dir = artifacts.resolve(P.run_dir) / "05_kl_rl"
 out_dir.mkdir(parents=True, exist_ok=True)

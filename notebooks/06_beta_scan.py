@@ -37,7 +37,7 @@
 # (on the buckets RL never practises: forgetting), sampled accuracy and pass@8 on `general`,
 # and the exact KL to the start on the policy's own samples. The KL term *binds* when, at a beta, the policy ends measurably
 # closer to its start than at beta = 0: the 95% interval of KL(beta = 0) - KL(beta) lies
-# above 0 (`reasonlib.findings.BINDS`, the same rule 09 applies across seeds).
+# above 0 (`reasonlib.report.findings.BINDS`, the same rule 09 applies across seeds).
 
 # %% tags=["parameters"]
 seed = 0
@@ -85,7 +85,7 @@ artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%
-from reasonlib import params
+from reasonlib.train import params
 
 P = params.collect(globals())
 
@@ -97,9 +97,12 @@ import dataclasses
 
 from IPython.display import Markdown
 
-from reasonlib import artifacts, findings, metrics, plots, records, rl, sft, tasks
-from reasonlib.runtime import resolve_device
-from reasonlib.tables import checks, ci, pct, table
+from reasonlib.train import artifacts, rl, sft
+from reasonlib.report import findings, plots
+from reasonlib.core import metrics, tasks
+from reasonlib.study import records
+from reasonlib.core.runtime import resolve_device
+from reasonlib.report.tables import checks, ci, pct, table
 
 out_dir = artifacts.resolve(P.run_dir) / "06_beta_scan"
 out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@
 # bucket) greedily with four checkpoints, before and after the RL stage for each
 # curriculum: SFT control, SFT+RL control (the "early RL" arm of 05), SFT targeted and
 # SFT+RL targeted. Every wrong answer is classified by a pure function
-# (`reasonlib.failures.classify`): format failure, operand duplication, carry error,
+# (`reasonlib.core.failures.classify`): format failure, operand duplication, carry error,
 # dropped or extra digit, digit substitution, other. Counts per bucket and checkpoint are
 # shown as a heatmap; a static table lists concrete examples; an interactive explorer
 # (needs a live kernel) shows samples and per-token probabilities. The static views carry
@@ -78,7 +78,7 @@ artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%
-from reasonlib import params
+from reasonlib.train import params
 
 P = params.collect(globals())
 
@@ -91,10 +91,12 @@ from IPython.display import Markdown
 
 from pathlib import Path
 
-from reasonlib import artifacts, explore, explorer, failures, findings, rl, sft, summary, tasks
-from reasonlib import records as metric_records   # `records` below are the explorer's
-from reasonlib.runtime import resolve_device
-from reasonlib.tables import checks, table
+from reasonlib.train import artifacts, rl, sft
+from reasonlib.report import serve, explorer, findings, summary
+from reasonlib.core import failures, tasks
+from reasonlib.study import records as metric_records  # `records` below are the explorer's
+from reasonlib.core.runtime import resolve_device
+from reasonlib.report.tables import checks, table
 
 out_dir = artifacts.resolve(P.run_dir) / "07_failure_analysis"
 out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,8 +186,8 @@ print(table(ex_rows, ["checkpoint", "class", "bucket", "greedy answer", "reads a
 # %% tags=["nbval-ignore-output"]
 profile = Path(P.run_dir).parent.name   # runs/<profile>/seed-<s>: the rerun line names it
 ex = explorer.Explorer(records, models, fmt=P.fmt,
-                       command=lambda rec: explore.rerun_command(profile, P.seed, rec))
-explore.save_records(out_dir / explore.RECORDS, records)   # what `python -m reasonlib explore` serves
+                       command=lambda rec: serve.rerun_command(profile, P.seed, rec))
+serve.save_records(out_dir / serve.RECORDS, records)   # what `python -m reasonlib explore` serves
 ex.widget
 
 # %% tags=["nbval-ignore-output"]

@@ -21,7 +21,7 @@
 # tell the model each digit's place do better?
 #
 # **Method.** The targeted curriculum of 03, the same seed, the same token budget, once per
-# position scheme in `positions` (`reasonlib.model`): `rope` (rotary), `nope` (no position
+# position scheme in `positions` (`reasonlib.core.model`): `rope` (rotary), `nope` (no position
 # signal; the causal mask alone orders tokens), `abacus` (a learned vector per digit
 # place, the digit's own place), `coupled` (digit places as rotary positions; from `=` on
 # each token sits at the place of the digit it *predicts*) and `local` (coupled positions,
@@ -71,7 +71,7 @@ artifacts_dir = "runs/notebooks/artifacts"
 device = "cpu"
 
 # %%
-from reasonlib import params
+from reasonlib.train import params
 
 P = params.collect(globals())
 
@@ -80,9 +80,12 @@ P = params.collect(globals())
 import matplotlib.pyplot as plt
 from IPython.display import Markdown
 
-from reasonlib import artifacts, findings, lengths, metrics, plots, records, sft, tasks
-from reasonlib.runtime import resolve_device
-from reasonlib.tables import checks, ci, pct, table
+from reasonlib.train import artifacts, sft
+from reasonlib.report import findings, plots
+from reasonlib.study import lengths, records
+from reasonlib.core import metrics, tasks
+from reasonlib.core.runtime import resolve_device
+from reasonlib.report.tables import checks, ci, pct, table
 
 out_dir = artifacts.resolve(P.run_dir) / "08_lengths"
 out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@
 # **Method.** Read the records notebooks 02-07 wrote for each seed folder
 # `<run_root>/seed-*/` (nothing is scraped from cell outputs; a missing notebook is
 # reported, a missing record of a present notebook is an error). Each finding is a small
-# declarative record (`reasonlib.findings.FINDINGS`): the records it reads, how they make one
+# declarative record (`reasonlib.report.findings.FINDINGS`): the records it reads, how they make one
 # quantity per seed, and the claim's threshold. One evaluator computes, for every finding,
 #
 # * the per-seed quantity (e.g. targeted minus control accuracy on held-out `low_sum`);
@@ -40,7 +40,7 @@
 run_root = "runs/notebooks"
 
 # %%
-from reasonlib import params
+from reasonlib.train import params
 
 P = params.collect(globals())
 
@@ -53,9 +53,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown
 
-from reasonlib import artifacts, findings, stats, summary
-from reasonlib import plots
-from reasonlib.tables import checks
+from reasonlib.train import artifacts
+from reasonlib.report import findings, summary
+from reasonlib.core import stats
+from reasonlib.report import plots
+from reasonlib.report.tables import checks
 
 root = artifacts.resolve(P.run_root)
 out_dir = root / "summary"

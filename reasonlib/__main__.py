@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import params
-from .runner import NOTEBOOKS_DIR, UsageError, discover
+from .train import params
+from .study.runner import NOTEBOOKS_DIR, UsageError, discover
 
 
 def notebooks() -> dict[str, Path]:
@@ -87,8 +87,8 @@ def refresh() -> int:
     import nbformat
     from nbclient import NotebookClient
 
-    from .artifacts import resolve, write_bytes
-    from .runtime import NOTEBOOK_THREADS
+    from .train.artifacts import resolve, write_bytes
+    from .core.runtime import NOTEBOOK_THREADS
 
     # the defaults write every run folder and trained model under runs/notebooks: start it
     # empty, so the committed outputs come from models trained now, as in a clean clone
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         return report(args)
     if args.cmd == "explore":
         return explore(args)
-    from . import runner
+    from .study import runner
 
     try:
         sweep = runner.plan(args)
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
 
 
 def explore(args) -> int:
-    from . import explore as ex
+    from .report import serve as ex
 
     try:
         proc, url = ex.serve(args.run_root, args.seed, args.port, args.artifacts)
@@ -147,7 +147,7 @@ def explore(args) -> int:
 
 
 def report(args) -> int:
-    from . import report as rep
+    from .report import site as rep
 
     try:
         index = rep.build(Path(args.profile_root), Path(args.out) if args.out else None,

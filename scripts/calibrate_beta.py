@@ -18,7 +18,7 @@ on the unpractised buckets (``rl.measure_kl``). One JSON line per seed to
 ``<out>/<tag>.jsonl``; a rerun skips the seeds already there.
 
     python scripts/calibrate_beta.py --seeds 100-104 --workers 2
-    python scripts/calibrate_beta.py --summary    # the README's table, from the JSON lines
+    python scripts/calibrate_beta.py --summary    # the table of docs/calibration.md, from the JSON lines
 """
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def one_seed(job):
     seed, a = job
     import torch
     torch.set_num_threads(a["threads"])
-    from reasonlib import metrics, rl, sft, tasks
+    from reasonlib.core import metrics, tasks
+    from reasonlib.train import rl, sft
     P = profile_params(a["profile"], seed, a["packed"])
     rl_b = [b for b in P.rl_buckets if b in P.buckets]
     unp = [b for b in UNPRACTISED if b in P.buckets and b not in P.rl_buckets]

@@ -42,7 +42,7 @@ from calibrate_sft import done_seeds, profile_params, seeds_arg, sweep  # noqa: 
 
 
 def _eval(model, cfg, n_eval, n_passk, seed):
-    from reasonlib import metrics, tasks
+    from reasonlib.core import metrics, tasks
     ev = tasks.make_eval_set(cfg.max_digits, n_eval, cfg.eval_seed)
     g = metrics.greedy_eval(model, ev, cfg.fmt)
     gen = tasks.make_eval_set(cfg.max_digits, n_passk, cfg.eval_seed, buckets=["general"])
@@ -56,7 +56,8 @@ def one_seed(job):
     import numpy as np
     import torch
     torch.set_num_threads(a["threads"])
-    from reasonlib import rl, sft, tasks
+    from reasonlib.train import rl, sft
+    from reasonlib.core import tasks
     P = profile_params(a["profile"], seed, a["packed"])
     cfg = sft.config_from_params(P, "targeted")
     out = {"seed": seed, "threads": a["threads"], "packed": P.packed}

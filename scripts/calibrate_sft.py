@@ -7,7 +7,7 @@ parameters with the recipe's overrides) from one seed, then records:
 * ``t50`` / ``t90``: the first training step at which the probe's ``general`` greedy
   accuracy reaches 50% / 90% (the 3-digit transition), None if never;
 * ``general``: final greedy accuracy on ``n_eval`` reserved ``general`` problems;
-* ``len<n>``: greedy accuracy on two n-digit operands, n = 1..D+3 (reasonlib.lengths);
+* ``len<n>``: greedy accuracy on two n-digit operands, n = 1..D+3 (reasonlib.study.lengths);
 * wall time, steps, torch threads, the provenance of the run.
 
 One JSON line per (recipe, seed) goes to ``<out>/<recipe>.jsonl``; a rerun skips what is
@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from reasonlib import calibration  # noqa: E402  (no torch: the table prints fast)
+from reasonlib.study import calibration  # noqa: E402  (no torch: the table prints fast)
 
 # recipes: overrides of the paper profile's SFT parameters (data, so a table row names one)
 RECIPES = {
@@ -78,14 +78,14 @@ def sweep(worker, jobs, out: Path, workers: int, threads: int, show) -> None:
 def profile_params(profile: str, seed: int, packed: bool = False):
     """A profile's validated parameters for one calibration seed; ``packed`` trains SFT with the
     packed step whatever the profile says (calibrate_rl.py, calibrate_beta.py)."""
-    from reasonlib import params
+    from reasonlib.train import params
     raw = params.load_profile(profile)
     return params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA}, "seed": seed,
                             **({"packed": True} if packed else {})})
 
 
 def recipe_config(recipe: str, seed: int, extra: dict, packed: bool = False):
-    from reasonlib import params, sft
+    from reasonlib.train import params, sft
     raw = params.load_profile("paper")
     P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA},
                          **RECIPES[recipe], **extra, "seed": seed, "packed": packed})
@@ -101,7 +101,9 @@ def one_run(job):
     recipe, seed, extra, threads, n_eval, n_len, packed = job
     import torch
     torch.set_num_threads(threads)
-    from reasonlib import artifacts, lengths, metrics, sft, tasks
+    from reasonlib.train import artifacts, sft
+    from reasonlib.study import lengths
+    from reasonlib.core import metrics, tasks
     cfg, P = recipe_config(recipe, seed, extra, packed)
     t0 = time.perf_counter()
     res = sft.train_sft(cfg, progress=False)
@@ -135,19 +137,19 @@ def main(argv=None):
     ap.add_argument("--n-len", type=int, default=500)
     ap.add_argument("--out", default=str(ROOT / "runs" / "calibration"))
     ap.add_argument("--tag", default="", help="suffix of the output file (for --set sweeps)")
-    ap.add_argument("--readme", action="store_true",
-                    help="write the table of reports/calibration/ into README.md and exit")
+    ap.add_argument("--docs", action="store_true",
+                    help="write the table of reports/calibration/ into docs/calibration.md and exit")
     ap.add_argument("--table", nargs="*", help="print the table of these .jsonl files (or "
                     "folders) and exit")
     ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
                     help="two .jsonl files of one recipe each: per seed side by side, k of n "
                          "and the exact sign test on the seeds both hold; then exit")
     a = ap.parse_args(argv)
-    if a.readme:
-        readme = ROOT / "README.md"
-        readme.write_text(calibration.replace_block(readme.read_text(),
-                                                    calibration.load(calibration.COMMITTED)))
-        print(f"wrote the calibration table of {calibration.COMMITTED} into {readme}")
+    if a.docs:
+        page = ROOT / calibration.PAGE
+        page.write_text(calibration.replace_block(page.read_text(),
+                                                  calibration.load(calibration.COMMITTED)))
+        print(f"wrote the calibration table of {calibration.COMMITTED} into {page}")
         return 0
     if a.compare:
         (fa, fb), names = a.compare, [Path(f).stem for f in a.compare]

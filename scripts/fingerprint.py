@@ -8,7 +8,7 @@ For every position scheme: the sha256 of the weights after ``--steps`` packed SF
 steps (the quick profile's shape and recipe, seed 0, one torch thread), and of the tokens
 of ``--prompts`` x 16 samples at temperature 1 from that model (the KV-cache sampler). Two
 runs on the same machine, torch build and thread count print the same lines exactly when
-the code computes the same floats; on another CPU the hashes differ (README, determinism).
+the code computes the same floats; on another CPU the hashes differ (docs/reproducibility.md).
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reasonlib import params, rl, sampling, sft, tasks  # noqa: E402
-from reasonlib.model import POS_SCHEMES  # noqa: E402
+from reasonlib.train import params, rl, sft  # noqa: E402
+from reasonlib.core import sampling, tasks
+from reasonlib.core.model import POS_SCHEMES  # noqa: E402
 
 
 def weights_hash(model: torch.nn.Module) -> str:

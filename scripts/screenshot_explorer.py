@@ -1,4 +1,4 @@
-"""Screenshot the failure explorer of a finished run (the README's picture), in headless Chromium.
+"""Screenshot the failure explorer of a finished run (the README's picture, reports/quick/explorer.png), in headless Chromium.
 
     python scripts/screenshot_explorer.py runs/quick reports/quick/explorer.png \\
         --checkpoint "SFT targeted" --bucket mixed3
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reasonlib import explore  # noqa: E402
+from reasonlib.report import serve  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
         raise SystemExit("no chromium found: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
-    proc, url = explore.serve(a.run_root, log=Path(a.png).with_suffix(".voila.log"))
+    proc, url = serve.serve(a.run_root, log=Path(a.png).with_suffix(".voila.log"))
     try:
         for _ in range(120):
             try:

@@ -10,8 +10,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from reasonlib.model import GPT, ModelConfig
-from reasonlib.sft import SFTConfig
+from reasonlib.core.model import GPT, ModelConfig
+from reasonlib.train.sft import SFTConfig
 
 # No example database on disk (hermetic), no per-example deadline (first calls are slow).
 settings.register_profile("unit", database=None, deadline=None,
@@ -19,8 +19,8 @@ settings.register_profile("unit", database=None, deadline=None,
 settings.load_profile("unit")
 
 # nbval re-executes the committed notebooks in kernels that inherit this environment: give
-# them the thread count the committed outputs were made with (reasonlib.runtime)
-from reasonlib.runtime import NOTEBOOK_THREADS  # noqa: E402
+# them the thread count the committed outputs were made with (reasonlib.core.runtime)
+from reasonlib.core.runtime import NOTEBOOK_THREADS  # noqa: E402
 
 os.environ.setdefault("REASONLIB_THREADS", str(NOTEBOOK_THREADS))
 

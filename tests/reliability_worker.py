@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reasonlib import artifacts, rl, sft  # noqa: E402
+from reasonlib.train import artifacts, rl, sft  # noqa: E402
 
 SFT_CFG = sft.SFTConfig(curriculum="targeted", fmt="plain", max_digits=2, seed=0, n_layer=1,
                         n_head=2, n_embd=32, total_tokens=3000, batch_size=16, lr=3e-3,

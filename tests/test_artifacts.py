@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from reasonlib import artifacts, params
-from reasonlib.artifacts import CheckpointError
+from reasonlib.train import artifacts, params
+from reasonlib.train.artifacts import CheckpointError
 
 CFG = {"curriculum": "targeted", "fmt": "plain", "max_digits": 3, "lr": 0.003, "seed": 0}
 
@@ -34,13 +34,13 @@ def test_config_hash_changes_with_added_key():
 
 
 def test_artifact_dir(tmp_path):
-    key = artifacts.artifact_key("sft", CFG, ["sft"])
+    key = artifacts.artifact_key("sft", CFG, ["train.sft"])
     d = artifacts.artifact_dir(tmp_path, key)
     assert d.parent == tmp_path and d.name.startswith("sft-")
-    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("sft", CFG, ["sft"])) == d  # stable
-    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("sft", CFG, ["sft"], {"s": 1})) != d
-    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("sft", {**CFG, "seed": 1}, ["sft"])) != d
-    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("rl", CFG, ["sft"])).name.startswith("rl-")
+    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("sft", CFG, ["train.sft"])) == d  # stable
+    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("sft", CFG, ["train.sft"], {"s": 1})) != d
+    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("sft", {**CFG, "seed": 1}, ["train.sft"])) != d
+    assert artifacts.artifact_dir(tmp_path, artifacts.artifact_key("rl", CFG, ["train.sft"])).name.startswith("rl-")
 
 
 # ---- keys that follow the code ------------------------------------------------------------------
@@ -60,26 +60,27 @@ def _edit(path, old, new):
 
 
 def test_code_digest_covers_the_import_closure():
-    sft_code = artifacts.code_digest(["sft"])
-    assert {"sft", "model", "packed", "engine", "loop", "tokenizer", "tasks", "curriculum",
-            "metrics", "sampling", "artifacts", "params"} <= set(sft_code)
-    assert "report" not in sft_code and "summary" not in sft_code and "runner" not in sft_code
-    rl_code = artifacts.code_digest(["rl"])
-    assert set(sft_code) < set(rl_code) and {"rl", "reward"} <= set(rl_code)
+    sft_code = artifacts.code_digest(["train.sft"])
+    assert {"train.sft", "core.model", "core.packed", "core.engine", "train.loop",
+            "core.tokenizer", "core.tasks", "train.curriculum", "core.metrics", "core.sampling",
+            "train.artifacts", "train.params", "core.schemes"} <= set(sft_code)
+    assert not any(m.startswith(("study.", "report.")) for m in sft_code)   # lower layers only
+    rl_code = artifacts.code_digest(["train.rl"])
+    assert set(sft_code) < set(rl_code) and {"train.rl", "core.reward"} <= set(rl_code)
     assert {k: rl_code[k] for k in sft_code} == sft_code
 
 
 @pytest.mark.parametrize("module,old,new", [
-    ("model.py", "mlp_ratio: int = 4", "mlp_ratio: int = 2"),             # a default
-    ("curriculum.py", "(0.05, 0.10, 0.15, 0.10, 0.60)", "(0.05, 0.10, 0.15, 0.20, 0.50)"),
-    ("loop.py", "BETAS, EPS = (0.9, 0.98)", "BETAS, EPS = (0.9, 0.95)"),  # the optimizer
-    ("packed.py", "ln1(x if first", "ln2(x if first"),                  # the packed step
-    ("engine.py", "cache.t += 1", "cache.t += 2"),                        # the KV cache
-    ("tokenizer.py", "def ", "def _unused():\n    return 0\n\n\ndef "),  # any code at all
-    ("sampling.py", "u * cdf[:, -1:]", "u * cdf[:, -1:] * 1.0"),
+    ("core/model.py", "mlp_ratio: int = 4", "mlp_ratio: int = 2"),             # a default
+    ("train/curriculum.py", "(0.05, 0.10, 0.15, 0.10, 0.60)", "(0.05, 0.10, 0.15, 0.20, 0.50)"),
+    ("train/loop.py", "BETAS, EPS = (0.9, 0.98)", "BETAS, EPS = (0.9, 0.95)"),  # the optimizer
+    ("core/packed.py", "ln1(x if first", "ln2(x if first"),                  # the packed step
+    ("core/engine.py", "cache.t += 1", "cache.t += 2"),                        # the KV cache
+    ("core/tokenizer.py", "def ", "def _unused():\n    return 0\n\n\ndef "),  # any code at all
+    ("core/sampling.py", "u * cdf[:, -1:]", "u * cdf[:, -1:] * 1.0"),
 ])
 def test_editing_a_training_module_gives_a_new_key(pkg_copy, tmp_path, module, old, new):
-    from reasonlib import rl, sft
+    from reasonlib.train import rl, sft
     cfg = sft.SFTConfig()
     rcfg = rl.config_from_params(params.validate({}), cfg)
     sft_before, rl_before = sft.artifact_dir_for(cfg, tmp_path), rl.artifact_dir_for(rcfg, tmp_path)
@@ -90,35 +91,35 @@ def test_editing_a_training_module_gives_a_new_key(pkg_copy, tmp_path, module, o
 
 
 def test_editing_rl_code_keeps_sft_keys(pkg_copy, tmp_path):
-    from reasonlib import rl, sft
+    from reasonlib.train import rl, sft
     cfg = sft.SFTConfig()
     rcfg = rl.config_from_params(params.validate({}), cfg)
     sft_before, rl_before = sft.artifact_dir_for(cfg, tmp_path), rl.artifact_dir_for(rcfg, tmp_path)
-    _edit(pkg_copy / "reward.py", "def ", "def _unused():\n    return 0\n\n\ndef ")
+    _edit(pkg_copy / "core" / "reward.py", "def ", "def _unused():\n    return 0\n\n\ndef ")
     assert rl.artifact_dir_for(rcfg, tmp_path) != rl_before
     assert sft.artifact_dir_for(cfg, tmp_path) == sft_before
 
 
 def test_docstrings_comments_and_other_modules_keep_keys(pkg_copy, tmp_path):
-    from reasonlib import sft
+    from reasonlib.train import sft
     cfg = sft.SFTConfig()
     before = sft.artifact_dir_for(cfg, tmp_path)
-    _edit(pkg_copy / "model.py", '"""The reference model', '"""The one model')
-    _edit(pkg_copy / "sft.py", "# model\n", "# the model's shape\n")
-    _edit(pkg_copy / "report.py", "def ", "def _unused():\n    return 0\n\n\ndef ")
+    _edit(pkg_copy / "core" / "model.py", '"""The reference model', '"""The one model')
+    _edit(pkg_copy / "train" / "sft.py", "# model\n", "# the model's shape\n")
+    _edit(pkg_copy / "report" / "site.py", "def ", "def _unused():\n    return 0\n\n\ndef ")
     assert sft.artifact_dir_for(cfg, tmp_path) == before
 
 
 def test_a_newly_imported_module_joins_the_key(pkg_copy, tmp_path):
-    from reasonlib import sft
+    from reasonlib.train import sft
     cfg = sft.SFTConfig()
     before = sft.artifact_dir_for(cfg, tmp_path)
-    (pkg_copy / "extra_helper.py").write_text("SCALE = 1\n")
-    _edit(pkg_copy / "sft.py", "from . import artifacts", "from . import extra_helper  # noqa\nfrom . import artifacts")
-    assert "extra_helper" in artifacts.code_digest(["sft"])
+    (pkg_copy / "train" / "extra_helper.py").write_text("SCALE = 1\n")
+    _edit(pkg_copy / "train" / "sft.py", "from . import artifacts", "from . import extra_helper  # noqa\nfrom . import artifacts")
+    assert "train.extra_helper" in artifacts.code_digest(["train.sft"])
     after = sft.artifact_dir_for(cfg, tmp_path)
     assert after != before
-    (pkg_copy / "extra_helper.py").write_text("SCALE = 2\n")
+    (pkg_copy / "train" / "extra_helper.py").write_text("SCALE = 2\n")
     assert sft.artifact_dir_for(cfg, tmp_path) != after
 
 
@@ -313,4 +314,4 @@ def test_refuses_plain_pickle_file(tmp_path):
 def test_resolve_relative_to_repo(tmp_path):
     assert artifacts.resolve(tmp_path) == tmp_path
     assert artifacts.resolve("runs/x") == artifacts.repo_root() / "runs" / "x"
-    assert (artifacts.repo_root() / "reasonlib" / "artifacts.py").is_file()
+    assert (artifacts.repo_root() / "reasonlib" / "train" / "artifacts.py").is_file()

@@ -1,11 +1,11 @@
-"""The SFT recipe's calibration table: the committed runs, the README's copy, the script's
+"""The SFT recipe's calibration table: the committed runs, the copy in docs/calibration.md, the script's
 refusal of report seeds."""
 import importlib.util
 from pathlib import Path
 
 import pytest
 
-from reasonlib import calibration
+from reasonlib.study import calibration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,16 +61,16 @@ def test_script_compare_refuses_missing_files(tmp_path, capsys):
     assert not list(tmp_path.iterdir())   # refused before any file or run
 
 
-def test_readme_table_is_generated_from_the_committed_runs():
+def test_docs_table_is_generated_from_the_committed_runs():
     rows = calibration.load(calibration.COMMITTED)
     assert rows, "no calibration runs committed under reports/calibration/"
     assert all(r["seed"] >= 100 for r in rows), "calibration runs must use seeds 100 and up"
-    text = (ROOT / "README.md").read_text()
-    assert calibration.readme_block(rows) in text, \
-        "README's calibration table is stale: run python scripts/calibrate_sft.py --readme"
+    text = (ROOT / calibration.PAGE).read_text()
+    assert calibration.docs_block(rows) in text, \
+        f"{calibration.PAGE}'s calibration table is stale: run python scripts/calibrate_sft.py --docs"
 
 
-def test_replace_block_refuses_a_readme_without_markers():
+def test_replace_block_refuses_a_page_without_markers():
     with pytest.raises(ValueError, match="exactly one"):
         calibration.replace_block("no markers", [])
 

@@ -1,5 +1,5 @@
 """The command line refuses bad input with exit status 2 before running anything, and the
-``report`` subcommand hands over to ``reasonlib.report.build``."""
+``report`` subcommand hands over to ``reasonlib.report.site.build``."""
 from __future__ import annotations
 
 import subprocess
@@ -9,6 +9,7 @@ import types
 import pytest
 
 import reasonlib
+import reasonlib.report
 from reasonlib.__main__ import main
 
 
@@ -62,7 +63,7 @@ def test_argparse_errors_exit_2(args, needle, tmp_path):
 def test_good_scheduler_addresses_pass_validation():
     from argparse import Namespace
 
-    from reasonlib import runner
+    from reasonlib.study import runner
 
     for addr in ("tcp://10.0.0.5:8786", "tls://node-3.cluster:8786", "tcp://[::1]:8786", "tcp://h"):
         a = Namespace(profile="smoke", seeds=[0], seed=None, workers=2, scheduler=addr,
@@ -85,8 +86,8 @@ def fake_report(monkeypatch):
         return (out or profile_root / "report") / "index.html"
 
     mod = types.SimpleNamespace(build=build, ReportError=ReportError)
-    monkeypatch.setitem(sys.modules, "reasonlib.report", mod)
-    monkeypatch.setattr(reasonlib, "report", mod, raising=False)
+    monkeypatch.setitem(sys.modules, "reasonlib.report.site", mod)
+    monkeypatch.setattr(reasonlib.report, "site", mod, raising=False)
     return calls
 
 

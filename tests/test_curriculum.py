@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from reasonlib import curriculum, sft
-from reasonlib.tokenizer import decode
+from reasonlib.train import curriculum, sft
+from reasonlib.core.tokenizer import decode
 
 
 @pytest.mark.parametrize("name", curriculum.CURRICULA)

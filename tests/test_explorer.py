@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from conftest import make_model
-from reasonlib import explorer, failures, metrics, sampling, tasks
-from reasonlib.tokenizer import BOS, EOS, PAD, decode_answer, encode
+from reasonlib.report import explorer
+from reasonlib.core import failures, metrics, sampling, tasks
+from reasonlib.core.tokenizer import BOS, EOS, PAD, decode_answer, encode
 
 pytest.importorskip("ipywidgets")
 
@@ -271,18 +272,18 @@ def test_explore_without_a_run_says_which_command_makes_one(tmp_path, capsys):
 
 
 def test_rerun_command_names_the_profile_seed_and_problem():
-    from reasonlib import explore
+    from reasonlib.report import serve
     rec = _rec("SFT targeted", "mixed3", 12, 477, "495")
-    cmd = explore.rerun_command("quick", 3, rec)
+    cmd = serve.rerun_command("quick", 3, rec)
     assert cmd.startswith("cd notebooks && papermill 07_failure_analysis.ipynb /tmp/07_seed3.ipynb "
                           "-f ../params/quick.yaml -p seed 3")
     assert cmd.endswith("# SFT targeted, mixed3: 12+477")
-    assert "-f" not in explore.rerun_command("not-a-profile", 0, rec)   # no such params file
+    assert "-f" not in serve.rerun_command("not-a-profile", 0, rec)   # no such params file
 
 
 def test_explorer_records_round_trip(tmp_path):
-    from reasonlib import explore
+    from reasonlib.report import serve
     recs = [dict(_rec("sft", "mixed", 12, 3, "18"), held_out=True, greedy_ids=[49, 56])]
-    p = explore.save_records(tmp_path / explore.RECORDS, recs)
-    assert explore.load_records(p) == recs
-    assert p.read_bytes() == explore.save_records(tmp_path / "again.json.gz", recs).read_bytes()  # no timestamp
+    p = serve.save_records(tmp_path / serve.RECORDS, recs)
+    assert serve.load_records(p) == recs
+    assert p.read_bytes() == serve.save_records(tmp_path / "again.json.gz", recs).read_bytes()  # no timestamp

@@ -18,7 +18,9 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
-from reasonlib import explore, failures, params
+from reasonlib.report import serve
+from reasonlib.core import failures
+from reasonlib.train import params
 
 pytest.importorskip("voila")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -45,7 +47,7 @@ def run(tmp_path_factory):
     declared = pm.inspect_notebook(str(nb))
     pm.execute_notebook(str(nb), str(base / "07.ipynb"), parameters={k: v for k, v in p.items() if k in declared},
                         cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
-    recs = explore.load_records(root / "seed-0" / explore.NOTEBOOK / explore.RECORDS)
+    recs = serve.load_records(root / "seed-0" / serve.NOTEBOOK / serve.RECORDS)
     return root, recs
 
 
@@ -140,7 +142,7 @@ def drive(url: str, recs: list[dict], log: Path, screenshot: Path | None = None)
 def _serve_and_drive(run, tmp_path, fault=None, screenshot=None):
     root, recs = run
     log = tmp_path / "voila.log"
-    proc, url = explore.serve(root, artifacts_root=root.parent / "artifacts", fault=fault, log=log)
+    proc, url = serve.serve(root, artifacts_root=root.parent / "artifacts", fault=fault, log=log)
     try:
         deadline = time.time() + 60      # the server answers before the page is driven
         while True:

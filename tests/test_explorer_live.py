@@ -29,7 +29,7 @@ import ipywidgets  # noqa: F401
 import jupyter_client
 import nbformat
 
-from reasonlib import params
+from reasonlib.train import params
 
 ROOT = Path(__file__).resolve().parent.parent
 NB = ROOT / "notebooks" / "07_failure_analysis.ipynb"

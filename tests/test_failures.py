@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reasonlib import failures, tasks
-from reasonlib.failures import classify
+from reasonlib.core import failures, tasks
+from reasonlib.core.failures import classify
 
 
 def test_class_lists():

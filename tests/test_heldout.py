@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reasonlib import rl, sft, tasks
+from reasonlib.train import rl, sft
+from reasonlib.core import tasks
 
 from conftest import tiny_sft_config
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from reasonlib import lengths, tasks
+from reasonlib.study import lengths
+from reasonlib.core import tasks
 
 
 def _digits(x):

@@ -5,7 +5,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from reasonlib import metrics, tasks
+from reasonlib.core import metrics, tasks
 
 
 def brute_pass_at_k(n: int, c: int, k: int) -> Fraction:

@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reasonlib import engine
-from reasonlib import model as model_mod
-from reasonlib import packed
-from reasonlib import tasks
-from reasonlib.model import GPT, ModelConfig
-from reasonlib.tokenizer import PAD, VOCAB_SIZE
+from reasonlib.core import engine
+from reasonlib.core import model as model_mod
+from reasonlib.core import packed
+from reasonlib.core import tasks
+from reasonlib.core.model import GPT, ModelConfig
+from reasonlib.core.tokenizer import PAD, VOCAB_SIZE
 
 
 def _rand_ids(B, T, seed=0):
@@ -245,9 +245,9 @@ def test_select_equals_full_forward_then_index():
 
 
 # ---- position schemes ------------------------------------------------------------------
-from reasonlib.model import MAX_PLACE, PLACED, POS_SCHEMES, WINDOW, place_ids, place_window  # noqa: E402
-from reasonlib.sampling import generate  # noqa: E402
-from reasonlib.tokenizer import BOS, EOS  # noqa: E402
+from reasonlib.core.model import MAX_PLACE, PLACED, POS_SCHEMES, WINDOW, place_ids, place_window  # noqa: E402
+from reasonlib.core.sampling import generate  # noqa: E402
+from reasonlib.core.tokenizer import BOS, EOS  # noqa: E402
 from conftest import make_model  # noqa: E402
 
 
@@ -430,10 +430,10 @@ def test_rotary_scores_depend_on_offsets_only():
 
 
 # ---- packed rows (the padding-free training step) ----------------------------------------
-from reasonlib.curriculum import BatchMaker  # noqa: E402
-from reasonlib.packed import (_bins, _distinct, _pair_order, _PackedAttention,  # noqa: E402
+from reasonlib.train.curriculum import BatchMaker  # noqa: E402
+from reasonlib.core.packed import (_bins, _distinct, _pair_order, _PackedAttention,  # noqa: E402
                              _ResidualMLP, bin_slots, pack_rows)
-from reasonlib.sft import answer_loss  # noqa: E402
+from reasonlib.train.sft import answer_loss  # noqa: E402
 
 
 def test_pack_rows_hand_computed():

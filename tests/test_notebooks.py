@@ -12,7 +12,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from reasonlib import params
+from reasonlib.train import params
 
 ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
@@ -76,7 +76,7 @@ def test_notebook_runs_under_papermill(name, smoke_run):
         assert rec[f"format/{p['fmt']}/general/acc@problems"] == rec["sft/targeted/general/acc@problems"]
         # trained numbers are checked here, against bounds with a wide margin, not by nbval:
         # measured on seeds 100-107 under each of the four float settings of
-        # scripts/test_numerics.py (32 runs; README, "Notebook checks"): final loss 1.66-1.80
+        # scripts/test_numerics.py (32 runs; docs/reproducibility.md): final loss 1.66-1.80
         # (from ln 264 = 5.6 at the start), in-distribution greedy parse rate >= 0.99
         for c in p["curricula"]:
             assert rec[f"sft/{c}/final_loss"] < 2.2, (c, rec[f"sft/{c}/final_loss"])
@@ -94,7 +94,7 @@ def test_notebook_runs_under_papermill(name, smoke_run):
                 assert rec[f"{b}/n"] == (100 if n == 1 else p["n_len"]), b
             assert abs(rec[f"length/{s}/tokens"] - p["total_tokens"]) <= p["batch_size"] * 40, s
     if name == "09_summary":
-        from reasonlib import findings, summary
+        from reasonlib.report import findings, summary
         assert [f["id"] for f in m["findings"]] == [f.id for f in findings.FINDINGS]
         assert m["missing"] == {} and summary.intervals_in_range(m) == []
         # every finding measured on this seed; only one that declares why its records can be

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasonlib import params
-from reasonlib.params import DEFAULTS, SCHEMA, ParamError
+from reasonlib.train import params
+from reasonlib.train.params import DEFAULTS, SCHEMA, ParamError
 
 SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"
 
@@ -38,8 +38,8 @@ def test_every_default_has_one_home():
     cells are compared with the smoke profile in test_notebooks.py)."""
     import dataclasses
 
-    from reasonlib import rl, sft
-    from reasonlib.model import ModelConfig
+    from reasonlib.train import rl, sft
+    from reasonlib.core.model import ModelConfig
 
     for f in dataclasses.fields(sft.SFTConfig):
         if f.name not in sft.CONFIG_ONLY:
@@ -218,7 +218,7 @@ def test_replay_sum_below_one():
 
 def test_cross_checks_catch_what_training_would_reject():
     """Everything validate() accepts builds an SFT config and a model."""
-    from reasonlib import sft
+    from reasonlib.train import sft
     P = params.validate({"n_embd": 48, "n_head": 6, "replay": 0.5, "mixed_replay": 0.49})
     for c in P.curricula:
         sft.config_from_params(P, c).model_config()

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 # the report's own rules: where a notebook saves its figures, which outputs a cell saved
-from reasonlib.report import FIGURE_KEY, _fig_dir, _png_outputs, _saved_figures
+from reasonlib.report.site import FIGURE_KEY, _fig_dir, _png_outputs, _saved_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "reports" / "paper"

@@ -29,8 +29,8 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from conftest import tiny_sft_config
-from reasonlib import artifacts, params, rl, sft
-from reasonlib.artifacts import CheckpointError
+from reasonlib.train import artifacts, params, rl, sft
+from reasonlib.train.artifacts import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "reliability_worker.py"

@@ -1,4 +1,4 @@
-"""reasonlib.report: a static site from a small fake profile folder (tiny executed notebooks
+"""reasonlib.report.site: a static site from a small fake profile folder (tiny executed notebooks
 made here with nbformat, with an image, a progress-bar widget and an interactive widget, plus
 metrics.json files), checked to open offline: links resolve, images are embedded, nothing
 is loaded from the network."""
@@ -14,9 +14,9 @@ import nbformat
 import pytest
 from nbformat import v4
 
-from reasonlib import report
-from reasonlib.artifacts import repo_root
-from reasonlib.report import ReportError
+from reasonlib.report import site
+from reasonlib.train.artifacts import repo_root
+from reasonlib.report.site import ReportError
 from test_summary import write_seed
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -84,7 +84,7 @@ def profile(tmp_path):
     return root
 
 
-# ---- independent offline checks (not reusing report.remote_references) ------------------------------
+# ---- independent offline checks (not reusing site.remote_references) ------------------------------
 _TAG = re.compile(r"<(script|link|img|iframe|source|embed|object|video|audio)\b([^>]*)>", re.I | re.S)
 _ATTR = re.compile(r"""\b(src|href|srcset|data|poster)\s*=\s*(["'])(.*?)\2""", re.I | re.S)
 _REMOTE = re.compile(r"^\s*(https?:|//)", re.I)
@@ -106,7 +106,7 @@ def _local_links(page: str) -> list[str]:
 
 
 def test_build_writes_an_offline_site(profile, tmp_path):
-    index = report.build(profile)
+    index = site.build(profile)
     assert index == profile / "report" / "index.html" and index.is_file()
     pages = sorted(index.parent.rglob("*.html"))
     assert {p.relative_to(index.parent).as_posix() for p in pages} == {
@@ -120,23 +120,23 @@ def test_build_writes_an_offline_site(profile, tmp_path):
     for p in pages:
         page = p.read_text()
         assert_offline(page, str(p))
-        assert report.remote_references(page) == [], p
+        assert site.remote_references(page) == [], p
         assert "<script" not in page.lower(), p          # no code at all, inline or remote
         for href in _local_links(page):                  # the link back to the index
             assert (p.parent / href).resolve().is_file(), (p, href)
         # the theme's long stylesheets are shared files, linked relative to the page
-        assert all(len(css) < report.SHARED_CSS_MIN
+        assert all(len(css) < site.SHARED_CSS_MIN
                    for css in re.findall(r"<style[^>]*>(.*?)</style>", page, re.S))
         for href in re.findall(r'<link rel="stylesheet" href="([^"]+)">', page):
             css = (p.parent / href).resolve()
-            assert css.is_file() and css.parent == index.parent / report.STATIC, (p, href)
+            assert css.is_file() and css.parent == index.parent / site.STATIC, (p, href)
             assert_offline(f"<style>{css.read_text()}</style>", str(css))
     # one copy for every page: seed pages and the summary page link the same files
     names = lambda p: sorted(h.rsplit("/", 1)[1] for h in
                              re.findall(r'<link rel="stylesheet" href="([^"]+)">', p.read_text()))
     assert names(index.parent / "09_summary.html")
     assert names(index.parent / "09_summary.html") == names(index.parent / "seed-1" / "03_sft.html")
-    assert sorted(f.name for f in (index.parent / report.STATIC).glob("*.css")) == \
+    assert sorted(f.name for f in (index.parent / site.STATIC).glob("*.css")) == \
         names(index.parent / "09_summary.html")
     # and figures are files the pages reference, never data URIs
     for p in pages:
@@ -145,14 +145,14 @@ def test_build_writes_an_offline_site(profile, tmp_path):
 
 
 def test_rebuild_drops_stale_stylesheets_and_refuses_remote_css(profile, tmp_path):
-    static = profile / "report" / report.STATIC
+    static = profile / "report" / site.STATIC
     static.mkdir(parents=True)
     (static / "0000000000000000.css").write_text("body{}")
-    report.build(profile)
+    site.build(profile)
     assert not (static / "0000000000000000.css").exists() and list(static.glob("*.css"))
-    page = "<style>" + "a{}" * report.SHARED_CSS_MIN + "@import url(https://cdn.example/x.css);</style>"
-    with pytest.raises(report.ReportError, match="cdn.example"):
-        report._share_styles(page, tmp_path, 0, set())
+    page = "<style>" + "a{}" * site.SHARED_CSS_MIN + "@import url(https://cdn.example/x.css);</style>"
+    with pytest.raises(site.ReportError, match="cdn.example"):
+        site._share_styles(page, tmp_path, 0, set())
 
 
 def test_notebook_pages_reference_each_figure_once_and_show_widget_text(profile):
@@ -165,20 +165,20 @@ def test_notebook_pages_reference_each_figure_once_and_show_widget_text(profile)
     nbformat.write(nb, profile / "seed-1" / "03_sft.ipynb")
     (profile / "seed-1" / "03_sft").mkdir(exist_ok=True)
     (profile / "seed-1" / "03_sft" / "curves.png").write_bytes(saved)
-    stale = profile / "report" / report.STATIC / "img" / "0000.png"
+    stale = profile / "report" / site.STATIC / "img" / "0000.png"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"x")
-    index = report.build(profile)
+    index = site.build(profile)
     page_path = index.parent / "seed-1" / "03_sft.html"
     page = page_path.read_text()
     imgs = re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', page)
     assert len(imgs) == 2 and "data:image" not in page and PNG_B64 not in page
     files = [(page_path.parent / s).resolve() for s in imgs]
     assert files[1] == (profile / "seed-1" / "03_sft" / "curves.png").resolve()
-    assert files[0].parent == (index.parent / report.STATIC / "img").resolve()
+    assert files[0].parent == (index.parent / site.STATIC / "img").resolve()
     assert files[0].read_bytes() == _png()
     # the same unsaved figure on every page is one file; a file no page uses is removed
-    assert [p.name for p in (index.parent / report.STATIC / "img").iterdir()] == [files[0].name]
+    assert [p.name for p in (index.parent / site.STATIC / "img").iterdir()] == [files[0].name]
     other = (index.parent / "seed-0" / "03_sft.html").read_text()
     assert f"img/{files[0].name}" in other
     assert "acc 93.2" in page and "03_sft seed-1" in page
@@ -208,14 +208,14 @@ def test_publish_stores_each_saved_figure_once(profile):
     (profile / "seed-0" / "03_sft").mkdir(exist_ok=True)
     (profile / "seed-0" / "03_sft" / "curves.png").write_bytes(_png(5, 4))
     before = nbp.read_text()
-    report.build(profile)                       # a plain build rewrites no notebook
+    site.build(profile)                       # a plain build rewrites no notebook
     assert nbp.read_text() == before
-    index = report.build(profile, publish=True)
+    index = site.build(profile, publish=True)
     nb = nbformat.read(nbp, 4)
     nbformat.validate(nb)
     outs = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "display_data"]
-    linked = [o for o in outs if report.FIGURE_KEY in o.get("metadata", {})]
-    assert len(linked) == 1 and linked[0]["metadata"][report.FIGURE_KEY] == "03_sft/curves.png"
+    linked = [o for o in outs if site.FIGURE_KEY in o.get("metadata", {})]
+    assert len(linked) == 1 and linked[0]["metadata"][site.FIGURE_KEY] == "03_sft/curves.png"
     assert "image/png" not in linked[0]["data"] and 'src="03_sft/curves.png"' in linked[0]["data"]["text/html"]
     assert any(o["data"].get("image/png") == PNG_B64 for o in outs)   # the unsaved one stays
     assert nb.metadata["papermill"] == {"input_path": "notebooks/03_sft.ipynb", "duration": 1.5,
@@ -223,16 +223,16 @@ def test_publish_stores_each_saved_figure_once(profile):
     page = (index.parent / "seed-0" / "03_sft.html").read_text()
     srcs = re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', page)
     assert "../../seed-0/03_sft/curves.png" in srcs and "data:image" not in page
-    assert report.build(profile, publish=True) == index    # publishing twice changes nothing more
+    assert site.build(profile, publish=True) == index    # publishing twice changes nothing more
     assert nbformat.read(nbp, 4) == nb
 
 
 def test_index_tells_the_story_first(profile):
-    text = report.build(profile).read_text()
+    text = site.build(profile).read_text()
     assert "computed now from the seeds" in text          # no summary/metrics.json yet
     assert "seed-0, seed-1" in text
     # the question, then the setup, then the findings with their rules, then the tables
-    order = [text.index(x) for x in (report.QUESTION[:40], "<h2>Setup</h2>", "Held out.",
+    order = [text.index(x) for x in (site.QUESTION[:40], "<h2>Setup</h2>", "Held out.",
                                      "<h2>Findings</h2>", "Verdict rule:", "<h2>Findings at a glance",
                                      "<h2>Headline measures", "<h2>Notebooks")]
     assert order == sorted(order)
@@ -246,14 +246,14 @@ def test_index_tells_the_story_first(profile):
 
 
 def test_index_prefers_the_summary_notebook_metrics(profile, tmp_path):
-    from reasonlib import summary
+    from reasonlib.report import summary
     s = summary.summarize(profile)
     s["findings"][0]["claim"] = "A CLAIM ONLY THE SAVED SUMMARY HAS"
     (profile / "summary").mkdir()
     (profile / "summary" / "metrics.json").write_text(json.dumps(s, sort_keys=True))
     (profile / "summary" / "finding_1a.png").write_bytes(_png(5, 4))
     out = tmp_path / "site"
-    index = report.build(profile, out)
+    index = site.build(profile, out)
     assert index == out / "index.html"
     text = index.read_text()
     assert "A CLAIM ONLY THE SAVED SUMMARY HAS" in text and "written by notebook 09" in text
@@ -266,7 +266,7 @@ def test_index_prefers_the_summary_notebook_metrics(profile, tmp_path):
     assert not (profile / "report").exists()
     # a seed added after notebook 09 ran: the saved summary is out of date, recomputed
     write_seed(profile / "seed-7")
-    text = report.build(profile, out).read_text()
+    text = site.build(profile, out).read_text()
     assert "A CLAIM ONLY THE SAVED SUMMARY HAS" not in text and "out of date" in text
     assert "seed-0, seed-1, seed-7" in text
     assert "finding_1a.png" not in text                  # its figures are stale too
@@ -276,7 +276,7 @@ def test_metrics_only_profile_and_broken_notebook(tmp_path):
     root = tmp_path / "p"
     write_seed(root / "seed-3")
     (root / "seed-3" / "04_pass_at_k.ipynb").write_text("{ not a notebook")
-    text = report.build(root).read_text()
+    text = site.build(root).read_text()
     assert "04_pass_at_k" in text and "not rendered" in text
     assert _local_links(text) == []
 
@@ -287,7 +287,7 @@ def test_remote_markdown_image_is_refused(tmp_path):
     nbformat.write(make_notebook("x", "\n\n![logo](https://example.org/logo.png)"),
                    root / "seed-0" / "03_sft.ipynb")
     with pytest.raises(ReportError, match=r"03_sft\.html.*network.*https://example.org/logo.png"):
-        report.build(root)
+        site.build(root)
 
 
 @pytest.mark.parametrize("snippet,bad", [
@@ -309,13 +309,13 @@ def test_remote_markdown_image_is_refused(tmp_path):
     ('<p>see https://example.org in the text</p>', False),
 ])
 def test_remote_references(snippet, bad):
-    assert bool(report.remote_references(snippet)) == bad
+    assert bool(site.remote_references(snippet)) == bad
 
 
 def test_bad_profile_roots(tmp_path):
     with pytest.raises(ReportError, match=re.escape(str(tmp_path / "missing"))):
-        report.build(tmp_path / "missing")
+        site.build(tmp_path / "missing")
     (tmp_path / "empty" / "summary").mkdir(parents=True)
     with pytest.raises(ReportError, match=re.escape(str(tmp_path / "empty")) + ".*no seed"):
-        report.build(tmp_path / "empty")
+        site.build(tmp_path / "empty")
     assert issubclass(ReportError, ValueError)

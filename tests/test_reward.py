@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from reasonlib import reward, tasks
-from reasonlib.tokenizer import EOS, PAD, encode
+from reasonlib.core import reward, tasks
+from reasonlib.core.tokenizer import EOS, PAD, encode
 
 L = 8  # generated-row width used by the hand-made rows below
 

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_model, tiny_sft_config
-from reasonlib import artifacts, params, reward, rl, sampling, tasks
-from reasonlib.artifacts import CheckpointError
-from reasonlib.tokenizer import EOS, PAD, VOCAB_SIZE, encode
+from reasonlib.train import artifacts, params, rl
+from reasonlib.core import reward, sampling, tasks
+from reasonlib.train.artifacts import CheckpointError
+from reasonlib.core.tokenizer import EOS, PAD, VOCAB_SIZE, encode
 
 
 # ---- helpers -------------------------------------------------------------------------
@@ -55,7 +56,7 @@ def _eos_pad_biased_model():
 @pytest.fixture(scope="module")
 def sft_start():
     """A tiny SFT model (2-digit plain addition, ~3k tokens) and its config, shared."""
-    from reasonlib import sft
+    from reasonlib.train import sft
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -425,7 +426,7 @@ def test_get_or_train_trains_once(tmp_path, sft_start, monkeypatch):
     assert r1.path == d / "ckpt.pt"
     key = artifacts.read_json(d / "key.json")
     assert key == rl.artifact_key(cfg) and key["config"] == cfg.to_dict()
-    assert {"rl", "reward", "sft", "model"} <= set(key["code"])
+    assert {"train.rl", "core.reward", "train.sft", "core.model"} <= set(key["code"])
     assert artifacts.load_checkpoint(r1.path)["provenance"] == r1.provenance
 
     def boom(*a, **kw):

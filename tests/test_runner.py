@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from reasonlib import runner
+from reasonlib.study import runner
 from reasonlib.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def test_real_notebooks_two_seeds_on_two_workers(tmp_path):
     assert all(len(m["per_seed"]) == 2 for m in summary["measures"] if m["n"])
     # a finding that declares why its records can be undefined (3b: no RL start of a smoke
     # model in the headroom band) may count fewer seeds; every other counts both
-    from reasonlib import findings
+    from reasonlib.report import findings
     undefined = {f.id for f in findings.FINDINGS if f.undefined}
     assert all((f["n"] == 2 and "bootstrap over 2 seeds" in f["interval"])
                or (f["id"] in undefined and f["n"] < 2)

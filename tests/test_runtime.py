@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reasonlib import runtime
+from reasonlib.core import runtime
 
 
 @pytest.mark.parametrize("n_jobs, share, want", [

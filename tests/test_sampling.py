@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from reasonlib import sampling, tasks
-from reasonlib.tokenizer import EOS, PAD
+from reasonlib.core import sampling, tasks
+from reasonlib.core.tokenizer import EOS, PAD
 
 
 def _prompts(a=(3, 123, 45, 7), b=(4, 6, 678, 9999)):

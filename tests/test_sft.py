@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reasonlib import artifacts, params, runtime, sft, tasks
-from reasonlib.artifacts import CheckpointError
+from reasonlib.train import artifacts, params, sft
+from reasonlib.core import runtime, tasks
+from reasonlib.train.artifacts import CheckpointError
 
 
 def _state_equal(m1, m2):
@@ -145,7 +146,7 @@ def test_get_or_train_trains_once(tmp_path, sft_config_factory, monkeypatch):
     assert r1.path == d / "ckpt.pt"
     key = artifacts.read_json(d / "key.json")   # what the folder name is a digest of
     assert key == sft.artifact_key(cfg) and key["config"] == cfg.to_dict()
-    assert {"sft", "model", "curriculum", "tasks"} <= set(key["code"])
+    assert {"train.sft", "core.model", "train.curriculum", "core.tasks"} <= set(key["code"])
     assert artifacts.load_checkpoint(r1.path)["key"] == key
     assert r1.provenance == [artifacts.provenance("cpu")]
 
@@ -246,7 +247,7 @@ def test_snapshots_at_every_probe_and_continuing_one_is_the_run(tmp_path, sft_co
     # the snapshot's model is the run's at that step: its probe repeats exactly
     m = sft.load_snapshot(cfg, tmp_path, probes[0])
     probe = tasks.make_eval_set(cfg.max_digits, cfg.eval_n, cfg.eval_seed)
-    from reasonlib import metrics
+    from reasonlib.core import metrics
     g = metrics.greedy_eval(m, probe, cfg.fmt)
     assert {b: r["acc"] for b, r in g.items()} == {b: full.history["eval"][0][b] for b in g}
     # continued to the end of the budget: the uninterrupted run, bit for bit

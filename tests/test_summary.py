@@ -1,4 +1,4 @@
-"""reasonlib.stats, reasonlib.findings and reasonlib.summary: bounded intervals, the verdict
+"""reasonlib.core.stats, reasonlib.report.findings and reasonlib.report.summary: bounded intervals, the verdict
 rule, findings as data with one evaluator, and the cross-seed summary of a hand-made run
 folder (records shaped like notebooks 02-07 write them)."""
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reasonlib import findings as F
-from reasonlib import plots
-from reasonlib import records as R
-from reasonlib import stats
-from reasonlib import summary as S
-from reasonlib.records import RecordError
+from reasonlib.report import findings as F
+from reasonlib.report import plots
+from reasonlib.study import records as R
+from reasonlib.core import stats
+from reasonlib.report import summary as S
+from reasonlib.study.records import RecordError
 
 SEED_TEXT = Path(__file__).resolve().parent.parent.parent / "shared" / "seed" / "000_dec7c5113c451fd3.txt"
 

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reasonlib import curriculum, tasks
-from reasonlib.tokenizer import BOS, EOS, PAD, decode
+from reasonlib.train import curriculum
+from reasonlib.core import tasks
+from reasonlib.core.tokenizer import BOS, EOS, PAD, decode
 
 
 # ---- independent reference definitions (plain Python, per sample) ----------------------
@@ -198,7 +199,7 @@ def test_eval_set_deterministic_and_seeded():
 
 def test_eval_set_independent_of_training_seed(sft_config_factory, monkeypatch):
     """train_sft excludes the same eval problems whatever the training seed."""
-    from reasonlib import sft
+    from reasonlib.train import sft
 
     seen = []
 

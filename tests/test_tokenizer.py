@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reasonlib import tokenizer as tk
+from reasonlib.core import tokenizer as tk
 
 
 @given(st.text())

@@ -2,7 +2,7 @@
 
 Per step: draw prompts from a bucket mix, sample ``group_size`` answers per prompt from the
 current policy (batched KV-cache sampler, T = 1 so the samples are on-policy), score them
-with :mod:`reasonlib.reward`, turn rewards into group-relative advantages, and take one
+with :mod:`reasonlib.core.reward`, turn rewards into group-relative advantages, and take one
 AdamW step on
 
     loss = - mean_t [ A_i * log pi(y_t | prefix) ]  +  beta * mean_t KL(pi(.|prefix) || ref(.|prefix))
@@ -25,10 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, loop, metrics, params, reward, sampling, sft, tasks
+from . import artifacts, loop, params, sft
+from ..core import metrics, reward, sampling, tasks
 from .loop import TrainResult
-from .model import GPT
-from .tokenizer import EOS, PAD
+from ..core.model import GPT
+from ..core.tokenizer import EOS, PAD
 
 
 # ---- pure maths ----------------------------------------------------------------------
@@ -125,7 +126,7 @@ def policy_loss(policy: GPT, ref: GPT | None, seq, seq_valid, gen_mask, adv_rows
 def draw_prompts(buckets, n: int, rng: np.random.Generator, max_digits: int,
                  exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """n RL prompts, the buckets in equal expected shares, never a problem in ``exclude``
-    (held-out and reserved eval problems: :func:`reasonlib.tasks.train_exclusions`)."""
+    (held-out and reserved eval problems: :func:`reasonlib.core.tasks.train_exclusions`)."""
     a, b, _ = draw_mix(buckets, np.full(len(buckets), 1 / len(buckets)), n, rng, max_digits, exclude)
     return a, b
 
@@ -393,7 +394,7 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
 def artifact_key(cfg: RLConfig) -> dict:
     """The config (whose ``init`` is the start's own key hash) and the source of every module
     the RL loop imports, the SFT and model code included."""
-    return artifacts.artifact_key("rl", cfg.to_dict(), ["rl"])
+    return artifacts.artifact_key("rl", cfg.to_dict(), ["train.rl"])
 
 
 def artifact_dir_for(cfg: RLConfig, root) -> Path:

@@ -1,4 +1,4 @@
-"""The packed training step: the reference model's function (:mod:`reasonlib.model`) on
+"""The packed training step: the reference model's function (:mod:`reasonlib.core.model`) on
 right-padded rows without their padding, forward and backward.
 
 * The kept tokens of every row (up to its last scored position) run as one (N, C) list: no

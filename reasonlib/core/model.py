@@ -14,8 +14,8 @@ Positions (``ModelConfig.pos``, one of :data:`POS_SCHEMES`; docs/positions.md ha
 
 This file is the one definition of what the model computes. Two fast paths compute the same
 function from the same parameters with other float roundings, and tests compare them with
-this forward: :mod:`reasonlib.packed` (the padding-free training step) and
-:mod:`reasonlib.engine` (the KV cache, prefill and one-token decode step).
+this forward: :mod:`reasonlib.core.packed` (the padding-free training step) and
+:mod:`reasonlib.core.engine` (the KV cache, prefill and one-token decode step).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ _ZERO, _NINE, _EQ = ord("0"), ord("9"), ord("=")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # no defaults for the shape: it comes from the notebook parameters (reasonlib.params)
+    # no defaults for the shape: it comes from the notebook parameters (reasonlib.train.params)
     n_layer: int
     n_head: int
     n_embd: int

@@ -8,7 +8,7 @@ Every notebook writes ``<run_dir>/<notebook>/metrics.json``::
      "timing": {...}, "checkpoint": {...}}
 
 * A record is a number, a string or a list. Names are paths (``kind/arm/bucket/measure``);
-  the cross-seed summary (:mod:`reasonlib.findings`) reads them by name, and a name it
+  the cross-seed summary (:mod:`reasonlib.report.findings`) reads them by name, and a name it
   expects but a present notebook did not write is an error, never a silent "missing".
 * ``<name>@problems`` is the per-problem vector behind a mean: the scalar record is its mean
   over the eval problems (same order for every model of a notebook, so two models can be
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import _jsonable, write_bytes
+from ..train.artifacts import _jsonable, write_bytes
 
 PER_PROBLEM = "@problems"
 PATH_PARAMS = ("run_dir", "artifacts_dir", "run_root")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import tasks
+from ..core import tasks
 
 CURRICULA = ("control", "targeted")
 _ORDER = {

@@ -484,7 +484,7 @@ def answer_text(a: int, b: int, fmt: str) -> str:
     return bytes(int(t) for t, m in zip(toks[0], ans[0]) if m and t < 256).decode()
 
 
-LENGTH_EXTRA = 3  # the length study (reasonlib.lengths) tests operands of up to D + 3 digits
+LENGTH_EXTRA = 3  # the length study (reasonlib.study.lengths) tests operands of up to D + 3 digits
 
 
 def answer_len(width: int, fmt: str) -> int:

@@ -37,7 +37,7 @@ def config_hash(cfg: dict, n: int = 12) -> str:
 
 
 # ---- keys that follow the code ------------------------------------------------------------
-PKG_DIR = Path(__file__).resolve().parent
+PKG_DIR = Path(__file__).resolve().parents[1]   # the reasonlib package
 
 
 def _module_file(pkg_dir: Path, name: str) -> Path:
@@ -134,7 +134,7 @@ def _cpu_model() -> str:
 def provenance(device: str = "cpu") -> dict:
     """Where and how an artifact was computed: what decides its float results besides its key
     (torch build, CPU and its vector path, thread count, device). Trained numbers are
-    reproducible only when all of these match (README, Determinism)."""
+    reproducible only when all of these match (docs/reproducibility.md, "Determinism")."""
     cap = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
     d = {"torch": str(torch.__version__), "numpy": str(np.__version__),
          "python": platform.python_version(), "cpu": _cpu_model(), "cpu_capability": cap,
@@ -259,7 +259,7 @@ def load_finished(path, expect_config: dict) -> dict | None:
 
 def repo_root() -> Path:
     """The checkout this package lives in (where pyproject.toml is)."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     return here
 
 

@@ -1,15 +1,15 @@
 """Cross-seed summary: every finding evaluated over the seeds of one profile folder, the
 headline measures with bounded intervals and per-seed values, the failure taxonomy and the
-setup the story needs (notebook 09, the HTML report's index, the README's results).
+setup the story needs (notebook 09, the HTML report's index, the results blocks of README.md and docs/results.md).
 
 Inputs are the records notebooks 02-08 write under ``<run_root>/seed-*/NN_name/metrics.json``
-(:mod:`reasonlib.records`); nothing is scraped from cell outputs. A notebook whose metrics
+(:mod:`reasonlib.study.records`); nothing is scraped from cell outputs. A notebook whose metrics
 file is missing is reported in ``missing`` and leaves that seed out of what needs it; a
 record a finding needs that a present notebook did not write is an error
-(:class:`reasonlib.records.RecordError`), so a renamed key cannot turn into "missing".
+(:class:`reasonlib.study.records.RecordError`), so a renamed key cannot turn into "missing".
 
-Statistics and verdict rules live in :mod:`reasonlib.findings` (one evaluator) and
-:mod:`reasonlib.stats` (bootstrap and exact binomial intervals, never outside the range of
+Statistics and verdict rules live in :mod:`reasonlib.report.findings` (one evaluator) and
+:mod:`reasonlib.core.stats` (bootstrap and exact binomial intervals, never outside the range of
 their quantity).
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from . import findings as F
-from . import records as R
-from . import stats
-from .failures import CLASSES
+from ..study import records as R
+from ..core import stats
+from ..core.failures import CLASSES
 from .tables import table
 
 # the study's published text, as a URL (a path outside the repository would not resolve)

@@ -1,9 +1,9 @@
 """Incremental decoding: the KV cache, prefill and the one-token decode step, over the
-reference model's parameters (:mod:`reasonlib.model`), as nanochat keeps its engine apart.
+reference model's parameters (:mod:`reasonlib.core.model`), as nanochat keeps its engine apart.
 
 ``prefill`` runs left-padded prompts into an empty cache; ``decode_step`` appends one token
 per row. The same maths as ``GPT.forward`` on the whole sequence, arranged for decoding
-(``tests/test_model.py`` compares them for every scheme); :mod:`reasonlib.sampling` drives it.
+(``tests/test_model.py`` compares them for every scheme); :mod:`reasonlib.core.sampling` drives it.
 """
 from __future__ import annotations
 

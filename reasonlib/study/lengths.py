@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import tasks
+from ..core import tasks
 
 
 def longest_trained(max_digits: int) -> int:
     """The most digits an operand of any training bucket (every curriculum's stages) has."""
-    from .curriculum import CURRICULA, stages
+    from ..train.curriculum import CURRICULA, stages
     most = 0
     for c in CURRICULA:
         for st in stages(c):
@@ -70,7 +70,7 @@ def problems(n: int, max_digits: int, count: int, seed: int) -> tuple[np.ndarray
 
 
 def eval_set(max_digits: int, count: int, seed: int) -> tasks.EvalSet:
-    """One "bucket" per length (``len1`` .. ``len{D+3}``), for reasonlib.metrics."""
+    """One "bucket" per length (``len1`` .. ``len{D+3}``), for reasonlib.core.metrics."""
     out = {}
     for n in lengths_for(max_digits):
         a, b, _ = problems(n, max_digits, count, seed)

@@ -1,5 +1,5 @@
 """The position schemes' names and the sizes they share, without torch: the one home that
-the model (:mod:`reasonlib.model`) and the parameter schema (:mod:`reasonlib.params`) read.
+the model (:mod:`reasonlib.core.model`) and the parameter schema (:mod:`reasonlib.train.params`) read.
 What each scheme does is in ``model.py`` and docs/positions.md."""
 
 POS_SCHEMES = ("rope", "nope", "abacus", "coupled", "local")

@@ -17,8 +17,8 @@ from typing import Any, Callable
 import yaml
 
 from .curriculum import CURRICULA
-from .schemes import MAX_PLACE, POS_SCHEMES
-from .tasks import BUCKETS, FORMATS, MAX_RESERVED, bucket_size, capped_sizes
+from ..core.schemes import MAX_PLACE, POS_SCHEMES
+from ..core.tasks import BUCKETS, FORMATS, MAX_RESERVED, bucket_size, capped_sizes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -54,7 +54,7 @@ def _upto(hi, lo=1):
     return lambda v: lo <= v <= hi
 
 
-RL_MIXES = ("uniform", "adaptive")  # RL prompt mixes (reasonlib.rl.mix_weights)
+RL_MIXES = ("uniform", "adaptive")  # RL prompt mixes (reasonlib.train.rl.mix_weights)
 MAX_EVAL = MAX_RESERVED  # problems per bucket for evaluation, pass@k and the failure analysis:
                          # every eval set fits in the problems training never draws
 MAX_SAMPLES = 1_024     # samples per problem (and per RL prompt)
@@ -106,7 +106,7 @@ SCHEMA: dict[str, Spec] = {
     "grad_clip": Spec(1.0, "float", "a number > 0", _pos),
     # the packed, padding-free SFT step (sft.answer_loss(packed=True)): the same loss with other
     # float roundings and faster; the quick profile uses it, the paper profile not until its
-    # calibrated numbers have been measured with it (README, "The packed step")
+    # calibrated numbers have been measured with it (docs/performance.md, "The packed step")
     "packed": Spec(False, "bool", "true or false"),
     "replay": Spec(0.2, "float", "a number in [0, 1)", _unit),
     "mixed_replay": Spec(0.15, "float", "a number in [0, 1)", _unit),
@@ -258,7 +258,7 @@ def collect(namespace: dict) -> types.SimpleNamespace:
     return P
 
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "params"
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "params"
 
 
 def profiles() -> list[str]:

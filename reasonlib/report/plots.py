@@ -5,8 +5,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from .curriculum import Stage
-from .schemes import POS_SCHEMES
+from ..train.curriculum import Stage
+from ..core.schemes import POS_SCHEMES
 
 sns.set_theme(style="whitegrid", context="notebook")
 PALETTE = dict(zip(["control", "targeted", "d1", "d2_nocarry", "d2_carry", "mixed", "low_sum",

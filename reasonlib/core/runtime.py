@@ -15,7 +15,7 @@ import torch
 
 # The committed notebooks' outputs are made (``make notebooks``) and checked (nbval, through
 # tests/conftest.py) with this many torch threads: results depend on the thread count
-# (README, Determinism), so both sides pin it whatever the machine's core count.
+# (docs/reproducibility.md), so both sides pin it whatever the machine's core count.
 NOTEBOOK_THREADS = 2
 
 if os.environ.get("REASONLIB_THREADS", "").isdigit() and int(os.environ["REASONLIB_THREADS"]) > 0:
@@ -38,7 +38,7 @@ def resolve_device(name: str = "auto") -> str:
 
 
 # ---- training at one thread, several runs at once ------------------------------------------
-TRAIN_THREADS = 1   # torch threads of every SFT run on CPU (README, Determinism)
+TRAIN_THREADS = 1   # torch threads of every SFT run on CPU (docs/reproducibility.md)
 
 
 @contextmanager

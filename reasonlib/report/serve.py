@@ -21,7 +21,7 @@ import sys
 import types
 from pathlib import Path
 
-from . import artifacts, params
+from ..train import artifacts, params
 
 RECORDS = "explorer.json.gz"
 NOTEBOOK = "07_failure_analysis"
@@ -62,7 +62,7 @@ def locate(run_root, seed: int | None = None) -> tuple[Path, dict]:
 
 def load_models(p: dict, artifacts_root) -> tuple[dict, list[str]]:
     """07's four checkpoints from the artifact cache, and a note per one that is missing."""
-    from . import rl, sft
+    from ..train import rl, sft
 
     P = types.SimpleNamespace(**{**params.DEFAULTS, **p})
     models, notes = {}, []
@@ -134,14 +134,14 @@ def write_app_notebook(run_root, seed: int | None, artifacts_root, fault: str | 
                                        fault))
     nb = v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [v4.new_code_cell(f"from reasonlib import explore\nexplore.app({args})")]
+    nb.cells = [v4.new_code_cell(f"from reasonlib.report import serve\nserve.app({args})")]
     path = folder / "explorer.ipynb"
     artifacts.write_bytes(path, nbformat.writes(nb).encode())
     return path
 
 
 # a Jupyter data folder holding voila/templates/offline (put first on JUPYTER_PATH)
-JUPYTER_DATA = Path(__file__).resolve().parent / "share"
+JUPYTER_DATA = Path(__file__).resolve().parents[1] / "share"
 # JupyterLab extensions installed beside voila that its page must not load: jupytext's is
 # built for a newer JupyterLab than voila's bundle and failed with RUNTIME-012
 DENIED_EXTENSIONS = ["jupyterlab-jupytext", "@voila-dashboards/jupyterlab-preview"]

@@ -7,7 +7,7 @@ first: the question, the setup (model, budgets, seeds, what was held out), then 
 the study's claim, our number, the verdict with its rule and generated sentences on what it
 means, with notebook 09's figure (referenced, stored once beside the summary); then the
 tables and a link to every page. The numbers come from notebook 09's
-``summary/metrics.json``, or are computed with :mod:`reasonlib.summary` when it is absent.
+``summary/metrics.json``, or are computed with :mod:`reasonlib.report.summary` when it is absent.
 
 Offline by construction:
 
@@ -39,7 +39,7 @@ from pathlib import Path
 import nbformat
 
 from . import summary as summary_mod
-from .artifacts import shown, write_bytes
+from ..train.artifacts import shown, write_bytes
 
 
 class ReportError(ValueError):

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifacts, loop, metrics, params, tasks
-from . import packed as packed_step
+from . import artifacts, loop, params
+from ..core import metrics, tasks
+from ..core import packed as packed_step
 from .curriculum import BatchMaker, check_curriculum, stages
 from .loop import TrainResult
-from .model import GPT, PLACED, ModelConfig
-from .runtime import in_processes, train_threads
-from .tokenizer import PAD
+from ..core.model import GPT, PLACED, ModelConfig
+from ..core.runtime import in_processes, train_threads
+from ..core.tokenizer import PAD
 
 
 _D = params.DEFAULTS  # the one home of every default (a test compares them all)
@@ -42,7 +43,7 @@ SNAPSHOTS = "snapshots"   # the folder of an arm's probe-step checkpoints, besid
 @dataclass(frozen=True)
 class SFTConfig:
     """One SFT arm. Every field but ``curriculum`` is the notebook parameter of the same name,
-    and takes its default from :data:`reasonlib.params.SCHEMA`."""
+    and takes its default from :data:`reasonlib.train.params.SCHEMA`."""
     curriculum: str = "targeted"
     fmt: str = _D["fmt"]
     max_digits: int = _D["max_digits"]
@@ -73,7 +74,7 @@ class SFTConfig:
     snapshots: bool = True
     # train with the packed, padding-free step (answer_loss(packed=True)): the same loss with
     # other float roundings, so a profile's calibrated numbers are measured again before it
-    # uses it (the quick profile does; README, speed)
+    # uses it (the quick profile does; docs/performance.md)
     packed: bool = _D["packed"]
 
     def __post_init__(self):
@@ -103,7 +104,7 @@ def lr_at(frac: float, base: float, warmup_frac: float, min_frac: float) -> floa
 
 
 def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, fused: bool | None = None) -> torch.optim.AdamW:
-    """SFT's AdamW (:func:`reasonlib.loop.make_optimizer` at ``cfg.lr``, ``cfg.weight_decay``).
+    """SFT's AdamW (:func:`reasonlib.train.loop.make_optimizer` at ``cfg.lr``, ``cfg.weight_decay``).
     ``fused`` (default: on CPU and CUDA) picks the one-kernel-a-tensor implementation; ``make
     bench`` also times the plain loop with it."""
     if fused is None:
@@ -122,7 +123,7 @@ def answer_loss(model: GPT, tokens: torch.Tensor, answer: torch.Tensor,
 
     ``packed``: the same loss without padding: each row up to its last scored position (no
     EOS and no padding is run), its tokens in one list, attention in bins of
-    ``packed.bin_slots(T - 1)`` slots (:mod:`reasonlib.packed`). The same value to float rounding,
+    ``packed.bin_slots(T - 1)`` slots (:mod:`reasonlib.core.packed`). The same value to float rounding,
     not the same floats.
     """
     x, y, m = tokens[:, :-1], tokens[:, 1:], answer[:, 1:]
@@ -255,7 +256,7 @@ def artifact_key(cfg: SFTConfig) -> dict:
     expands to, and the source of every module the SFT loop imports (artifacts.code_digest)."""
     sched = [[st.name, st.start, st.end, [list(w) for w in st.weights]]
              for st in stages(cfg.curriculum, cfg.replay, cfg.mixed_replay)]
-    return artifacts.artifact_key("sft", cfg.to_dict(), ["sft"], extra={"schedule": sched})
+    return artifacts.artifact_key("sft", cfg.to_dict(), ["train.sft"], extra={"schedule": sched})
 
 
 def artifact_dir_for(cfg: SFTConfig, root) -> Path:

@@ -1,7 +1,7 @@
 """Failure records and an ipywidgets explorer over them (07).
 
 :func:`collect_records` answers every eval problem greedily and by sampling, with each
-checkpoint, and classifies every answer with :func:`reasonlib.failures.classify`.
+checkpoint, and classifies every answer with :func:`reasonlib.core.failures.classify`.
 :class:`Explorer` filters the records by checkpoint, bucket and error class and shows the
 prompt, the samples, and the per-token probabilities of the chosen answer. Its callbacks
 are plain methods, so tests drive it headlessly by setting widget values.
@@ -12,8 +12,8 @@ import html
 
 import torch
 
-from . import failures, sampling, tasks
-from .tokenizer import BOS, EOS, PAD, decode_answer
+from ..core import failures, sampling, tasks
+from ..core.tokenizer import BOS, EOS, PAD, decode_answer
 
 
 def collect_records(models: dict, eval_set: tasks.EvalSet, fmt: str, n_samples: int = 8,

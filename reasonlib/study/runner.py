@@ -42,7 +42,7 @@ from pathlib import Path
 
 # no torch here: this module is imported by every Dask worker (params and artifacts are
 # imported where they are needed)
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 SUMMARY = "09"  # the cross-seed notebook: once per profile, after the seed chains
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # what a Dask scheduler address looks like: protocol://host[:port]
@@ -122,7 +122,7 @@ def _digest(obj) -> str:
 def code_hash() -> str:
     """Digest of the library's code: ``artifacts.code_digest`` (syntax trees without
     docstrings, the one code-hash system) of every module but the runner's own files."""
-    from . import artifacts   # imports torch: not at the top (see above)
+    from ..train import artifacts  # imports torch: not at the top (see above)
     return _digest(artifacts.code_digest(artifacts.package_modules(exclude=_NOT_CODE)))
 
 
@@ -183,7 +183,7 @@ def _marker_ok(job: Job) -> bool:
 def plan(args) -> Sweep:
     """Validate every input and build the jobs; raises UsageError / params.ParamError.
     Writes nothing."""
-    from . import params
+    from ..train import params
 
     seeds = _seed_list(args)
     workers = getattr(args, "workers", 1)
@@ -463,7 +463,7 @@ def run_job(job: Job, prev: dict | None = None, slots: int | None = None,
     finally:
         for f in glob.glob(glob.escape(ipc) + "-*"):
             Path(f).unlink(missing_ok=True)
-    from .artifacts import write_json  # atomic: a marker is whole or absent
+    from ..train.artifacts import write_json  # atomic: a marker is whole or absent
 
     dt = time.time() - t0
     write_json(job.marker, {"hash": job.hash, "parts": job.parts, "params": job.params,
@@ -518,7 +518,7 @@ class _Cluster:
                 self.client = Client(self.cluster)
                 # threads follow --workers, not how many of them a short sweep starts:
                 # rerunning one seed of a sweep then gets the same torch threads (results
-                # depend on the thread count, README "Determinism")
+                # depend on the thread count, docs/reproducibility.md)
                 self.slots = self.sweep.workers
         return self.client
 

@@ -1,12 +1,12 @@
 """The findings as data, and the one function that evaluates them.
 
 A :class:`Finding` names the records it reads (flat names a notebook writes, see
-:mod:`reasonlib.records`), how they make one quantity per seed (a weighted sum, a spread, or
+:mod:`reasonlib.study.records`), how they make one quantity per seed (a weighted sum, a spread, or
 "did this seed get there"), the claim's threshold and the rule that turns an interval into a
 verdict. :func:`evaluate` is the only code that computes a verdict: notebook 09 and the report
 call it on every seed, each notebook calls it on its own seed ("this seed only").
 
-**Intervals** (never outside the quantity's range, :mod:`reasonlib.stats`):
+**Intervals** (never outside the quantity's range, :mod:`reasonlib.core.stats`):
 
 * 2 or more seeds: percentile bootstrap over seeds of the mean of the per-seed quantity
   (every resample enumerated for up to 6 seeds); for "k of n seeds got there", the exact
@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import lengths, stats
-from .records import PER_PROBLEM, RecordError, vector
+from ..study import lengths
+from ..core import stats
+from ..study.records import PER_PROBLEM, RecordError, vector
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 
