@@ -41,19 +41,20 @@ test-numerics: $(STAMP)
 	$(BIN)/python scripts/test_numerics.py
 
 ## the published study: 5 seeds of the paper profile -> reports/paper/ (sized for 2 h on
-## 2 cores: README, "The paper profile")
-## and its HTML report
+## 2 cores: docs/results.md, "The paper profile"), its HTML report, then its generated blocks
+## (docs/results.md and README.md's headline)
 paper: $(STAMP)
 	$(BIN)/python -m reasonlib run --profile paper --seeds 0 1 2 3 4 --workers 2 --out reports
 	$(BIN)/python -m reasonlib report reports/paper --publish
 	$(BIN)/python scripts/results_table.py --profile paper
 
-## rewrite the README's results from the published summaries (reports/quick, reports/paper)
+## rewrite every generated results block (docs/results.md, README.md's headline) from the
+## published summaries (reports/quick, reports/paper)
 results: $(STAMP)
 	$(BIN)/python scripts/results_table.py
 
 ## publish the default job's summary (after make run): runs/quick/summary -> reports/quick/summary,
-## then the README's results section from it
+## then its block of docs/results.md from it
 publish-quick: $(STAMP)
 	rm -rf reports/quick/summary && mkdir -p reports/quick && cp -r runs/quick/summary reports/quick/summary
 	$(BIN)/python scripts/results_table.py --profile quick
