@@ -28,10 +28,17 @@ def notebooks() -> dict[str, Path]:
     return discover(NOTEBOOKS_DIR)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block, no traceback): exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m reasonlib", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap = _Parser(prog="python -m reasonlib", description=__doc__,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="execute the notebooks for one profile and one or more seeds",
                        epilog="exit status: 0 done; 1 a notebook failed; 2 bad input (nothing "
                               "ran); 3 the profile folder is locked by another run; 130 "
@@ -39,8 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", default="quick",
                    help="profile name in params/ (smoke, quick, paper) or a YAML path")
     seeds = r.add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, nargs="*", default=None, metavar="S",
-                       help="training seeds (distinct integers >= 0), run in parallel")
+    seeds.add_argument("--seeds", nargs="*", default=None, metavar="S",
+                       help="training seeds (distinct integers >= 0, or ranges A-B such as "
+                            "0-4), run in parallel")
     seeds.add_argument("--seed", type=int, default=None,
                        help="one training seed (shorthand for --seeds S; default 0)")
     r.add_argument("--workers", type=int, default=1,

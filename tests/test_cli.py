@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 import types
 
@@ -29,11 +30,57 @@ from reasonlib.__main__ import main
     (["run", "--profile", "smoke", "--scheduler", "http://h:8786"], "--scheduler 'http://h:8786'"),
     (["run", "--profile", "smoke", "--scheduler", "tcp://"], "--scheduler 'tcp://'"),
     (["run", "--profile", "smoke", "--notebooks-dir", "/nonexistent/nbs"], "--notebooks-dir"),
+    (["run", "--profile", "smoke", "--seeds", "4-0"], "range 4-0 runs backwards"),
+    (["run", "--profile", "smoke", "--seeds", "0-"], "'0-' is not a seed"),
+    (["run", "--profile", "smoke", "--seeds", "1..3"], "'1..3' is not a seed"),
+    (["run", "--profile", "smoke", "--seeds", "0-2", "2"], "duplicate seed 2"),
 ])
 def test_bad_input_exits_2(argv, needle, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path)]) == 2
     assert needle in capsys.readouterr().err
     assert not any(tmp_path.iterdir()), "nothing may be written before validation passes"
+
+
+def test_seed_ranges_plan_every_seed(tmp_path):
+    from reasonlib.study import runner
+    assert runner.parse_seeds(["0-2", "5", "7-7"]) == [0, 1, 2, 5, 7]
+
+
+@pytest.mark.parametrize("out", ["notebooks", "reasonlib/core", "."])
+def test_an_output_folder_among_tracked_files_is_refused(out, capsys):
+    root = Path(reasonlib.__file__).resolve().parents[1]
+    before = sorted(p.name for p in (root / out).iterdir())
+    assert main(["run", "--profile", "smoke", "--out", str(root / out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "holds files of the repository" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in (root / out).iterdir()) == before   # nothing written there
+
+
+def test_an_artifact_folder_among_tracked_files_is_refused(tmp_path, capsys):
+    root = Path(reasonlib.__file__).resolve().parents[1]
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path),
+                 "--artifacts", str(root / "tests")]) == 2
+    assert "--artifacts" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("case, text", [
+    ("budget", "total_tokens: 1\n"),
+    ("head", "n_head: 64\nn_embd: 64\n"),
+    ("duplicate", "seed: 0\nlr: 0.01\nlr: 0.02\n"),
+])
+def test_the_issue_cases_are_refused_before_any_training(case, text, tmp_path):
+    """The three parameter sets the issue found running (or crashing) are refused by the
+    command line with one line naming the parameters or the file and line, exit 2."""
+    prof = tmp_path / f"{case}.yaml"
+    prof.write_text(text)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "reasonlib", "run", "--profile", str(prof),
+                        "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and not out.exists(), r.stderr
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line, line
+    assert {"budget": "total_tokens = 1", "head": "n_head = 64",
+            "duplicate": f"{prof}:3: key 'lr' appears twice"}[case] in line, line
 
 
 def test_bad_profile_content_exits_2(tmp_path, capsys):
@@ -57,6 +104,7 @@ def test_argparse_errors_exit_2(args, needle, tmp_path):
     r = subprocess.run([sys.executable, "-m", "reasonlib", "run", *args, "--out", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and needle in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr   # one line
     assert not any(tmp_path.iterdir())
 
 

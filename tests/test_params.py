@@ -196,24 +196,25 @@ def test_unknown_key():
 
 
 def test_ks_above_n_samples():
-    _raises({"ks": [1, 32], "n_samples": 16}, "'ks'", "[1, 32]", "n_samples=16")
+    _raises({"ks": [1, 32], "n_samples": 16}, "ks = [1, 32]", "n_samples = 16", "n_samples = 32 would work")
     params.validate({"ks": [1, 16], "n_samples": 16})
 
 
 def test_n_head_must_divide_n_embd():
-    _raises({"n_embd": 64, "n_head": 6}, "'n_head'", "6", "divisor of n_embd=64")
-    _raises({"n_embd": 30}, "'n_head'", "4", "divisor of n_embd=30")
+    _raises({"n_embd": 64, "n_head": 6}, "n_head = 6", "n_embd = 64", "must divide", "n_head = 4 would work")
+    _raises({"n_embd": 30}, "n_head = 4", "n_embd = 30", "n_head = 3 would work")
     params.validate({"n_embd": 48, "n_head": 6})
 
 
 def test_mixed3_needs_two_digits():
-    _raises({"max_digits": 1}, "'buckets'", "mixed3 has none there")
+    _raises({"max_digits": 1}, "buckets = [", "mixed3", "holds no problems at max_digits = 1")
     assert params.validate({"max_digits": 1, "buckets": ["d1", "general"]}).max_digits == 1
-    _raises({"max_digits": 1, "buckets": ["d1"], "rl_buckets": ["mixed3"]}, "'rl_buckets'", "mixed3")
+    _raises({"max_digits": 1, "buckets": ["d1"], "rl_buckets": ["mixed3"]}, "rl_buckets = ['mixed3']", "mixed3")
 
 
 def test_replay_sum_below_one():
-    _raises({"replay": 0.6, "mixed_replay": 0.4}, "'mixed_replay'", "0.4", "1 - replay")
+    _raises({"replay": 0.6, "mixed_replay": 0.4}, "mixed_replay = 0.4", "replay = 0.6",
+            "replay + mixed_replay < 1", "would work")
 
 
 def test_cross_checks_catch_what_training_would_reject():
@@ -281,6 +282,27 @@ def test_load_profile_validates_values(tmp_path):
     p.write_text("n_layers: 2\n")
     with pytest.raises(ParamError, match="unknown parameter 'n_layers'"):
         params.load_profile(str(p))
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("seed: 1\nn_layer: 2\nn_layer: 3\n", [":3:", "'n_layer' appears twice", "first at line 2"]),
+    ("seed: 1\nn_layr: 2\n", [":2:", "unknown parameter 'n_layr'", "did you mean 'n_layer'?"]),
+    ("lr: .nan\n", [":1:", "'lr' = nan", "finite"]),
+    ("seed: 0\nbeta: -.inf\n", [":2:", "'beta' = -inf", "finite"]),
+    ("seed: 0\n\nn_layer: '2'\n", [":3:", "'n_layer' = '2'", "an integer"]),
+    ("betas: [0.0, .inf]\n", [":1:", "'betas'", "inf"]),
+    ("total_tokens: 1\n", ["total_tokens = 1", "one batch", "would work"]),
+])
+def test_profiles_are_read_strictly_naming_file_and_line(tmp_path, text, needles):
+    p = tmp_path / "strict.yaml"
+    p.write_text(text)
+    with pytest.raises(ParamError) as e:
+        params.load_profile(str(p))
+    msg = str(e.value)
+    assert msg.startswith(str(p)), msg
+    for n in needles:
+        assert n in msg, (n, msg)
+
 
 
 # ---- collect -----------------------------------------------------------------------------------

@@ -494,6 +494,12 @@ def answer_len(width: int, fmt: str) -> int:
     return n + 1
 
 
+def max_row_tokens(max_digits: int, fmt: str) -> int:
+    """Tokens of the longest training row, ``BOS a+b=ANSWER EOS`` with operands of up to
+    ``max_digits`` digits (what bounds the real tokens of a batch)."""
+    return 1 + max_digits + 1 + max_digits + 1 + answer_len(max_digits, fmt)
+
+
 def max_answer_tokens(max_digits: int, fmt: str) -> int:
     """Answer tokens (with EOS) for operands of up to ``max_digits + 1`` digits (ood_long)."""
     return answer_len(max_digits + 1, fmt)

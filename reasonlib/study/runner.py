@@ -32,6 +32,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -133,25 +134,63 @@ def notebook_hash(path: Path) -> str:
     return _digest(["".join(s) if isinstance(s, list) else s for s in cells])
 
 
+def parse_seeds(tokens) -> list[int]:
+    """``--seeds`` tokens -> seeds: integers >= 0 and inclusive ranges ``A-B`` (``0-4``)."""
+    shown = " ".join(map(str, tokens))
+    out = []
+    for t in map(str, tokens):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", t.strip())
+        if m is None:
+            neg = re.fullmatch(r"-\d+", t.strip())
+            raise UsageError(f"--seeds {shown}: " + (f"seed {t} is negative; seeds must be "
+                             "integers >= 0" if neg else f"{t!r} is not a seed; give integers "
+                             ">= 0 or ranges A-B with A <= B (e.g. --seeds 0 1 2 or --seeds 0-4)"))
+        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+        if b < a:
+            raise UsageError(f"--seeds {shown}: range {t} runs backwards; write it low-high "
+                             f"({b}-{a})")
+        out += range(a, b + 1)
+    return out
+
+
 def _seed_list(args) -> list[int]:
     if getattr(args, "seeds", None) is not None:
-        seeds = args.seeds
-        if not seeds:
+        if not args.seeds:
             raise UsageError("--seeds: empty seed list; give one or more integers >= 0 "
-                             "(e.g. --seeds 0 1 2)")
-        neg = [s for s in seeds if s < 0]
-        if neg:
-            raise UsageError(f"--seeds {' '.join(map(str, seeds))}: seed {neg[0]} is negative; "
-                             "seeds must be integers >= 0")
+                             "(e.g. --seeds 0 1 2 or --seeds 0-4)")
+        seeds = parse_seeds(args.seeds)
         dup = sorted({s for s in seeds if seeds.count(s) > 1})
         if dup:
-            raise UsageError(f"--seeds {' '.join(map(str, seeds))}: duplicate seed "
+            raise UsageError(f"--seeds {' '.join(map(str, args.seeds))}: duplicate seed "
                              f"{', '.join(map(str, dup))}; give each seed once")
         return list(seeds)
     seed = 0 if getattr(args, "seed", None) is None else args.seed
     if seed < 0:
         raise UsageError(f"--seed {seed}: must be an integer >= 0")
     return [seed]
+
+
+def _tracked_under(path: Path) -> list[str]:
+    """Files git tracks at or under ``path`` in this checkout, outside ``reports/`` (where
+    ``make paper`` publishes on purpose); empty outside the repository or without git."""
+    repo = NOTEBOOKS_DIR.parent.resolve()
+    path = path.resolve()
+    if not path.is_relative_to(repo) or path.is_relative_to(repo / "reports"):
+        return []
+    try:
+        r = subprocess.run(["git", "-C", str(repo), "ls-files", "--", str(path)],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return r.stdout.split() if r.returncode == 0 else []
+
+
+def _check_output_folder(flag: str, path: Path) -> None:
+    tracked = _tracked_under(path)
+    if tracked:
+        raise UsageError(f"{flag} {path}: holds files of the repository ({tracked[0]}, ...); "
+                         "a run would write among them: use runs/ (the default) or a folder "
+                         "outside the checkout")
 
 
 def _selected(wanted, have: dict[str, Path]) -> list[str]:
@@ -210,6 +249,9 @@ def plan(args) -> Sweep:
     root = Path(args.out).resolve() / name
     arts = Path(args.artifacts).resolve() if getattr(args, "artifacts", None) else \
         Path(args.out).resolve() / "artifacts"
+    _check_output_folder("--out", Path(args.out))
+    if getattr(args, "artifacts", None):
+        _check_output_folder("--artifacts", arts)
     code = code_hash()
     declared = {n: pm.inspect_notebook(str(have[n])) for n in wanted}
     nb_hash = {n: notebook_hash(have[n]) for n in wanted}

@@ -8,6 +8,7 @@ from the result. Errors name the key, the value and what is allowed.
 """
 from __future__ import annotations
 
+import difflib
 import math
 import types
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from typing import Any, Callable
 import yaml
 
 from .curriculum import CURRICULA
-from ..core.schemes import MAX_PLACE, POS_SCHEMES
-from ..core.tasks import BUCKETS, FORMATS, MAX_RESERVED, bucket_size, capped_sizes
+from ..core.schemes import MAX_PLACE, POS_SCHEMES, ROTARY
+from ..core.tasks import BUCKETS, FORMATS, MAX_RESERVED, bucket_size, capped_sizes, max_row_tokens
+from ..core.tokenizer import VOCAB_SIZE
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -97,7 +99,7 @@ SCHEMA: dict[str, Spec] = {
                                  "offset in training; abacus, coupled and local only)",
                        _upto(MAX_PLACE - 16, lo=0)),
     "total_tokens": Spec(150_000, "int",
-                         "an integer in 1..10^11 (training tokens per curriculum)", _upto(10**11)),
+                         "an integer in 1..10^11 (training tokens per curriculum)", _upto(10 ** 11)),
     "batch_size": Spec(128, "int", "an integer in 1..65536", _upto(65536)),
     "lr": Spec(0.002, "float", "a number > 0", _pos),
     "min_lr_frac": Spec(0.1, "float", "a number in [0, 1]", lambda v: 0 <= v <= 1),
@@ -161,15 +163,19 @@ def _fail(key, value, rule):
 def check_value(key: str, value: Any) -> Any:
     """Validate one parameter; return it normalised (ints accepted where floats are)."""
     if key not in SCHEMA:
-        raise ParamError(f"unknown parameter {key!r} (value {value!r}); "
-                         f"allowed: {', '.join(SCHEMA)}")
+        near = difflib.get_close_matches(str(key), SCHEMA, n=1)
+        raise ParamError(f"unknown parameter {key!r} (value {value!r})"
+                         + (f"; did you mean {near[0]!r}?" if near else "")
+                         + f"; allowed: {', '.join(SCHEMA)}")
     s = SCHEMA[key]
     isint = isinstance(value, int) and not isinstance(value, bool)
     if s.kind == "int":
         if not isint or not s.check(value):
             _fail(key, value, s.rule)
     elif s.kind == "float":
-        if not (isint or isinstance(value, float)) or not math.isfinite(value) or not s.check(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            _fail(key, value, s.rule + " (a finite number: not nan or inf)")
+        if not (isint or isinstance(value, float)) or not s.check(value):
             _fail(key, value, s.rule)
         value = float(value)
     elif s.kind == "bool":
@@ -201,24 +207,124 @@ def check_value(key: str, value: Any) -> Any:
 
 
 def validate(values: dict) -> types.SimpleNamespace:
-    """Full parameter set: defaults overlaid with ``values``, each checked, then cross-checks."""
+    """Full parameter set: defaults overlaid with ``values``, each checked, then every rule of
+    :data:`RULES` that ties parameters together. Nothing is computed before it returns."""
     p = dict(DEFAULTS)
     for k, v in values.items():
         p[k] = check_value(k, v)
+    for rule in RULES:
+        rule(p)
+    return types.SimpleNamespace(**p)
+
+
+# ---- the rules that tie parameters together ---------------------------------------------
+# Each rule raises a ParamError naming the parameters, their values, the rule and a value
+# that would work. They read only the parameter values (and the task's sizes), so a set
+# that cannot work is refused before a notebook imports torch.
+MAX_WEIGHTS = 2 ** 30   # a model's weights, at most: AdamW training needs about 16 bytes each
+SCHEMA_MAX_TOKENS = 10 ** 11   # total_tokens' largest value (SCHEMA)
+
+
+def _cross(keys, p, rule, works):
+    vals = ", ".join(f"{k} = {p[k]!r}" for k in keys)
+    raise ParamError(f"parameters {vals}: {rule}; {works}")
+
+
+def _head_size(p):
     if p["n_embd"] % p["n_head"]:
-        _fail("n_head", p["n_head"], f"a divisor of n_embd={p['n_embd']}")
+        ok = max(h for h in range(1, p["n_head"] + 1) if p["n_embd"] % h == 0)
+        _cross(("n_embd", "n_head"), p, "n_head must divide n_embd (the head size is whole)",
+               f"n_head = {ok} would work")
+    rotary = [s for s in dict.fromkeys([p["pos"], *p["positions"]]) if s in ROTARY]
+    if rotary and (p["n_embd"] // p["n_head"]) % 2:
+        even = [h for h in range(p["n_head"], 0, -1)
+                if p["n_embd"] % h == 0 and (p["n_embd"] // h) % 2 == 0]
+        h = p["n_head"]   # no head count gives an even head of an odd n_embd: round it up
+        works = (f"n_head = {even[0]} would work" if even else
+                 f"n_embd = {2 * h * -(-p['n_embd'] // (2 * h))} would work")
+        _cross(("n_embd", "n_head", "pos", "positions"), p,
+               f"the head size n_embd / n_head = {p['n_embd'] // p['n_head']} must be even for the "
+               f"rotary schemes ({', '.join(rotary)}), which rotate channel pairs", works)
+
+
+def _model_size(p):
+    C, L = p["n_embd"], p["n_layer"]
+    weights = L * 12 * C * C + VOCAB_SIZE * C
+    if weights > MAX_WEIGHTS:
+        ok = max(1, (MAX_WEIGHTS - VOCAB_SIZE * C) // (12 * C * C))
+        _cross(("n_layer", "n_embd"), p, f"a model of about {weights:.3g} weights is more than "
+               f"{MAX_WEIGHTS:,} (AdamW needs about 16 bytes a weight to train)",
+               f"n_layer = {ok} would work" if 12 * C * C <= MAX_WEIGHTS else "a smaller n_embd")
+
+
+def _sft_budget(p):
+    """Every SFT arm trains on ``total_tokens``; a batch holds at most ``batch_size`` rows of
+    the longest training row, so at least ``total_tokens // (batch_size * row)`` steps are
+    taken. They must hold one batch, a warmup of one step or more, and (the curriculum arms,
+    which keep a snapshot at every probe for 05 and 06 to start RL from) a probe before the
+    last step."""
+    D, B, total, warm, every = (p[k] for k in ("max_digits", "batch_size", "total_tokens",
+                                               "warmup_frac", "eval_every"))
+    fmts = list(dict.fromkeys([p["fmt"], *p["formats"]]))
+    batch = {f: B * max_row_tokens(D, f) for f in fmts}
+    need = max([*batch.values(), (every + 1) * batch[p["fmt"]]])
+    warm_need = max(b / warm for b in batch.values()) if warm > 0 else 0.0   # may be inf
+    works = (f"total_tokens = {math.ceil(max(need, warm_need)):,} would work"
+             if warm_need <= SCHEMA_MAX_TOKENS else
+             f"total_tokens = {need:,} with a larger warmup_frac would work")
+    least = max(1, min(total // b for b in batch.values()))   # steps of the slowest format
+    for f in fmts:
+        steps = total // batch[f]
+        if steps < 1:
+            _cross(("total_tokens", "batch_size", "max_digits"), p,
+                   f"the budget must hold at least one batch ({B} rows of up to "
+                   f"{batch[f] // B} tokens in the {f} format = {batch[f]:,} tokens)", works)
+        if warm > 0 and warm * steps < 1:
+            _cross(("warmup_frac", "total_tokens", "batch_size"), p,
+                   f"the warmup must last at least one step (at least {steps} steps are taken "
+                   f"in the {f} format)",
+                   f"warmup_frac = {min(0.99, math.ceil(1000 / least) / 1000):g} would work"
+                   + (f", or {works}" if warm_need <= SCHEMA_MAX_TOKENS else ""))
+    steps = total // batch[p["fmt"]]
+    if steps <= every:
+        _cross(("total_tokens", "batch_size", "eval_every"), p,
+               f"a probe (and its snapshot) must come before the last step: at least {steps} "
+               f"steps are taken, the first probe is at step {every}",
+               (f"eval_every = {steps - 1} or " if steps >= 2 else "") + works)
+
+
+def _samples(p):
     if max(p["ks"]) > p["n_samples"]:
-        _fail("ks", p["ks"], f"values <= n_samples={p['n_samples']}")
+        _cross(("ks", "n_samples"), p, "pass@k needs k <= n_samples samples per problem",
+               f"n_samples = {max(p['ks'])} would work")
+
+
+def _buckets(p):
     for key in ("buckets", "rl_buckets"):
         empty = [b for b in p[key] if bucket_size(b, p["max_digits"]) == 0]
         if empty:
-            _fail(key, p[key], f"buckets that hold problems at max_digits={p['max_digits']} "
-                               f"({', '.join(empty)} has none there: remove it)")
+            kept = [b for b in p[key] if b not in empty] or ["general"]
+            _cross((key, "max_digits"), p, f"{', '.join(empty)} holds no problems at "
+                   f"max_digits = {p['max_digits']}", f"{key} = {kept} would work")
+
+
+def _rl(p):
     if p["rl_mix_floor"] * len(p["rl_buckets"]) > 1:
-        _fail("rl_mix_floor", p["rl_mix_floor"], f"<= 1/len(rl_buckets) = {1 / len(p['rl_buckets']):.4g}")
+        _cross(("rl_mix_floor", "rl_buckets"), p, "every bucket's least share times the number "
+               "of buckets must be at most 1", f"rl_mix_floor = {1 / len(p['rl_buckets']):.4g} would work")
+    if p["rl_eval_every"] > p["rl_steps"]:
+        _cross(("rl_eval_every", "rl_steps"), p, "RL's probe curve needs a probe within its steps",
+               f"rl_eval_every = {p['rl_steps']} would work")
+
+
+def _replay(p):
     if p["replay"] + p["mixed_replay"] >= 1:
-        _fail("mixed_replay", p["mixed_replay"], f"< 1 - replay = {1 - p['replay']}")
-    return types.SimpleNamespace(**p)
+        _cross(("replay", "mixed_replay"), p, "the replayed shares must leave room for the "
+               "stage's own problems (replay + mixed_replay < 1)",
+               f"mixed_replay = {max(0.0, round(0.99 - p['replay'], 2))} would work")
+
+
+RULES = (_head_size, _model_size, _sft_budget, _samples, _buckets, _rl, _replay)
 
 
 # per-bucket counts: a bucket that cannot supply the count gives what it can (one rule for
@@ -267,7 +373,9 @@ def profiles() -> list[str]:
 
 def load_profile(name_or_path: str) -> dict:
     """Read and validate a profile by name (``params/<name>.yaml``) or path; returns the raw
-    mapping (what papermill gets with ``-f``)."""
+    mapping (what papermill gets with ``-f``). Strict: a key given twice, an unknown key (with
+    the nearest known one), a value of the wrong type and a non-finite number are refused,
+    naming the file and the line."""
     p = Path(name_or_path)
     if p.suffix not in (".yaml", ".yml"):
         p = PROFILES_DIR / f"{name_or_path}.yaml"
@@ -275,12 +383,44 @@ def load_profile(name_or_path: str) -> dict:
             raise ParamError(f"unknown profile {name_or_path!r}; allowed: {', '.join(profiles())}")
     if not p.is_file():
         raise ParamError(f"params file {str(p)!r} does not exist")
+    text = p.read_text()
     try:
-        raw = yaml.safe_load(p.read_text())
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ParamError(f"params file {str(p)!r} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ParamError(f"params file {str(p)!r} must hold a mapping of parameter: value, "
                          f"got {type(raw).__name__}")
-    validate(raw)
+    lines = _key_lines(root, p)
+    for k, v in raw.items():
+        try:
+            check_value(k, v)
+        except ParamError as e:
+            raise ParamError(f"{p}:{lines.get(k, '?')}: {e}") from None
+    try:
+        validate(raw)
+    except ParamError as e:
+        raise ParamError(f"{p}: {e}") from None
     return raw
+
+
+def _key_lines(node, path: Path) -> dict:
+    """``{key: line}`` of a YAML document's top-level mapping; a key that appears twice in any
+    mapping of it is refused (YAML would keep the last value silently)."""
+    def walk(n):
+        if isinstance(n, yaml.MappingNode):
+            seen = {}
+            for k, v in n.value:
+                line = k.start_mark.line + 1
+                if k.value in seen:
+                    raise ParamError(f"{path}:{line}: key {k.value!r} appears twice (first at "
+                                     f"line {seen[k.value]}); give each parameter once")
+                seen[k.value] = line
+                walk(v)
+            return seen
+        if isinstance(n, yaml.SequenceNode):
+            for v in n.value:
+                walk(v)
+        return {}
+    return walk(node)
