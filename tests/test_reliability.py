@@ -348,7 +348,7 @@ def _execute(nb: str, out: Path, p: dict) -> None:
 def test_notebook_stops_on_divergence_without_plots(tmp_path):
     """03 with a learning rate that blows the model up: the training cell fails naming the
     step, and neither a figure nor metrics.json is produced."""
-    p = _smoke_params(tmp_path, lr=1e30, total_tokens=20_000)
+    p = _smoke_params(tmp_path, lr=1e30, total_tokens=20_000, eval_every=5)   # a probe in budget
     out = tmp_path / "03.ipynb"
     with pytest.raises(pm.PapermillExecutionError) as e:
         _execute("03_sft.ipynb", out, p)
@@ -377,8 +377,9 @@ def test_smoke_notebook_twice_gives_identical_metrics(tmp_path):
     """03 on the smoke profile, seed 0, twice from empty run and artifact folders (so every
     arm, both curricula and the format comparison's plain and scratchpad models, is trained
     twice, not loaded): metrics.json is equal but for wall-clock timings. A third of the
-    smoke token budget keeps it cheap (about 35 steps per arm)."""
-    p = _smoke_params(tmp_path, total_tokens=50_000)
+    smoke token budget keeps it cheap (about 35 steps per arm), with a probe every 10 steps
+    (the budget rule asks for one before the last step)."""
+    p = _smoke_params(tmp_path, total_tokens=50_000, eval_every=10)
     got = []
     for i in range(2):
         _execute("03_sft.ipynb", tmp_path / f"03_{i}.ipynb", p)

@@ -227,7 +227,7 @@ def test_sft_config_validation():
 
 def test_config_from_params_maps_every_field():
     P = params.validate({"seed": 5, "lr": 0.004, "n_embd": 48, "n_head": 3, "fmt": "plain",
-                         "replay": 0.3, "eval_n": 7, "n_eval": 9, "total_tokens": 1234})
+                         "replay": 0.3, "eval_n": 7, "n_eval": 9, "total_tokens": 123_456})
     cfg = sft.config_from_params(P, "control")
     assert cfg.curriculum == "control"
     for f in dataclasses.fields(sft.SFTConfig):

@@ -222,7 +222,6 @@ def validate(values: dict) -> types.SimpleNamespace:
 # that would work. They read only the parameter values (and the task's sizes), so a set
 # that cannot work is refused before a notebook imports torch.
 MAX_WEIGHTS = 2 ** 30   # a model's weights, at most: AdamW training needs about 16 bytes each
-SCHEMA_MAX_TOKENS = 10 ** 11   # total_tokens' largest value (SCHEMA)
 
 
 def _cross(keys, p, rule, works):
@@ -260,31 +259,19 @@ def _model_size(p):
 def _sft_budget(p):
     """Every SFT arm trains on ``total_tokens``; a batch holds at most ``batch_size`` rows of
     the longest training row, so at least ``total_tokens // (batch_size * row)`` steps are
-    taken. They must hold one batch, a warmup of one step or more, and (the curriculum arms,
-    which keep a snapshot at every probe for 05 and 06 to start RL from) a probe before the
-    last step."""
-    D, B, total, warm, every = (p[k] for k in ("max_digits", "batch_size", "total_tokens",
-                                               "warmup_frac", "eval_every"))
+    taken. They must hold one batch in every trained format, and in the curriculum arms'
+    format (they keep a snapshot at every probe, which 05 and 06 start RL from) a probe
+    before the last step. (A warmup shorter than one step is not refused: the first step
+    then runs at a tiny rate, and training goes on.)"""
+    D, B, total, every = (p[k] for k in ("max_digits", "batch_size", "total_tokens", "eval_every"))
     fmts = list(dict.fromkeys([p["fmt"], *p["formats"]]))
     batch = {f: B * max_row_tokens(D, f) for f in fmts}
-    need = max([*batch.values(), (every + 1) * batch[p["fmt"]]])
-    warm_need = max(b / warm for b in batch.values()) if warm > 0 else 0.0   # may be inf
-    works = (f"total_tokens = {math.ceil(max(need, warm_need)):,} would work"
-             if warm_need <= SCHEMA_MAX_TOKENS else
-             f"total_tokens = {need:,} with a larger warmup_frac would work")
-    least = max(1, min(total // b for b in batch.values()))   # steps of the slowest format
+    works = f"total_tokens = {max([*batch.values(), (every + 1) * batch[p['fmt']]]):,} would work"
     for f in fmts:
-        steps = total // batch[f]
-        if steps < 1:
+        if total < batch[f]:
             _cross(("total_tokens", "batch_size", "max_digits"), p,
                    f"the budget must hold at least one batch ({B} rows of up to "
                    f"{batch[f] // B} tokens in the {f} format = {batch[f]:,} tokens)", works)
-        if warm > 0 and warm * steps < 1:
-            _cross(("warmup_frac", "total_tokens", "batch_size"), p,
-                   f"the warmup must last at least one step (at least {steps} steps are taken "
-                   f"in the {f} format)",
-                   f"warmup_frac = {min(0.99, math.ceil(1000 / least) / 1000):g} would work"
-                   + (f", or {works}" if warm_need <= SCHEMA_MAX_TOKENS else ""))
     steps = total // batch[p["fmt"]]
     if steps <= every:
         _cross(("total_tokens", "batch_size", "eval_every"), p,
