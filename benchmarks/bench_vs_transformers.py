@@ -69,7 +69,8 @@ import torch
 import reasonlib
 from reasonlib.core import tasks
 from reasonlib.train.curriculum import BatchMaker
-from reasonlib.core.model import GPT, POS_SCHEMES, ModelConfig
+from reasonlib.core.model import GPT, ModelConfig
+from reasonlib.core.schemes import POS_SCHEMES
 from reasonlib.core.runtime import TRAIN_THREADS
 from reasonlib.core.sampling import generate
 from reasonlib.train.sft import answer_loss, make_optimizer

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from reasonlib.train import params, rl, sft  # noqa: E402
 from reasonlib.core import sampling, tasks
-from reasonlib.core.model import POS_SCHEMES  # noqa: E402
+from reasonlib.core.schemes import POS_SCHEMES  # noqa: E402
 
 
 def weights_hash(model: torch.nn.Module) -> str:

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from reasonlib.core import engine, model, packed
+from reasonlib.core import schemes as schemes_mod
 from reasonlib.train import params
 from reasonlib.study import runner
 from reasonlib.report import findings as F
@@ -174,8 +175,9 @@ def _cell_literal(py: Path, name: str):
 
 def test_position_scheme_places_exist():
     schemes = model.POS_SCHEMES
-    # step 1: the names, and the placed subset
-    assert len(set(schemes)) == len(schemes) and set(model.PLACED) <= set(schemes)
+    # step 1: the names, and the placed subset, in their one home (the model reads them there)
+    assert schemes is schemes_mod.POS_SCHEMES
+    assert len(set(schemes)) == len(schemes) and set(schemes_mod.PLACED) <= set(schemes)
     with pytest.raises(ValueError, match="must be one of"):
         model.ModelConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, pos="no-such-scheme")
     assert tuple(params.SCHEMA["pos"].choices) == tuple(schemes)

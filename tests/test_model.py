@@ -245,7 +245,8 @@ def test_select_equals_full_forward_then_index():
 
 
 # ---- position schemes ------------------------------------------------------------------
-from reasonlib.core.model import MAX_PLACE, PLACED, POS_SCHEMES, WINDOW, place_ids, place_window  # noqa: E402
+from reasonlib.core.model import place_ids, place_window  # noqa: E402
+from reasonlib.core.schemes import MAX_PLACE, PLACED, POS_SCHEMES, WINDOW  # noqa: E402
 from reasonlib.core.sampling import generate  # noqa: E402
 from reasonlib.core.tokenizer import BOS, EOS  # noqa: E402
 from conftest import make_model  # noqa: E402

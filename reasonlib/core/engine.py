@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from .model import _EQ, GPT, PLACED, WINDOW, ModelConfig, attend, in_window, is_digit, rope_tables
+from .model import _EQ, GPT, ModelConfig, attend, in_window, is_digit, rope_tables
+from .schemes import PLACED, WINDOW
 
 
 class KVCache:

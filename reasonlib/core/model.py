@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .schemes import MAX_PLACE, PLACED, POS_SCHEMES, WINDOW  # noqa: F401 (read from here too)
+from .schemes import MAX_PLACE, POS_SCHEMES, WINDOW
 from .tokenizer import VOCAB_SIZE
 
 _ZERO, _NINE, _EQ = ord("0"), ord("9"), ord("=")

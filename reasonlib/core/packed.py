@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from .model import GPT, MAX_PLACE, local_masks, rope_tables
+from .model import GPT, local_masks, rope_tables
+from .schemes import MAX_PLACE
 
 
 def hidden(model: GPT, idx: torch.Tensor, select: torch.Tensor, packing: "Packing",

@@ -31,7 +31,8 @@ from ..core import metrics, tasks
 from ..core import packed as packed_step
 from .curriculum import BatchMaker, check_curriculum, stages
 from .loop import TrainResult
-from ..core.model import GPT, PLACED, ModelConfig
+from ..core.model import GPT, ModelConfig
+from ..core.schemes import PLACED
 from ..core.runtime import in_processes, train_threads
 from ..core.tokenizer import PAD
 
