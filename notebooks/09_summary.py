@@ -188,8 +188,9 @@ def finding_figure(r, S):
         xs = [i for i, y in enumerate(ys) if y is not None]
         ax.plot(xs, [scale * ys[i] for i in xs], "o-", color="tab:grey", alpha=0.6, lw=0.8, ms=5)
     for i, n in enumerate(names):
-        if len(parts[n]) > 1:   # the mean over seeds and its bootstrap interval
-            mean, lo, hi = stats.mean_interval(list(parts[n].values()))
+        if len(parts[n]) > 1:   # the mean over seeds and its interval
+            mean, lo, hi = stats.mean_interval(list(parts[n].values()),
+                                               (0.0, 1.0) if r["unit"] == "%" else (0.0, np.inf))
             ax.errorbar(i + 0.12, scale * mean, yerr=[[scale * (mean - lo)], [scale * (hi - mean)]],
                         fmt="s", color="black", capsize=4)
         pub = LABELS.get(n, {}).get("published")

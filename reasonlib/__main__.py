@@ -48,9 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     seeds = r.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", nargs="*", default=None, metavar="S",
                        help="training seeds (distinct integers >= 0, or ranges A-B such as "
-                            "0-4), run in parallel")
+                            "0-4), run in parallel; default: the profile's planned seeds "
+                            "(paper: 0-9; smoke, quick and a YAML path: 0)")
     seeds.add_argument("--seed", type=int, default=None,
-                       help="one training seed (shorthand for --seeds S; default 0)")
+                       help="one training seed (shorthand for --seeds S)")
     r.add_argument("--workers", type=int, default=1,
                    help="Dask worker processes on this machine (default 1; at most one per "
                         "seed is started); each notebook gets cpus // workers torch threads")

@@ -1,42 +1,105 @@
-"""Bounded interval estimates: percentile bootstrap over seeds or over problems, and the exact
-(Clopper-Pearson) binomial interval for "k of n seeds", and exact tests of two such counts
-(Fisher's for independent groups, the sign test for the same seeds under two recipes).
+"""Interval estimates whose coverage is measured, one-sided p-values that agree with them, Holm's
+step-down adjustment, the exact binomial interval for "k of n seeds", and exact tests of two
+such counts (Fisher's for independent groups, the sign test for the same seeds under two
+recipes).
 
-Why these and not Student-t: a t-interval over 5 seeds of a quantity that splits (one seed at
-14.5%, four near 95%) reaches [33.8, 123.3]%, outside what an accuracy can be. A percentile
-bootstrap interval of a mean lies between the smallest and the largest value it resamples,
-so it never leaves the range of the quantity; the exact binomial interval lies in [0, 1] by
-construction. Both are deterministic here: with few units (seeds) every resample is
-enumerated, otherwise the resamples come from a fixed seed.
+**The interval of a mean** (:func:`interval`), over seeds or over problems alike: Student's t
+interval, widened on either side where the studentized bootstrap asks for more, and clipped to
+the quantity's range. Why:
 
-Every function is pure, takes plain arrays and returns floats.
+* a percentile bootstrap over 5 seeds is about 30% too narrow (its spread is the plug-in
+  ``(n-1)/n`` variance and its quantiles are normal ones, not t(4)'s): on bounded, skewed
+  per-seed data it covers the mean 79-84% of the time, not 95% (tests/test_stats.py);
+* Student's t alone covers 89-93% on the same data: the skew moves the mean's error to one
+  side, which a symmetric interval cannot follow;
+* the studentized bootstrap (bootstrap-t) follows the skew, but over 5 units its quantiles
+  come from 3,125 resamples of 5 values and can fall inside Student's on the short side;
+* the hull of the two, ``mean - max(q_hi, t) se`` to ``mean - min(q_lo, -t) se``, covers at
+  least 94% on every bounded, skewed shape the test draws, at n = 5 and n = 10. Clipping
+  to the range never uncovers the truth, which lies in the range.
+
+What no interval over 5 seeds can do: cover an outcome that splits (one seed in five fails)
+when no failing seed was drawn. "k of n seeds" and the per-seed values show that case.
+
+**p-values** (:meth:`Interval.p_above`, :meth:`Interval.p_below`) are the one-sided tests
+that the interval inverts: ``lo > theta`` exactly when ``p_above(theta) < ALPHA``. They feed
+Holm's adjustment (:func:`holm`).
+
+Deterministic: with few units every resample is enumerated, otherwise the resamples come
+from a fixed seed. Every function is pure, takes plain arrays and returns floats.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from typing import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-LEVEL = 0.95
+ALPHA = 0.025            # each side of a 95% interval: the one-sided level of every test
+LEVEL = 1 - 2 * ALPHA
 EXACT_UP_TO = 6          # with at most this many units, enumerate all n^n resamples
 RESAMPLES = 4000         # otherwise draw this many, from BOOT_SEED
 BOOT_SEED = 20261201
 
 
-def _quantiles(x: np.ndarray, level: float) -> tuple[float, float]:
-    a = (1 - level) / 2
-    lo, hi = np.quantile(x, [a, 1 - a])
-    return float(lo), float(hi)
+# ---- Student's t ---------------------------------------------------------------------------------
+def t_cdf(x: float, df: float) -> float:
+    """P(T <= x) for Student's t with ``df`` degrees of freedom (Simpson's rule on the density
+    from 0 to |x|; accurate to about 1e-10 for |x| < 1e3)."""
+    if df <= 0:
+        raise ValueError(f"t_cdf needs df > 0, got {df}")
+    if x == 0:
+        return 0.5
+    if not math.isfinite(x):
+        return 1.0 if x > 0 else 0.0
+    ax = min(abs(x), 1e3)
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    # the density falls like |x|^-(df+1): a grid even in asinh(x) keeps Simpson accurate far out
+    u = np.linspace(0.0, math.asinh(ax), 4001)
+    xs = np.sinh(u)
+    f = c * (1 + xs * xs / df) ** (-(df + 1) / 2) * np.cosh(u)
+    h = u[1] - u[0]
+    area = h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+    return 0.5 + math.copysign(min(float(area), 0.5), x)
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The x with ``t_cdf(x, df) = p`` (bisection)."""
+    if not 0 < p < 1:
+        raise ValueError(f"t_quantile needs 0 < p < 1, got {p}")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+_T_CACHE: dict[int, float] = {}
+
+
+def _t_crit(df: int) -> float:
+    if df not in _T_CACHE:
+        _T_CACHE[df] = t_quantile(1 - ALPHA, df)
+    return _T_CACHE[df]
+
+
+# ---- the interval of a mean ----------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _all_resamples(n: int) -> np.ndarray:
+    return np.array(list(itertools.product(range(n), repeat=n)), dtype=np.int64)
 
 
 def _resample_index(n: int, seed: int = BOOT_SEED, exact_up_to: int = EXACT_UP_TO,
                     resamples: int = RESAMPLES):
     """Index arrays (B, n) of bootstrap resamples, in chunks: all n^n when n is small."""
     if n <= exact_up_to:
-        idx = np.array(list(itertools.product(range(n), repeat=n)), dtype=np.int64)
-        yield idx
+        yield _all_resamples(n)
         return
     rng = np.random.default_rng(seed)
     chunk = max(1, min(resamples, 2_000_000 // n))
@@ -47,30 +110,86 @@ def _resample_index(n: int, seed: int = BOOT_SEED, exact_up_to: int = EXACT_UP_T
         done += b
 
 
-def bootstrap(rows: np.ndarray, stat: Callable[[np.ndarray], np.ndarray],
-              level: float = LEVEL, seed: int = BOOT_SEED) -> tuple[float, float, float]:
-    """(point, lo, hi): ``stat`` of the column means of ``rows`` (units x columns), and its
-    percentile bootstrap interval over the units (rows are resampled whole, so columns stay
-    paired). ``stat`` maps column means (B, m) to (B,)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    if rows.ndim == 1:
-        rows = rows[:, None]
-    n = rows.shape[0]
+@dataclass(frozen=True)
+class Interval:
+    """The mean of ``n`` units with its 95% interval (see the module's text) and the one-sided
+    tests it inverts. ``t_boot``: the sorted studentized bootstrap statistics."""
+    mean: float
+    lo: float
+    hi: float
+    se: float
+    n: int
+    t_boot: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    def _p(self, z: float, upper_tail: np.ndarray) -> float:
+        p_t = 1.0 - t_cdf(z, self.n - 1)
+        p_b = float(upper_tail.mean()) if len(upper_tail) else 0.0
+        return min(1.0, max(p_t, p_b))
+
+    def p_above(self, theta: float) -> float:
+        """One-sided p of "the mean is at most theta": small when the mean lies above it."""
+        if self.n < 2 or self.se == 0:
+            return 0.0 if self.mean > theta else 1.0
+        z = (self.mean - theta) / self.se
+        return self._p(z, self.t_boot >= z)
+
+    def p_below(self, theta: float) -> float:
+        """One-sided p of "the mean is at least theta": small when the mean lies below it."""
+        if self.n < 2 or self.se == 0:
+            return 0.0 if self.mean < theta else 1.0
+        z = (theta - self.mean) / self.se
+        return self._p(z, -self.t_boot >= z)
+
+
+def interval(values, bounds: tuple[float, float] = (-np.inf, np.inf),
+             seed: int = BOOT_SEED) -> Interval:
+    """The mean of 1-d ``values`` (seeds, or one seed's problems) and its 95% interval: Student's
+    t, widened where the studentized bootstrap asks for more, clipped to ``bounds``."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    n = len(x)
     if n == 0:
-        raise ValueError("bootstrap needs at least one unit")
-    point = float(stat(rows.mean(axis=0, keepdims=True))[0])
-    if n == 1:
-        return point, point, point
-    vals = [stat(rows[idx].mean(axis=1)) for idx in _resample_index(n, seed)]
-    lo, hi = _quantiles(np.concatenate(vals), level)
-    # the quantile of a finite set of resampled statistics can differ from the point in the
-    # last bit; an interval always holds its own estimate
-    return point, min(lo, point), max(hi, point)
+        raise ValueError("an interval needs at least one value")
+    if not np.isfinite(x).all():
+        raise ValueError(f"an interval needs finite values, got {x[~np.isfinite(x)][:3]}")
+    m = float(x.mean())
+    se = float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    if n < 2 or se <= 1e-15 * max(1.0, abs(m)):
+        return Interval(m, m, m, 0.0, n)
+    tb = []
+    for idx in _resample_index(n, seed):
+        xb = x[idx]
+        sb = xb.std(axis=1, ddof=1) / math.sqrt(n)
+        ok = sb > 1e-9 * se   # a resample of one repeated value has no spread (float noise aside)
+        tb.append((xb.mean(axis=1)[ok] - m) / sb[ok])
+    t_boot = np.sort(np.concatenate(tb))
+    # the k-th largest (smallest) with k = ceil(ALPHA * B): lo > theta exactly when
+    # p_above(theta) < ALPHA, the bootstrap's share of statistics at or above z being under ALPHA
+    k = max(1, math.ceil(ALPHA * len(t_boot)))
+    tc = _t_crit(n - 1)
+    q_hi, q_lo = max(t_boot[-k], tc), min(t_boot[k - 1], -tc)
+    lo = max(bounds[0], m - q_hi * se)
+    hi = min(bounds[1], m - q_lo * se)
+    return Interval(m, min(lo, m), max(hi, m), se, n, t_boot)
 
 
-def mean_interval(values, level: float = LEVEL) -> tuple[float, float, float]:
-    """(mean, lo, hi) of 1-d ``values`` with its percentile bootstrap interval."""
-    return bootstrap(np.asarray(values, dtype=np.float64)[:, None], lambda m: m[:, 0], level)
+def mean_interval(values, bounds: tuple[float, float] = (-np.inf, np.inf)) -> tuple[float, float, float]:
+    """(mean, lo, hi) of :func:`interval`."""
+    r = interval(values, bounds)
+    return r.mean, r.lo, r.hi
+
+
+def holm(pvalues) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given (None stays None): the i-th
+    smallest of m is multiplied by m - i + 1, then made non-decreasing. Rejecting where the
+    adjusted p is below alpha keeps the chance of any false rejection in the family <= alpha."""
+    items = [(p, i) for i, p in enumerate(pvalues) if p is not None]
+    m = len(items)
+    out: list = [None] * len(pvalues)
+    run = 0.0
+    for rank, (p, i) in enumerate(sorted(items)):
+        run = max(run, min(1.0, (m - rank) * p))
+        out[i] = run
+    return out
 
 
 def _log_comb(n: int, k: int) -> float:

@@ -1,28 +1,43 @@
 """The findings as data, and the one function that evaluates them.
 
 A :class:`Finding` names the records it reads (flat names a notebook writes, see
-:mod:`reasonlib.study.records`), how they make one quantity per seed (a weighted sum, a spread, or
-"did this seed get there"), the claim's threshold and the rule that turns an interval into a
-verdict. :func:`evaluate` is the only code that computes a verdict: notebook 09 and the report
-call it on every seed, each notebook calls it on its own seed ("this seed only").
+:mod:`reasonlib.study.records`), how they make one quantity per seed (a weighted sum, or "did
+this seed get there"), the claim's rule and, for the study's own claims, the effect the study
+published. :func:`evaluate` is the only code that computes a verdict: notebook 09 and the
+report call it on every seed, each notebook calls it on its own seed ("this seed only").
 
-**Intervals** (never outside the quantity's range, :mod:`reasonlib.core.stats`):
+**Two families.** The study's seven claims (``family="study"``) are *reproduced* or not; the
+suite's own questions (``family="suite"``) are *supported* or not, never "reproduced". Each
+family is one family for Holm's adjustment (:func:`adjust`), reported beside the raw verdict.
 
-* 2 or more seeds: percentile bootstrap over seeds of the mean of the per-seed quantity
-  (every resample enumerated for up to 6 seeds); for "k of n seeds got there", the exact
-  binomial (Clopper-Pearson) interval of the share.
-* 1 seed: the same quantity computed on the eval problems, with a percentile bootstrap over
-  problems (the models of a notebook are scored on the same problems, so differences are
-  paired). Labelled "this seed only": it says how sure we are about this seed's models, not
-  how the result moves when everything is retrained with another seed.
+**Intervals** (:func:`reasonlib.core.stats.interval`, never outside the quantity's range, its
+coverage measured in tests/test_stats.py):
 
-**The verdict rule**, the same for every finding (:meth:`Rule.verdict`): *reproduced* when the
-95% interval lies entirely on the claim's side of the threshold, *not reproduced* when it lies
-entirely on the other side, *inconclusive* when it contains the threshold (or a guard says the
-measurement cannot speak, e.g. stability of a model that gets almost nothing right).
+* 2 or more seeds: Student's t interval over the seeds' values, widened where the studentized
+  bootstrap asks for more; for "k of n seeds got there", the exact binomial interval.
+* 1 seed: the same interval over the eval problems of the per-problem quantity (the models of
+  a notebook are scored on the same problems, so differences are paired). Labelled "this seed
+  only": it says how sure we are about this seed's models, not how the result moves when
+  everything is retrained with another seed.
+
+**Rules** (:meth:`Rule.decide`), each a one-sided test at 2.5% per side (a 95% interval):
+
+* ``above`` t: the claim holds if the interval lies above t, fails if it lies below.
+* ``at_most`` t: holds if the interval lies at or below t, fails if it lies above.
+* ``equivalent`` m (a claim of no change, "stable", "the same"; two one-sided tests): holds if
+  the interval lies inside (-m, +m), fails if it lies wholly outside.
+* a **size** (a study claim with ``effect`` E > 0, rule ``above 0``): *consistent with the
+  study's* means within a factor of two of E, i.e. the interval reaches into [E/2, 2E]. The
+  interval above 0 and reaching into the band: reproduced; above 0 but below E/2: reproduced
+  in direction, smaller; above 2E: larger. Not above 0 and below E/2: not reproduced (it rules
+  out the study's size even where it holds 0); else inconclusive.
+* a **share** ("on most seeds"): with n seeds, k of n reaching the level; holds if
+  P(at least k | half) < 2.5% (the exact interval lies above 50%), fails if P(at most k |
+  half) < 2.5%. The rule text names the k of n each needs (e.g. 9 of 10).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,39 +46,65 @@ from ..study import lengths
 from ..core import stats
 from ..study.records import PER_PROBLEM, RecordError, vector
 
-VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+FAMILIES = ("study", "suite")
+VERDICTS = {"study": ("reproduced", "smaller", "larger", "not reproduced", "inconclusive"),
+            "suite": ("supported", "not supported", "inconclusive")}
+VERDICT_TEXT = {"smaller": "reproduced in direction, smaller than the study's",
+                "larger": "reproduced in direction, larger than the study's"}
+HOLDS = {"study": "reproduced", "suite": "supported"}
+FAILS = {"study": "not reproduced", "suite": "not supported"}
+SIZE_BAND = (0.5, 2.0)   # "consistent with the study's": within a factor of two of its effect
+
+
+def verdict_text(v: str) -> str:
+    return VERDICT_TEXT.get(v, v)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """The claim ``quantity > threshold`` (``above``) or ``quantity <= threshold`` (``at_most``)."""
+    """The claim ``quantity > threshold`` (``above``), ``quantity <= threshold`` (``at_most``)
+    or ``|quantity| < threshold`` (``equivalent``: the threshold is the margin)."""
     kind: str = "above"
     threshold: float = 0.0
 
-    def verdict(self, lo: float, hi: float) -> str:
+    def sides(self, lo: float, hi: float) -> tuple[bool, bool]:
+        """(the interval lies on the claim's side, it lies wholly on the other side)."""
         t = self.threshold
         if self.kind == "above":
-            return "reproduced" if lo > t else "not reproduced" if hi < t else "inconclusive"
+            return lo > t, hi < t
         if self.kind == "at_most":
-            return "reproduced" if hi <= t else "not reproduced" if lo > t else "inconclusive"
-        raise ValueError(f"unknown rule kind {self.kind!r}")
+            return hi <= t, lo > t
+        if self.kind == "equivalent":
+            return -t < lo and hi < t, lo > t or hi < -t
+        raise ValueError(f"unknown rule kind {self.kind!r}; allowed: above, at_most, equivalent")
+
+    def p(self, iv: stats.Interval, holds: bool) -> float:
+        """The one-sided p of the test behind ``sides``: of the claim (holds) or of its failure."""
+        t = self.threshold
+        if self.kind == "above":
+            return iv.p_above(t) if holds else iv.p_below(t)
+        if self.kind == "at_most":   # "at most" holds when hi <= t: p of "mean > t"
+            return iv.p_below(t) if holds else iv.p_above(t)
+        if holds:   # two one-sided tests: both must reject
+            return max(iv.p_above(-t), iv.p_below(t))
+        return min(iv.p_above(t), iv.p_below(-t))
 
     def text(self, what: str, unit: str, points: bool = True) -> str:
         t = threshold_text(self.threshold, unit, points)
         if self.kind == "above":
-            return (f"reproduced if the 95% interval of {what} lies above {t}; not reproduced if "
-                    f"it lies below {t}; inconclusive if it contains {t}")
-        return (f"reproduced if the 95% interval of {what} lies at or below {t}; not reproduced "
-                f"if it lies above {t}; inconclusive if it contains {t}")
+            return f"the 95% interval of {what} lies above {t}; fails if it lies below {t}"
+        if self.kind == "at_most":
+            return f"the 95% interval of {what} lies at or below {t}; fails if it lies above {t}"
+        return (f"the 95% interval of {what} lies inside ±{t} (two one-sided tests); fails if "
+                f"it lies wholly outside ±{t}")
 
 
 @dataclass(frozen=True)
 class Finding:
     """One claim, as data. ``terms`` are (record name, weight); ``kind`` says how a seed's
-    values make its quantity: ``linear`` (the weighted sum), ``spread`` (max - min of the
-    records) or ``share`` (1 if the first record reaches ``reach``; across seeds, the share
-    of seeds that did). Record names may hold ``{beta_max}``, filled from the notebook's
-    ``betas`` parameter."""
+    values make its quantity: ``linear`` (the weighted sum) or ``share`` (1 if the first record
+    reaches ``reach``; across seeds, the share of seeds that did). Record names may hold
+    ``{beta_max}``, filled from the notebook's ``betas`` parameter."""
     id: str
     number: str
     title: str
@@ -75,6 +116,9 @@ class Finding:
     rule: Rule = Rule()
     kind: str = "linear"
     unit: str = "%"                 # "%" (fractions, shown in percent or points) or "nats"
+    family: str = "suite"           # "study": one of the study's claims; "suite": our question
+    effect: float | None = None     # the study's published effect, in the quantity's units
+    start: str = ""                 # the study's start, where its effect is a gain from one
     needs: tuple = ()               # (parameter, value) the notebook must have run with
     goal: tuple | None = None       # (record name, minimum, words)
     study_value: tuple | None = None  # (record name, published, words): "beats the study" when
@@ -83,8 +127,30 @@ class Finding:
     reach: float | None = None      # kind "share": the level a seed must reach
     shares: float = 0.5             # kind "share": the claim is share of seeds > this
     undefined: str = ""             # why a seed's records can be None (e.g. nothing to pool)
-    yes: str = ""                   # what a reproduced verdict means, in a sentence
-    no: str = ""                    # what a not-reproduced verdict means
+    yes: str = ""                   # what the claim holding means, in a sentence
+    no: str = ""                    # what its failing means
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"finding {self.id}: family {self.family!r}; allowed: {FAMILIES}")
+        if self.effect is not None and (self.family != "study" or self.rule != Rule("above", 0.0)
+                                        or self.effect <= 0):
+            raise ValueError(f"finding {self.id}: a study effect needs a study claim with the "
+                             f"rule 'above 0' and an effect > 0")
+
+    @property
+    def verdicts(self) -> tuple:
+        """The verdicts this finding's rule can give (a size band above the range drops "larger")."""
+        if self.effect is None:
+            return (HOLDS[self.family], FAILS[self.family], "inconclusive")
+        band = size_band(self)
+        out = VERDICTS["study"]
+        return out if band[1] < quantity_range(self)[1] else tuple(v for v in out if v != "larger")
+
+
+def size_band(f: Finding) -> tuple[float, float]:
+    """The effects "consistent with the study's": within a factor of two of it."""
+    return (SIZE_BAND[0] * f.effect, SIZE_BAND[1] * f.effect)
 
 
 # ---- formatting ---------------------------------------------------------------------------------
@@ -110,19 +176,27 @@ def unit_word(unit: str, signed: bool) -> str:
 
 
 def threshold_text(t: float, unit: str, points: bool) -> str:
-    """A threshold in words: '0', '2.0 points' (a difference or spread), '90.0%' (a level)."""
+    """A threshold in words: '0', '2.0 points' (a difference), '90.0%' (a level)."""
     return "0" if t == 0 else fmt_value(t, unit) + unit_word(unit, points)
 
 
 def is_points(f: "Finding") -> bool:
-    """Whether the quantity is a difference or spread of percentages (shown in points)."""
-    return f.kind == "spread" or (f.kind == "linear" and any(w < 0 for _, w in f.terms))
+    """Whether the quantity is a difference of percentages (shown in points)."""
+    return f.kind == "linear" and any(w < 0 for _, w in f.terms)
 
 
 def fmt_interval(lo, hi, unit: str, signed: bool = False) -> str:
     if lo is None:
         return "n/a"
     return f"[{fmt_value(lo, unit, signed)}, {fmt_value(hi, unit, signed)}]"
+
+
+def effect_text(f: Finding) -> str:
+    """The study's effect in words, e.g. '+10.0 points from 80.7%'."""
+    if f.effect is None:
+        return ""
+    return (fmt_value(f.effect, f.unit, True) + unit_word(f.unit, True)
+            + (f" from {f.start}" if f.start else ""))
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
@@ -138,34 +212,21 @@ def _weights(f: Finding) -> np.ndarray:
 
 
 def quantity_range(f: Finding) -> tuple[float, float]:
-    """The values the quantity can take: a weighted sum of fractions, a spread of fractions,
-    a share; KL differences are unbounded."""
-    if f.kind in ("spread", "share"):
-        return (0.0, 1.0)
-    if f.unit != "%":
-        w = _weights(f)
-        return (float(-np.inf) if (w < 0).any() else 0.0, float(np.inf))
-    w = _weights(f)
-    return (float(w[w < 0].sum()), float(w[w > 0].sum()))
-
-
-def _stat(f: Finding):
-    """The quantity as a function of the records' means, (B, m) -> (B,)."""
-    if f.kind == "linear":
-        w = _weights(f)
-        return lambda m: m @ w
-    if f.kind == "spread":
-        return lambda m: m.max(axis=1) - m.min(axis=1)
+    """The values the quantity can take: a weighted sum of fractions, a share; KL differences
+    are unbounded."""
     if f.kind == "share":
-        return lambda m: m[:, 0]
-    raise ValueError(f"unknown finding kind {f.kind!r}")
+        return (0.0, 1.0)
+    w = _weights(f)
+    if f.unit != "%":
+        return (float(-np.inf) if (w < 0).any() else 0.0, float(np.inf))
+    return (float(w[w < 0].sum()), float(w[w > 0].sum()))
 
 
 def _per_seed(f: Finding, row: list[float]) -> float:
     v = np.asarray(row, dtype=np.float64)
     if f.kind == "share":
         return float(v[0] >= f.reach)
-    return float(_stat(f)(v[None])[0])
+    return float(v @ _weights(f))
 
 
 def _measured(f: Finding, nb: dict) -> str | None:
@@ -180,18 +241,30 @@ def _measured(f: Finding, nb: dict) -> str | None:
     return None
 
 
+def share_counts(n: int, shares: float = 0.5) -> tuple[int | None, int | None]:
+    """(the fewest of n seeds that make "share > shares" hold, the most that make it fail),
+    None where no count can: the exact one-sided binomial test at 2.5%."""
+    def upper(k):   # P(X >= k | n, shares)
+        return 1 - stats._binom_cdf(k - 1, n, shares) if k > 0 else 1.0
+    holds = next((k for k in range(n + 1) if upper(k) < stats.ALPHA), None)
+    fails = next((k for k in range(n, -1, -1) if stats._binom_cdf(k, n, shares) < stats.ALPHA), None)
+    return holds, fails
+
+
 def evaluate(f: Finding, seeds: dict[str, dict]) -> dict:
     """The finding over ``{seed: metrics file of f.notebook}`` (None where a seed lacks it):
-    per-seed quantity, interval, verdict and rule, goal, whether it beats the study, and a few
-    generated sentences. JSON-able."""
+    per-seed quantity, interval, verdict with its one-sided p, rule, goal, whether it beats the
+    study, and a few generated sentences. JSON-able."""
     have = {s: nb for s, nb in seeds.items() if nb is not None}
     out = {"id": f.id, "number": f.number, "title": f.title, "claim": f.claim, "study": f.study,
            "notebook": f.notebook, "what": f.what, "unit": f.unit, "kind": f.kind,
-           "rule": _rule_text(f), "range": list(quantity_range(f)),
+           "family": f.family, "effect": f.effect, "effect_text": effect_text(f),
+           "rule": "", "range": list(quantity_range(f)),
            "missing_seeds": sorted(s for s in seeds if seeds[s] is None),
            "per_seed": {}, "parts": {}, "n": 0, "point": None, "lo": None, "hi": None,
-           "interval": "", "verdict": "inconclusive", "measured": True, "why": "",
-           "goal": None, "goal_met": None, "beats": None, "study_level": None}
+           "interval": "", "verdict": "inconclusive", "p": None, "holm": None, "p_holm": None,
+           "measured": True, "why": "", "goal": None, "goal_met": None, "beats": None,
+           "study_level": None}
     skipped = {s: r for s, nb in have.items() if (r := _measured(f, nb))}
     if skipped and len(skipped) == len(have):
         out.update(measured=False, why="not measured: " + next(iter(skipped.values())))
@@ -219,49 +292,77 @@ def evaluate(f: Finding, seeds: dict[str, dict]) -> dict:
             out["parts"].setdefault(n, {})[s] = v
     out["per_seed"] = {s: _per_seed(f, r) for s, r in rows.items()}
     out["n"] = n = len(rows)
+    out["rule"] = rule_text(f, max(n, 1))
     if n == 0:
         out["why"] = "every seed's records are undefined"
     elif n == 1:
-        _one_seed(f, next(iter(have[s] for s in rows)), out)
+        _decide(f, _one_seed(f, next(iter(have[s] for s in rows)), out), out)
+    elif f.kind == "share":
+        k = int(sum(out["per_seed"].values()))
+        lo, hi = stats.clopper_pearson(k, n)
+        holds, fails = share_counts(n, f.shares)
+        ok, bad = holds is not None and k >= holds, fails is not None and k <= fails
+        out.update(point=k / n, lo=lo, hi=hi, k=k,
+                   interval=f"exact binomial 95% interval over {n} seeds",
+                   verdict=HOLDS[f.family] if ok else FAILS[f.family] if bad else "inconclusive",
+                   p=(1 - stats._binom_cdf(k - 1, n, f.shares)) if not bad else
+                   stats._binom_cdf(k, n, f.shares))
     else:
-        q = np.array(list(out["per_seed"].values()))
-        if f.kind == "share":
-            k = int(q.sum())
-            lo, hi = stats.clopper_pearson(k, n)
-            out.update(point=k / n, lo=lo, hi=hi, k=k,
-                       interval=f"exact binomial 95% interval over {n} seeds")
-        else:
-            point, lo, hi = stats.mean_interval(q)
-            out.update(point=point, lo=lo, hi=hi,
-                       interval=f"95% percentile bootstrap over {n} seeds")
+        iv = stats.interval(list(out["per_seed"].values()), quantity_range(f))
+        out["interval"] = (f"95% interval over {n} seeds (Student's t, widened where the "
+                           f"studentized bootstrap asks)")
+        _decide(f, iv, out)
     if out["lo"] is not None:
-        rule = _rule(f, n)
-        out["verdict"] = rule.verdict(out["lo"], out["hi"])
         _guard(f, rows, have, out)
     _goal_and_study(f, rows, have, out)
     out["sentences"] = sentences(f, out)
     return out
 
 
-def _rule(f: Finding, n: int) -> Rule:
-    if f.kind == "share":
-        return Rule("above", f.shares) if n > 1 else Rule("above", f.reach)
-    return f.rule
+def _decide(f: Finding, iv: stats.Interval, out: dict) -> None:
+    """The verdict of a linear quantity's (or one seed's share's) interval, with its p."""
+    rule = Rule("above", f.reach) if f.kind == "share" else f.rule
+    holds, fails = rule.sides(iv.lo, iv.hi)
+    v = HOLDS[f.family] if holds else FAILS[f.family] if fails else "inconclusive"
+    p = rule.p(iv, holds=not fails)
+    if f.effect is not None:
+        lo_band, hi_band = size_band(f)
+        if holds:
+            v = "smaller" if iv.hi < lo_band else "larger" if iv.lo > hi_band else "reproduced"
+        elif iv.hi < lo_band:
+            v, p = "not reproduced", iv.p_below(lo_band)
+    out.update(point=iv.mean, lo=iv.lo, hi=iv.hi, verdict=v, p=p)
 
 
-def _rule_text(f: Finding) -> str:
+def rule_text(f: Finding, n: int) -> str:
+    """The rule in words, for n seeds (a share rule names its k of n)."""
+    yes, no = HOLDS[f.family], FAILS[f.family]
     if f.kind == "share":
-        return (f"across seeds: reproduced if the exact 95% interval of the share of seeds with "
-                f"{f.what} >= {fmt_value(f.reach, f.unit)}{unit_word(f.unit, False)} lies above "
-                f"{f.shares:.0%}, not reproduced if below, else inconclusive; one seed: "
-                + Rule("above", f.reach).text(f.what, f.unit, points=False))
-    text = f.rule.text(f.what, f.unit, points=is_points(f))
+        holds, fails = share_counts(n, f.shares) if n > 1 else (None, None)
+        level = f"{fmt_value(f.reach, f.unit)}{unit_word(f.unit, False)}"
+        if n == 1:
+            return f"one seed: {yes} if " + Rule("above", f.reach).text(f.what, f.unit, False)
+        need = (f"at least {holds} of {n} seeds" if holds is not None else
+                f"no count of {n} seeds (at least 6 are needed)")
+        fail = f"at most {fails} of {n}" if fails is not None else "no count"
+        return (f"{yes} if {need} reach {f.what} >= {level} (exact binomial test of a share "
+                f"above {f.shares:.0%}, one-sided 2.5%); {no} if {fail} do; else inconclusive")
+    text = f"{yes} if " + f.rule.text(f.what, f.unit, points=is_points(f)).replace(
+        "; fails", f"; {no}") + "; else inconclusive"
+    if f.effect is not None:
+        lo, hi = size_band(f)
+        text = (f"{yes} if the 95% interval of {f.what} lies above 0 and reaches into "
+                f"[{fmt_value(lo, f.unit, True)}, {fmt_value(hi, f.unit, True)}]{unit_word(f.unit, True)} "
+                f"(within a factor of two of the study's {effect_text(f)}); "
+                f"{verdict_text('smaller')} if it lies above 0 but below that band; "
+                f"{verdict_text('larger')} if above it; {no} if it lies below the band "
+                f"without lying above 0; else inconclusive")
     if f.guard:
         text += f"; inconclusive too when {f.guard[2]}"
     return text
 
 
-def _one_seed(f: Finding, nb: dict, out: dict) -> None:
+def _one_seed(f: Finding, nb: dict, out: dict) -> stats.Interval:
     names = _names(f, nb.get("params", {}))
     rec = nb["records"]
     cols = []
@@ -276,22 +377,24 @@ def _one_seed(f: Finding, nb: dict, out: dict) -> None:
                           f"lengths {sorted(lens)}: they are not scored on the same problems")
     m = np.column_stack(cols)
     m = m[~np.isnan(m).any(axis=1)]
-    _, lo, hi = stats.bootstrap(m, _stat(f))
+    per_problem = m[:, 0] if f.kind == "share" else m @ _weights(f)
+    bounds = (0.0, 1.0) if f.kind == "share" else quantity_range(f)
+    iv = stats.interval(per_problem, bounds)
     # the point is the quantity of the seed's own records (the vectors are rounded floats)
     vals = np.array([rec[n] for n in names], dtype=np.float64)
-    point = float(_stat(f)(vals[None])[0])
-    out.update(point=point, lo=min(lo, point), hi=max(hi, point), n_problems=len(m),
-               interval=f"this seed only: 95% percentile bootstrap over its {len(m)} eval problems")
+    point = float(vals[0] if f.kind == "share" else vals @ _weights(f))
+    out.update(n_problems=len(m),
+               interval=f"this seed only: 95% interval over its {len(m)} eval problems")
+    return stats.Interval(point, min(iv.lo, point), max(iv.hi, point), iv.se, iv.n, iv.t_boot)
 
 
 def _guard(f: Finding, rows: dict, have: dict, out: dict) -> None:
-    if not f.guard or out["verdict"] != "reproduced":
+    if not f.guard or out["verdict"] == "inconclusive":
         return
     names, minimum, words = f.guard
     level = np.mean([np.mean([have[s]["records"][n] for n in names]) for s in rows])
     if level < minimum:
-        out["verdict"] = "inconclusive"
-        out["why"] = f"{words} (mean {fmt_value(level, '%')}%)"
+        out.update(verdict="inconclusive", p=1.0, why=f"{words} (mean {fmt_value(level, '%')}%)")
 
 
 def _goal_and_study(f: Finding, rows: dict, have: dict, out: dict) -> None:
@@ -307,16 +410,36 @@ def _goal_and_study(f: Finding, rows: dict, have: dict, out: dict) -> None:
         name, published, words = f.study_value
         v = [have[s]["records"][name] for s in rows]
         if len(v) > 1:
-            point, lo, hi = stats.mean_interval(v)
+            point, lo, hi = stats.mean_interval(v, (0.0, 1.0))
         else:
             nb = next(iter(have[s] for s in rows))
             vec = vector(nb["records"][name + PER_PROBLEM]) if name + PER_PROBLEM in nb["records"] else None
             point = v[0]
-            lo, hi = (None, None) if vec is None else stats.mean_interval(vec[~np.isnan(vec)])[1:]
+            lo, hi = (None, None) if vec is None else stats.mean_interval(vec[~np.isnan(vec)], (0.0, 1.0))[1:]
         if lo is not None:
             out["beats"] = bool(lo > published)
             out["study_level"] = {"what": words, "published": published, "point": float(point),
                                   "lo": float(min(lo, point)), "hi": float(max(hi, point))}
+
+
+
+def adjust(results: list[dict]) -> list[dict]:
+    """Holm's adjustment within each family, in place: ``p_holm`` and the ``holm`` verdict (the
+    raw verdict where its adjusted p stays below 2.5%, else inconclusive)."""
+    for fam in FAMILIES:
+        rs = [r for r in results if r["family"] == fam and r["measured"] and r["p"] is not None]
+        for r, p in zip(rs, stats.holm([r["p"] for r in rs])):
+            r["p_holm"] = p
+            r["holm"] = r["verdict"] if p < stats.ALPHA else "inconclusive"
+    return results
+
+
+def scoreboard(results: list[dict], family: str, key: str = "holm") -> str:
+    """'3 reproduced, 1 smaller than the study's, 2 inconclusive' for one family."""
+    vs = [(r[key] or r["verdict"]) if r["measured"] else "not measured"
+          for r in results if r["family"] == family]
+    order = VERDICTS[family] + ("not measured",)
+    return ", ".join(f"{vs.count(v)} {verdict_text(v)}" for v in order if vs.count(v))
 
 
 # ---- words ----------------------------------------------------------------------------------------
@@ -334,14 +457,18 @@ def level_value(lv: dict) -> str:
     return f"{fmt_value(lv['point'], '%')}% {fmt_interval(lv['lo'], lv['hi'], '%')}"
 
 
+def _on_claim_side(f: Finding, v: float) -> bool:
+    t = f.rule.threshold
+    return {"above": v > t, "at_most": v <= t, "equivalent": abs(v) < t}[f.rule.kind]
+
+
 def sentences(f: Finding, r: dict) -> list[str]:
     """Two or three sentences on what a result means, generated from its numbers."""
     if not r["measured"]:
         return [f"Not measured ({r['why']})."]
     if r["n"] == 0:
         return [f"No seed measured it ({f.undefined or 'every record it reads is undefined'})."]
-    signed = f.kind == "linear" and any(w < 0 for _, w in f.terms)
-    points = is_points(f)
+    signed = is_points(f) or (f.kind == "linear" and r["range"][0] < 0)
     u = f.unit
     out = []
     if f.kind == "share" and r["n"] > 1:
@@ -353,19 +480,21 @@ def sentences(f: Finding, r: dict) -> list[str]:
                    f"[{r['lo']:.0%}, {r['hi']:.0%}])"
                    + (f"; below it: {', '.join(missed)}." if missed else "."))
     else:
-        what = f.what if f.kind != "share" else f.what
-        point = fmt_value(r["point"], u, signed) + unit_word(u, points)
+        point = fmt_value(r["point"], u, signed) + unit_word(u, is_points(f))
         ivl = fmt_interval(r["lo"], r["hi"], u, signed)
         if r["n"] == 1:
-            out.append(f"On this seed, {what} is {point} {ivl} ({r['interval']}).")
+            out.append(f"On this seed, {f.what} is {point} {ivl} ({r['interval']}).")
         else:
             vals = list(r["per_seed"].values())
-            side = sum(v > f.rule.threshold for v in vals) if f.rule.kind == "above" else \
-                sum(v <= f.rule.threshold for v in vals)
-            out.append(f"Over {r['n']} seeds, {what} is {point} on average {ivl} "
+            side = sum(_on_claim_side(f, v) for v in vals)
+            out.append(f"Over {r['n']} seeds, {f.what} is {point} on average {ivl} "
                        f"({r['interval']}); per seed {fmt_value(min(vals), u, signed)} to "
                        f"{fmt_value(max(vals), u, signed)}, {side} of {r['n']} on the claim's side.")
     study = f"The study: {f.study}."
+    if f.effect is not None:
+        lo, hi = size_band(f)
+        study += (f" Its effect, {effect_text(f)}; consistent with it: "
+                  f"{fmt_value(lo, u, True)} to {fmt_value(hi, u, True)}{unit_word(u, True)}.")
     if r.get("beats") is not None:
         study += " " + level_text(r) + "."
     if r.get("goal"):
@@ -373,14 +502,28 @@ def sentences(f: Finding, r: dict) -> list[str]:
     out.append(study)
     v = r["verdict"]
     one_share = f.kind == "share" and r["n"] == 1   # one seed says whether it got there, not how often
-    if v == "reproduced":
+    if v in ("reproduced", "supported"):
         out.append("This seed got there." if one_share else f.yes or "The claim holds here.")
-    elif v == "not reproduced":
-        out.append("This seed did not get there." if one_share else
-                   f.no or "The claim does not hold here: the interval lies on the other side.")
+    elif v in ("smaller", "larger"):
+        out.append(f"The direction holds ({f.yes or 'the claim holds'}), but the size is "
+                   f"{v} than the study's: the interval lies {'below' if v == 'smaller' else 'above'} "
+                   f"the band consistent with it.")
+    elif v in ("not reproduced", "not supported"):
+        if one_share:
+            out.append("This seed did not get there.")
+        elif f.effect is not None and r["lo"] <= 0:
+            out.append("The interval rules out the study's size"
+                       + (": it lies below 0. " + f.no if r["hi"] < 0 else
+                          ", though not a gain of 0: more seeds would not bring it back."))
+        else:
+            out.append(f.no or "The claim does not hold here: the interval lies on the other side.")
     else:
+        thr = Rule("above", f.reach).threshold if f.kind == "share" else f.rule.threshold
+        unit_pts = is_points(f) and f.kind != "share"
+        where = (f"crosses ±{threshold_text(thr, u, unit_pts)}" if f.rule.kind == "equivalent"
+                 and f.kind != "share" else f"contains {threshold_text(thr, u, unit_pts)}")
         out.append(r["why"].capitalize() + "." if r["why"] else
-                   f"The interval contains {threshold_text(_rule(f, r['n']).threshold, u, points and f.kind != 'share')}: these "
+                   f"The interval {where}: these "
                    f"{'problems' if r['n'] == 1 else 'seeds'} cannot tell"
                    f"{'; more seeds would' if r['n'] > 1 else ''}.")
     return out
@@ -392,12 +535,14 @@ def sentences(f: Finding, r: dict) -> list[str]:
 # Every bucket is measured on its held-out problems (tasks.train_exclusions).
 ARMS = ("control", "targeted")
 STUDY_BETAS = (0.02, 0.05, 0.1)
-STABLE_TOL = 0.02        # "stable": the spread over the study's betas is at most 2 points
+STABLE_MARGIN = 0.01     # "stable": beta 0.1 and beta 0.02 within 1 point (two one-sided tests)
 STABLE_MIN_ACC = 0.5     # below this mean accuracy, stability says nothing
 TRANSITION = 0.9         # the 3-digit transition happened: targeted general >= 90% greedy
 LENGTH_REACH = 0.9       # a length "is added": greedy >= 90%
 HEADROOM = (0.2, 0.85)   # starts "with headroom": greedy general in [20%, 85%] (05 pools them)
 HEADROOM_GAIN = 0.10     # the RL issue's goal for them: +10 points of greedy general
+STUDY_ERRORS_MIN = 0.005  # "still makes 12+3-style errors": on more than 1 in 200 problems
+FORMAT_MAX = 0.01        # "fixes the format corruption": at most 1% of answers unparsable
 
 
 def _vs(a: str, b: str) -> tuple:
@@ -410,6 +555,7 @@ FINDINGS = (
             "64.8% -> 85.4% (control -> targeted)", "03_sft",
             _vs("sft/targeted/low_sum/acc", "sft/control/low_sum/acc"),
             "targeted - control greedy accuracy on held-out low_sum",
+            family="study", effect=0.854 - 0.648,
             needs=(("curricula", "targeted"), ("curricula", "control"), ("buckets", "low_sum")),
             goal=("sft/targeted/low_sum/acc", 0.95, "targeted >= 95% on held-out low_sum"),
             study_value=("sft/targeted/low_sum/acc", 0.854,
@@ -428,7 +574,7 @@ FINDINGS = (
             "the targeted SFT model has a higher pass@8 on general than the control model",
             "99% vs 81% (targeted vs control)", "04_pass_at_k",
             _vs("passk/targeted/general/pass@8", "passk/control/general/pass@8"),
-            "targeted - control pass@8 on general",
+            "targeted - control pass@8 on general", family="study", effect=0.99 - 0.81,
             needs=(("curricula", "targeted"), ("curricula", "control"), ("buckets", "general"),
                    ("ks", 8)),
             goal=("passk/targeted/general/pass@8", 0.995, "targeted pass@8 >= 99.5%"),
@@ -440,6 +586,7 @@ FINDINGS = (
             "80.7% -> 90.7%, parse rate 100%", "05_kl_rl",
             _vs("rl/targeted/rl/general/acc", "rl/targeted/sft/general/acc"),
             "after RL - before RL greedy accuracy on general",
+            family="study", effect=0.907 - 0.807, start="80.7%",
             needs=(("curricula", "targeted"), ("buckets", "general")),
             goal=("rl/targeted/rl/general/acc", 0.95, "after RL >= 95% greedy"),
             study_value=("rl/targeted/rl/general/acc", 0.907,
@@ -460,11 +607,12 @@ FINDINGS = (
                 "into greedy ones.",
             no="Even from starts with headroom, RL costs accuracy on general."),
     Finding("4a", "4", "beta scan: stability",
-            "greedy accuracy on general is the same for beta in {0.02, 0.05, 0.1}",
+            "greedy accuracy on general is the same for beta in {0.02, 0.05, 0.1}: the ends of "
+            f"the range, 0.1 and 0.02, within ±{100 * STABLE_MARGIN:.0f} point",
             "91.4-91.6% (spread 0.2 points), pass@8 98-100%", "06_beta_scan",
-            tuple((f"beta/{b:g}/general/acc", 1.0) for b in STUDY_BETAS),
-            "the spread (max - min) of greedy general accuracy over beta in {0.02, 0.05, 0.1}",
-            Rule("at_most", STABLE_TOL), kind="spread",
+            _vs(f"beta/{max(STUDY_BETAS):g}/general/acc", f"beta/{min(STUDY_BETAS):g}/general/acc"),
+            "beta 0.1 - beta 0.02 greedy accuracy on general",
+            Rule("equivalent", STABLE_MARGIN), family="study",
             needs=tuple(("betas", b) for b in STUDY_BETAS) + (("buckets", "general"),),
             guard=(tuple(f"beta/{b:g}/general/acc" for b in STUDY_BETAS), STABLE_MIN_ACC,
                    "the arms' mean accuracy is below 50%: a model that gets little right is "
@@ -500,7 +648,7 @@ FINDINGS = (
             "held-out low_sum: (targeted SFT - control SFT) exceeds (control SFT+RL - control SFT)",
             "qualitative: 'curriculum design is far more important than early RL application'",
             "05_kl_rl", _vs("rl/targeted/sft/low_sum/acc", "rl/control/rl/low_sum/acc"),
-            "targeted SFT - control SFT+RL greedy accuracy on held-out low_sum",
+            "targeted SFT - control SFT+RL greedy accuracy on held-out low_sum", family="study",
             needs=(("curricula", "targeted"), ("curricula", "control"), ("buckets", "low_sum")),
             yes="The curriculum buys more than early RL does.",
             no="Early RL repairs more than the curriculum does."),
@@ -533,22 +681,26 @@ FINDINGS = (
             no="Even with local positions the model does not extend past the trained lengths."),
     Finding("7a", "7", "12+3-style errors after targeted SFT",
             "the targeted SFT model still makes digit-substitution or operand-duplication errors "
-            "on held-out mixed-digit problems (mixed, low_sum, mixed3, general)",
+            f"on more than {STUDY_ERRORS_MIN:.1%} of held-out problems whose operands differ in "
+            "length",
             "qualitative: 12+3 -> 18 (digit substitution), 12+3 -> 123 (operand duplication)",
             "07_failure_analysis", (("fail/sft-targeted/study_errors", 1.0),),
-            "the share of held-out mixed, low_sum, mixed3 and general problems answered with a "
-            "12+3-style error",
+            "the share of distinct held-out problems with operands of different lengths (from "
+            "mixed, mixed3 and general; low_sum lies inside mixed) answered with a 12+3-style error",
+            Rule("above", STUDY_ERRORS_MIN), family="study",
             needs=(("curricula", "targeted"),),
             yes="The study's error classes survive targeted SFT.",
             no="Targeted SFT removes the study's error classes."),
-    Finding("7b", "7", "format failures: control vs targeted SFT",
-            "the targeted SFT model makes fewer format failures (unparsable answers) than control",
+    Finding("7b", "7", "format failures after targeted SFT",
+            f"the targeted SFT model leaves format failures (unparsable answers) on at most "
+            f"{FORMAT_MAX:.0%} of problems",
             "qualitative: 'targeted SFT fixes the format corruption issue of the old curriculum'",
-            "07_failure_analysis", _vs("fail/sft-control/format", "fail/sft-targeted/format"),
-            "control - targeted share of unparsable greedy answers, all buckets",
-            needs=(("curricula", "targeted"), ("curricula", "control")),
-            yes="The targeted curriculum fixes format corruption.",
-            no="The targeted model corrupts the format more often."),
+            "07_failure_analysis", (("fail/sft-targeted/format", 1.0),),
+            "the targeted model's share of unparsable greedy answers, all buckets",
+            Rule("at_most", FORMAT_MAX), family="study",
+            needs=(("curricula", "targeted"),),
+            yes="After targeted SFT the format is not corrupted.",
+            no="The targeted model still corrupts the format."),
     Finding("8", "8", "the 3-digit transition",
             f"the targeted SFT model learns 3-digit addition (greedy general >= "
             f"{TRANSITION:.0%}) on most seeds", "not in the study", "03_sft",
@@ -588,3 +740,72 @@ def story_markdown(results: list[dict]) -> str:
         parts.append(f"**{r['id']}. {r['title']}: {v}.** " + " ".join(r["sentences"])
                      + (f"\n*Rule: {r['rule']}.*" if r["measured"] else ""))
     return "\n\n".join(parts) if parts else "_No finding is decided by this notebook alone._"
+
+
+# ---- power by construction --------------------------------------------------------------------------
+def synthetic(f: Finding, values: list[float], n_problems: int = 200, spread: float = 0.0,
+              base: float = 0.6) -> dict[str, dict]:
+    """Metrics files for ``len(values)`` seeds whose quantity is each of ``values`` (a share
+    finding: the level of its record), with per-problem vectors that scatter by ``spread``
+    around it (mean kept): what a notebook writes, made to order. Records sit at ``base``,
+    moved by the quantity along the sign of their weights. ValueError where a record would
+    leave its range."""
+    params = {"betas": [0.0, *STUDY_BETAS, 0.5], "max_digits": 3}
+    for key, value in f.needs:
+        params.setdefault(key, [])
+        if value not in params[key]:
+            params[key].append(value)
+    names = _names(f, params)
+    w = _weights(f)
+    if f.kind == "share":
+        w = np.array([1.0] + [0.0] * (len(w) - 1))
+    z = np.resize([1.0, -1.0], n_problems)   # mean 0, so every vector keeps its record's value
+    lo_ok = 0.0
+    hi_ok = np.inf if f.unit != "%" else 1.0
+    out = {}
+    for i, q in enumerate(values):
+        move = (q - base * w.sum()) / np.abs(w).sum()
+        vals = base + np.sign(w) * move if f.kind != "share" else np.full(len(w), base) \
+            + np.r_[q - base, np.zeros(len(w) - 1)]
+        vecs = [v + np.sign(wi) * spread * z for v, wi in zip(vals, w)]
+        if any(x.min() < lo_ok - 1e-12 or x.max() > hi_ok + 1e-12 for x in vecs):
+            raise ValueError(f"finding {f.id}: quantity {q} with spread {spread} leaves the range")
+        rec = {}
+        for name, v, vec in zip(names, vals, vecs):
+            rec[name] = float(v)
+            rec[name + PER_PROBLEM] = [float(x) for x in vec]
+        for name in (f.guard[0] if f.guard else ()):
+            rec.setdefault(name, base)
+        out[f"seed-{i}"] = {"notebook": f.notebook, "seed": i, "params": params, "records": rec}
+    return out
+
+
+def reachable(f: Finding, n: int, n_problems: int = 200) -> set[str]:
+    """The verdicts ``f``'s rule gives on made-to-order records of ``n`` seeds (one seed: of
+    ``n_problems`` problems): a grid over the quantity's range and the rule's own points,
+    each with no, some and much scatter. A verdict of :attr:`Finding.verdicts` missing here is
+    one the rule cannot give at this n."""
+    lo, hi = quantity_range(f)
+    lo, hi = max(lo, -1.0), min(hi, 1.0)
+    if f.kind == "share" and n > 1:
+        return {evaluate(f, synthetic(f, [f.reach] * k + [f.reach / 2] * (n - k)))["verdict"]
+                for k in range(n + 1)}
+    points = list(np.linspace(lo, hi, 21))
+    marks = [f.rule.threshold, -f.rule.threshold]
+    if f.kind == "share":
+        marks = [f.reach]
+    if f.effect is not None:
+        marks += list(size_band(f))
+    points += [m + d for m in marks for d in (-0.02, -0.005, 0.0, 0.005, 0.02)]
+    points = sorted({min(max(p, lo), hi) for p in points})
+    spreads = (0.0, 0.005, 0.05, 0.3) if n == 1 else (0.0, 0.01, 0.1, 0.5)
+    got = set()
+    for q in points:
+        for sp in spreads:
+            vals = [q] if n == 1 else list(q + sp * np.linspace(-1, 1, n))
+            try:
+                files = synthetic(f, vals, n_problems, spread=sp if n == 1 else 0.0)
+            except ValueError:
+                continue
+            got.add(evaluate(f, files)["verdict"])
+    return got

@@ -82,7 +82,7 @@ def _value(r: dict) -> str:
     if not r["measured"] or not r["n"] or r["kind"] == "share":
         return S.ours_text(r)
     u, signed = r["unit"], r["kind"] == "linear" and r["range"][0] < 0
-    return (f"{F.fmt_value(r['point'], u, signed)}{F.unit_word(u, signed or r['kind'] == 'spread')} "
+    return (f"{F.fmt_value(r['point'], u, signed)}{F.unit_word(u, signed)} "
             f"{F.fmt_interval(r['lo'], r['hi'], u, signed)}")
 
 

@@ -104,6 +104,7 @@ def measure(name: str, notebook: str, files: dict[str, dict], unit: str = "%") -
     """One record across seeds: per-seed values, mean and bounded interval (bootstrap over
     seeds; with one seed, over that seed's problems when the record has its vector)."""
     per_seed = {}
+    bounds = (0.0, 1.0) if unit == "%" else (0.0, np.inf)   # accuracies; a KL is >= 0
     for s, nbs in files.items():
         nb = nbs.get(notebook)
         if nb is not None and nb["records"].get(name) is not None:
@@ -111,7 +112,7 @@ def measure(name: str, notebook: str, files: dict[str, dict], unit: str = "%") -
     out = {"name": name, "unit": unit, "per_seed": per_seed, "n": len(per_seed),
            "mean": None, "lo": None, "hi": None, "interval": ""}
     if len(per_seed) >= 2:
-        out["mean"], out["lo"], out["hi"] = stats.mean_interval(list(per_seed.values()))
+        out["mean"], out["lo"], out["hi"] = stats.mean_interval(list(per_seed.values()), bounds)
         out["interval"] = f"bootstrap over {len(per_seed)} seeds"
     elif per_seed:
         (s, v), = per_seed.items()
@@ -119,7 +120,7 @@ def measure(name: str, notebook: str, files: dict[str, dict], unit: str = "%") -
         vec = files[s][notebook]["records"].get(name + R.PER_PROBLEM)
         if vec is not None:
             x = R.vector(vec)
-            _, lo, hi = stats.mean_interval(x[~np.isnan(x)])
+            _, lo, hi = stats.mean_interval(x[~np.isnan(x)], bounds)
             out.update(lo=min(lo, v), hi=max(hi, v), interval="this seed only: bootstrap over problems")
     return out
 
@@ -200,7 +201,8 @@ def summarize(run_root) -> dict:
         if miss:
             missing[p.name] = miss
     seeds = [p.name for p in seed_dirs]
-    results = [F.evaluate(f, {s: files[s].get(f.notebook) for s in seeds}) for f in F.FINDINGS]
+    results = F.adjust([F.evaluate(f, {s: files[s].get(f.notebook) for s in seeds})
+                        for f in F.FINDINGS])
     measures = []
     for name, label, nb, published in HEADLINE:
         m = measure(name, nb, files, "nats" if name.endswith("/kl") else "%")

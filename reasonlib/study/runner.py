@@ -153,6 +153,17 @@ def parse_seeds(tokens) -> list[int]:
     return out
 
 
+# the seeds a profile's study is planned for (what the power test of every finding's rule
+# assumes, tests/test_findings.py); `--seeds` or `--seed` overrides
+PLANNED_SEEDS = {"smoke": [0], "quick": [0], "paper": list(range(10))}
+
+
+def planned_seeds(profile) -> list[int]:
+    """The seeds ``profile`` (a name, or a YAML path named after one) is planned for; [0]
+    for any other."""
+    return list(PLANNED_SEEDS.get(Path(str(profile)).stem, [0]))
+
+
 def _seed_list(args) -> list[int]:
     if getattr(args, "seeds", None) is not None:
         if not args.seeds:
@@ -164,7 +175,9 @@ def _seed_list(args) -> list[int]:
             raise UsageError(f"--seeds {' '.join(map(str, args.seeds))}: duplicate seed "
                              f"{', '.join(map(str, dup))}; give each seed once")
         return list(seeds)
-    seed = 0 if getattr(args, "seed", None) is None else args.seed
+    if getattr(args, "seed", None) is None:
+        return planned_seeds(getattr(args, "profile", "quick"))
+    seed = args.seed
     if seed < 0:
         raise UsageError(f"--seed {seed}: must be an integer >= 0")
     return [seed]
