@@ -139,17 +139,20 @@ plt.show()
 
 # %% [markdown]
 # The loss jumps when a stage introduces a new bucket, then falls again. The probe below
-# shows what each stage teaches and whether earlier skills survive later stages.
+# shows what each stage teaches and whether earlier skills survive later stages. It reads
+# **validation** problems (`tasks.make_val_set`), disjoint from training and from every eval
+# bucket, so the choices made from it (the transition steps below, 05's RL starts) never read
+# a problem that is scored.
 
 # %%
-fig = plots.probe_curves(hists, P.buckets, min(P.eval_n, P.n_eval))
+fig = plots.probe_curves(hists, P.buckets, P.eval_n)
 fig.savefig(out_dir / "probe_accuracy.png", dpi=120)
 plt.show()
 
 # %% [markdown]
 # ## When did the 3-digit transition happen?
 #
-# The first training step whose probe put `general` (greedy) at 50% and at 90%: when the
+# The first training step whose validation probe put `general` (greedy) at 50% and at 90%: when the
 # model began and finished learning 3-digit carries. "never" is a run that missed it.
 
 # %%

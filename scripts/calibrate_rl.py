@@ -67,7 +67,7 @@ def one_seed(job):
         step = a["start_step"]
         while True:   # the first probe at or above start_min, from start_step on
             res = sft.train_sft(cfg, ckpt_path=ck, progress=False, stop_after_step=step)
-            probe = res.history["eval"][-1]["general"]
+            probe = res.history["val"][-1]["general"]
             if probe >= a["start_min"] or step >= a["start_last"]:
                 break
             step += cfg.eval_every

@@ -117,7 +117,7 @@ def one_run(job):
             "steps": res.history["step"][-1], "general": g["general"]["acc"],
             "n_general": g["general"]["n"],
             **{k: v["acc"] for k, v in lg.items()},
-            "probe": [(e["step"], e.get("general")) for e in res.history["eval"]],
+            "probe": [(e["step"], e.get("general")) for e in res.history["val"]],
             "train_s": round(train_s, 1), "total_s": round(time.perf_counter() - t0, 1),
             "threads": threads, "provenance": artifacts.provenance(str(P.device))}
 

@@ -308,8 +308,8 @@ def test_train_rl_logs_exact_kl(sft_start):
     assert all(x >= 0 for x in h["kl"]) and all(x >= 0 for x in h["kl_k3"])
     assert h["kl"][0] <= 1e-6 and abs(h["kl_k1"][0]) <= 1e-6  # policy == reference at step 1
     assert max(h["kl"]) > 1e-6  # ... and not after
-    assert [e["step"] for e in h["eval"]] == [2, 4, 6]
-    assert set(h["eval"][0]) == {"step", *tasks.BUCKETS}
+    assert [e["step"] for e in h["val"]] == [2, 4, 6]
+    assert set(h["val"][0]) == {"step", *tasks.BUCKETS} - {"d1"}   # d1 has no validation part
     assert all(0 <= x <= 1 for x in h["reward"] + h["zero_signal"] + h["ended"])
     # a step without any reward has no signal in any group
     assert 0.0 in h["reward"]
@@ -617,7 +617,7 @@ def test_rl_config_refuses_bad_mix():
 # ---- where RL starts, and what it costs ---------------------------------------------------
 
 def _history(probes):
-    return {"eval": [{"step": 100 * (i + 1), "general": v} for i, v in enumerate(probes)]}
+    return {"val": [{"step": 100 * (i + 1), "general": v} for i, v in enumerate(probes)]}
 
 
 def test_schedule_starts_hand_example():

@@ -26,7 +26,7 @@ def test_loss_goes_down(sft_config_factory):
     assert loss[0] == pytest.approx(math.log(264), abs=0.5)  # untrained: ~uniform
     assert np.mean(loss[-10:]) < 0.6 * loss[0]
     assert res.trained_now and not res.model.training
-    assert res.history["eval"] and res.history["eval"][-1]["step"] == len(loss)
+    assert res.history["val"] and res.history["val"][-1]["step"] == len(loss)
     assert set(res.timing) == {"data_s", "loop_s", "cpu_s", "data_share"}
     assert 0 < res.timing["cpu_s"] <= 1.5 * res.timing["loop_s"] + 0.5   # one thread
 
@@ -240,16 +240,16 @@ def test_config_from_params_maps_every_field():
 def test_snapshots_at_every_probe_and_continuing_one_is_the_run(tmp_path, sft_config_factory):
     cfg = sft_config_factory(eval_every=20, total_tokens=6000)
     full = sft.get_or_train(cfg, tmp_path, progress=False)
-    probes = [e["step"] for e in full.history["eval"]]
+    probes = [e["step"] for e in full.history["val"]]
     assert sft.snapshot_steps(cfg, tmp_path) == probes[:-1]   # the last probe is ckpt.pt
     snap = artifacts.load_checkpoint(sft.snapshot_path(cfg, tmp_path, probes[0]), cfg.to_dict())
     assert snap["step"] == probes[0] and not snap["done"]
     # the snapshot's model is the run's at that step: its probe repeats exactly
     m = sft.load_snapshot(cfg, tmp_path, probes[0])
-    probe = tasks.make_eval_set(cfg.max_digits, cfg.eval_n, cfg.eval_seed)
+    probe = tasks.make_val_set(cfg.max_digits, cfg.eval_n, cfg.eval_seed)
     from reasonlib.core import metrics
     g = metrics.greedy_eval(m, probe, cfg.fmt)
-    assert {b: r["acc"] for b, r in g.items()} == {b: full.history["eval"][0][b] for b in g}
+    assert {b: r["acc"] for b, r in g.items()} == {b: full.history["val"][0][b] for b in g}
     # continued to the end of the budget: the uninterrupted run, bit for bit
     rest = full.history["tokens"][-1] - snap["tokens"]
     c = sft.continued(cfg, tmp_path, probes[0], rest, progress=False)

@@ -17,8 +17,12 @@ Train and test (DESIGN.md §3): a bucket with at most 10,000 problems is *small*
 enumerated; a fixed, seeded 30% of every small bucket but ``d1`` is **held out**: no
 training path draws it, and every metric on the bucket is computed on it. A *large* bucket
 is sampled; its eval problems (up to 20,000, all an eval set may use) are reserved and never
-drawn for training either. :func:`train_exclusions` is the union, the one set every training
-draw (:func:`sample_bucket`) avoids. ``d1`` (100 problems) is trained and evaluated in full.
+drawn for training either. A third part, **validation** (:func:`make_val_set`: a fixed 10% of
+every stratum, and up to 2,000 problems of each large bucket outside its eval problems), is
+neither trained nor scored: the probe during training reads it, and with it every choice made
+from data (transition steps, RL starts, recipes). :func:`train_exclusions` is the union of all
+three, the one set every training draw (:func:`sample_bucket`) avoids. ``d1`` (100 problems)
+is trained and evaluated in full, and has no validation part.
 
 Formats of the answer that follows ``a+b=``:
 
@@ -51,6 +55,8 @@ HOLDOUT_SHARE = 0.3    # of every small bucket but d1: never drawn for training,
 # exactly its 30% too; every small bucket is a union of d1 and these
 HOLDOUT_STRATA = ("d2_nocarry", "d2_carry", "low_sum", "mixed_high")
 MAX_RESERVED = 20_000  # eval problems reserved (never trained) per large bucket: params.MAX_EVAL
+VAL_SHARE = 0.1        # of every stratum: validation problems, neither trained nor evaluated
+MAX_VAL = 2_000        # validation problems per large bucket (the probe's eval_n at most)
 _HOLE = -1
 _ZERO = ord("0")
 
@@ -239,17 +245,62 @@ def reserved_keys(max_digits: int, seed: int) -> np.ndarray:
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
 
+_VAL_CACHE: dict = {}
+
+
+def _val_small(max_digits: int, seed: int) -> np.ndarray:
+    """The validation problems of the small buckets (sorted keys): a fixed VAL_SHARE of each
+    stratum, drawn from what neither the held-out share nor a large bucket's eval problems
+    (``general`` draws 2-digit problems too) took."""
+    if ("small", max_digits, seed) not in _VAL_CACHE:
+        held = np.union1d(heldout_keys(seed), reserved_keys(max_digits, seed))
+        parts = []
+        for i, st in enumerate(HOLDOUT_STRATA):
+            keys = problem_key(*enumerated(st))
+            free = keys[~in_sorted(keys, held)]
+            rng = np.random.default_rng([seed, 7927, i])
+            parts.append(free[rng.permutation(len(free))[:round(VAL_SHARE * len(keys))]])
+        _VAL_CACHE[("small", max_digits, seed)] = np.sort(np.concatenate(parts))
+    return _VAL_CACHE[("small", max_digits, seed)]
+
+
+def _val_large(bucket: str, max_digits: int, seed: int) -> np.ndarray:
+    """A large bucket's validation problems (keys, in their fixed order): the first MAX_VAL
+    distinct draws of their own stream that are no eval problem (of a large bucket, or held out
+    of a small one)."""
+    k = ("large", bucket, max_digits, seed)
+    if k not in _VAL_CACHE:
+        rng = np.random.default_rng([seed, _SEED_INDEX[bucket], 1])
+        want = min(MAX_VAL, eval_capacity(bucket, max_digits, seed))
+        keys = _first_distinct(bucket, max_digits, rng, 2 * want)
+        keys = keys[~in_sorted(keys, np.union1d(reserved_keys(max_digits, seed), heldout_keys(seed)))]
+        keys = keys[(keys // 1_000_000_000 >= 10) | (keys % 1_000_000_000 >= 10)]   # d1 is trained
+        _VAL_CACHE[k] = keys[:want]
+    return _VAL_CACHE[k]
+
+
+def validation_keys(max_digits: int, seed: int) -> np.ndarray:
+    """Every validation problem (sorted keys): the small buckets' share, the large ones'
+    draws (d1 problems left out: d1 is trained in full)."""
+    parts = [_val_small(max_digits, seed)]
+    parts += [_val_large(b, max_digits, seed) for b in BUCKETS
+              if bucket_size(b, max_digits) > LARGE_BUCKET]
+    return np.unique(np.concatenate(parts))
+
+
 _EXCL_CACHE: dict[tuple[int, int], np.ndarray] = {}
 
 
 def train_exclusions(max_digits: int, seed: int) -> np.ndarray:
     """Everything training must never draw, as sorted keys: the held-out share of the small
-    buckets and the reserved eval problems of the large ones. It depends on nothing but
+    buckets, the reserved eval problems of the large ones and the validation problems of
+    both. It depends on nothing but
     ``max_digits`` and the eval seed, so every arm, format, curriculum and RL run of a study
     excludes the same problems, whatever its eval sizes."""
     k = (max_digits, seed)
     if k not in _EXCL_CACHE:
-        _EXCL_CACHE[k] = np.union1d(heldout_keys(seed), reserved_keys(max_digits, seed))
+        _EXCL_CACHE[k] = np.union1d(np.union1d(heldout_keys(seed), reserved_keys(max_digits, seed)),
+                                    validation_keys(max_digits, seed))
     return _EXCL_CACHE[k]
 
 
@@ -375,6 +426,36 @@ def make_eval_set(max_digits: int, n_per_bucket: int, seed: int, buckets=None,
             if len(a):
                 extra[bucket] = (a[:n_per_bucket], b[:n_per_bucket])
     return EvalSet(out, max_digits, seed, extra)
+
+
+def _val_problems(bucket: str, max_digits: int, seed: int):
+    """A bucket's validation problems in their fixed order (empty for d1 and d1-only buckets)."""
+    if bucket_size(bucket, max_digits) > LARGE_BUCKET:
+        keys = _val_large(bucket, max_digits, seed)
+    else:
+        a, b = enumerated(bucket, max_digits)
+        keys = problem_key(a, b)
+        keys = keys[in_sorted(keys, _val_small(max_digits, seed))]
+        keys = keys[np.random.default_rng([seed, _SEED_INDEX[bucket], 1]).permutation(len(keys))]
+    return keys // 1_000_000_000, keys % 1_000_000_000
+
+
+def make_val_set(max_digits: int, n_per_bucket: int, seed: int, buckets=None) -> EvalSet:
+    """Up to ``n_per_bucket`` validation problems per bucket (every bucket that has some at
+    ``max_digits``; d1 has none): disjoint from training and from every eval set, nested like
+    :func:`make_eval_set`. What the probe during training reads, and every choice made from
+    data with it; eval problems are only scored."""
+    if isinstance(n_per_bucket, bool) or not isinstance(n_per_bucket, (int, np.integer)) \
+            or n_per_bucket < 1:
+        raise ValueError(f"n_per_bucket={n_per_bucket!r}: must be an integer >= 1")
+    buckets = buckets_for(max_digits) if buckets is None else list(buckets)
+    out = {}
+    for bucket in buckets:
+        check_bucket(bucket)
+        a, b = _val_problems(bucket, max_digits, seed)
+        if len(a):
+            out[bucket] = (a[:n_per_bucket], b[:n_per_bucket])
+    return EvalSet(out, max_digits, seed)
 
 
 def capped_sizes(n_per_bucket: int, max_digits: int, buckets=None, seed: int = 1234) -> dict[str, int]:

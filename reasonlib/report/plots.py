@@ -81,11 +81,12 @@ def probe_curves(hists: dict[str, dict], buckets, n_probe: int):
     fig, axes = plt.subplots(1, len(hists), figsize=(5.5 * len(hists), 3.4), sharey=True,
                              squeeze=False)
     for ax, (name, h) in zip(axes[0], hists.items()):
-        tok = np.array([e["tokens"] for e in h["eval"]]) / 1e6
-        for b in buckets:
-            ax.plot(tok, [e[b] for e in h["eval"]], marker=".", label=b, color=PALETTE.get(b))
-        ax.set_title(f"{name}: greedy accuracy during SFT (probe: up to {n_probe} problems "
-                     f"per bucket)", fontsize=10)
+        tok = np.array([e["tokens"] for e in h["val"]]) / 1e6
+        for b in buckets:   # d1 has no validation problems (it is trained in full)
+            if h["val"] and b in h["val"][0]:
+                ax.plot(tok, [e[b] for e in h["val"]], marker=".", label=b, color=PALETTE.get(b))
+        ax.set_title(f"{name}: greedy accuracy during SFT\n(probe: up to {n_probe} validation "
+                     f"problems per bucket)", fontsize=10)
         ax.set_xlabel("training tokens (millions)")
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].set_ylabel("greedy exact match")

@@ -19,7 +19,7 @@ import yaml
 
 from .curriculum import CURRICULA
 from ..core.schemes import MAX_PLACE, POS_SCHEMES, ROTARY
-from ..core.tasks import BUCKETS, FORMATS, MAX_RESERVED, bucket_size, capped_sizes, max_row_tokens
+from ..core.tasks import BUCKETS, FORMATS, MAX_RESERVED, MAX_VAL, bucket_size, capped_sizes, max_row_tokens
 from ..core.tokenizer import VOCAB_SIZE
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -113,8 +113,8 @@ SCHEMA: dict[str, Spec] = {
     "replay": Spec(0.2, "float", "a number in [0, 1)", _unit),
     "mixed_replay": Spec(0.15, "float", "a number in [0, 1)", _unit),
     "eval_every": Spec(50, "int", "an integer > 0 (steps between probes)", _pos),
-    "eval_n": Spec(30, "int", f"an integer in 1..{MAX_EVAL:,} (probe problems per bucket during "
-                              f"training)", _upto(MAX_EVAL)),
+    "eval_n": Spec(30, "int", f"an integer in 1..{MAX_VAL:,} (validation problems per bucket "
+                              f"for the probe during training)", _upto(MAX_VAL)),
     "n_eval": Spec(100, "int", f"an integer in 1..{MAX_EVAL:,} (eval problems per bucket)",
                    _upto(MAX_EVAL)),
     "eval_seed": Spec(1234, "int", "an integer >= 0", _nonneg),

@@ -314,12 +314,12 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
     rng = np.random.default_rng([cfg.seed, 11])
     fmt, D = sft_cfg.fmt, sft_cfg.max_digits
     exclude = tasks.train_exclusions(D, sft_cfg.eval_seed)   # what no training path draws
-    probe = tasks.make_eval_set(D, cfg.eval_n, sft_cfg.eval_seed)
+    probe = tasks.make_val_set(D, cfg.eval_n, sft_cfg.eval_seed)   # validation, never eval
     max_new = tasks.max_answer_tokens(D, fmt)
     keys = ("reward", "sampled_acc", "parse", "ended", "kl", "kl_k1", "kl_k3", "entropy",
             "zero_signal", "grad_norm", "pg", "drawn", "groups", "rounds", "draws_per_group",
             "capped", "grad_tokens", "sampled_tokens", "update_tokens")
-    hist = {"step": [], **{k: [] for k in keys}, "mix": [], "eval": []}
+    hist = {"step": [], **{k: [] for k in keys}, "mix": [], "val": []}
     run = loop.Run(cfg.to_dict(), artifact_key(cfg), policy, opt, rng, ckpt_path, device, hist,
                    timers=("rollout_s", "score_s", "probe_s"))
     # per-bucket sampled pass rate (adaptive mix), EMA
@@ -378,7 +378,7 @@ def train_rl(cfg: RLConfig, sft_model: GPT, sft_cfg, ckpt_path=None, ckpt_every:
         if run.step % cfg.eval_every == 0 or finished:
             t2 = time.perf_counter()
             ge = metrics.greedy_eval(policy, probe, fmt)
-            hist["eval"].append({"step": run.step, **{b: v["acc"] for b, v in ge.items()}})
+            hist["val"].append({"step": run.step, **{b: v["acc"] for b, v in ge.items()}})
             sec["probe_s"] += time.perf_counter() - t2
         run.lapped(start)   # the probes are the loop's time here
         if finished or (ckpt_every and run.step % ckpt_every == 0):
@@ -458,7 +458,7 @@ def schedule_starts(history: dict, bucket: str = "general") -> dict[str, int]:
     :data:`HEADROOM_LEVELS` and the :func:`moving_start`. The finished run's last probe is
     not a snapshot (it is the finished model); a level no earlier probe reached gives no
     start."""
-    ev = history["eval"][:-1]   # the last probe is the finished model's
+    ev = history["val"][:-1]   # the last probe is the finished model's
     steps = [e["step"] for e in ev]
     out = {}
     for lv in HEADROOM_LEVELS:
@@ -480,7 +480,7 @@ def moving_start(history: dict, bucket: str = "general") -> int | None:
     against more SFT): the first probe at or above :data:`MOVING_LEVEL`, or, in a run whose
     probes before the end never got there, its best one (the first of equals). None: no
     probe before the end at all."""
-    ev = history["eval"][:-1]
+    ev = history["val"][:-1]
     if not ev:
         return None
     hit = next((e["step"] for e in ev if e.get(bucket, 0.0) >= MOVING_LEVEL), None)

@@ -159,13 +159,15 @@ def _train_sft(cfg, ckpt_path, ckpt_every, device, progress, stop_after_step, st
     model = GPT(cfg.model_config()).to(device)
     opt = make_optimizer(model, cfg)
     data_rng = np.random.default_rng([cfg.seed, 7])
-    probe = tasks.make_eval_set(cfg.max_digits, cfg.eval_n, cfg.eval_seed)
+    # the probe reads validation problems only: every choice made from it (transition steps,
+    # RL starts, recipes) leaves the eval problems to be scored
+    probe = tasks.make_val_set(cfg.max_digits, cfg.eval_n, cfg.eval_seed)
     # held-out and reserved eval problems: never drawn, whatever eval sizes a notebook uses
     maker = BatchMaker(cfg.curriculum, cfg.fmt, cfg.max_digits, cfg.batch_size, data_rng,
                        exclude=tasks.train_exclusions(cfg.max_digits, cfg.eval_seed),
                        replay=cfg.replay, mixed_replay=cfg.mixed_replay)
     hist = {"step": [], "tokens": [], "loss": [], "lr": [], "grad_norm": [], "stage": [],
-            "eval": []}
+            "val": []}
     run = loop.Run(cfg.to_dict(), artifact_key(cfg), model, opt, data_rng, ckpt_path, device,
                    hist, timers=("data_s",))
     seen = run.resume().get("tokens", 0)
@@ -212,7 +214,7 @@ def _train_sft(cfg, ckpt_path, ckpt_every, device, progress, stop_after_step, st
         if run.step % cfg.eval_every == 0 or finished:
             g = metrics.greedy_eval(model, probe, cfg.fmt)
             model.train()
-            hist["eval"].append({"step": run.step, "tokens": seen,
+            hist["val"].append({"step": run.step, "tokens": seen,
                                  **{b: r["acc"] for b, r in g.items()},
                                  **{f"parse_{b}": r["parse"] for b, r in g.items()}})
             if snapshot_dir is not None and not finished:   # the finished one is ckpt.pt
@@ -234,7 +236,7 @@ def transition_step(history: dict, level: float, bucket: str = "general") -> int
     """The first training step whose probe put ``bucket``'s greedy accuracy at or above
     ``level`` (None if no probe did): with 0.5 and 0.9, when the 3-digit transition began
     and when it was done."""
-    for e in history["eval"]:
+    for e in history["val"]:
         if e.get(bucket, 0.0) >= level:
             return e["step"]
     return None
