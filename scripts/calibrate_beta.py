@@ -38,7 +38,8 @@ UNPRACTISED = ("d1", "d2_nocarry", "d2_carry")
 
 def _pooled(g, buckets):
     import numpy as np
-    return float(np.concatenate([g[b]["correct"] for b in buckets]).mean())
+    # validation problems: d1 has none (it is trained in full), so it is left out here
+    return float(np.concatenate([g[b]["correct"] for b in buckets if b in g]).mean())
 
 
 def one_seed(job):
@@ -50,9 +51,9 @@ def one_seed(job):
     P = profile_params(a["profile"], seed, a["packed"])
     rl_b = [b for b in P.rl_buckets if b in P.buckets]
     unp = [b for b in UNPRACTISED if b in P.buckets and b not in P.rl_buckets]
-    ev = tasks.make_eval_set(P.max_digits, a["n_eval"], P.eval_seed)
-    kl_sets = {"general": tasks.make_eval_set(P.max_digits, 200, P.eval_seed, buckets=["general"]),
-               "unpractised": tasks.make_eval_set(P.max_digits, 200, P.eval_seed, buckets=unp)}
+    ev = tasks.make_val_set(P.max_digits, a["n_eval"], P.eval_seed)
+    kl_sets = {"general": tasks.make_val_set(P.max_digits, 200, P.eval_seed, buckets=["general"]),
+               "unpractised": tasks.make_val_set(P.max_digits, 200, P.eval_seed, buckets=unp)}
     out = {"seed": seed, "threads": a["threads"], "packed": P.packed, "betas": a["betas"],
            "rl_buckets": rl_b, "unpractised": unp}
     with tempfile.TemporaryDirectory() as root:

@@ -43,9 +43,9 @@ from calibrate_sft import done_seeds, profile_params, seeds_arg, sweep  # noqa: 
 
 def _eval(model, cfg, n_eval, n_passk, seed):
     from reasonlib.core import metrics, tasks
-    ev = tasks.make_eval_set(cfg.max_digits, n_eval, cfg.eval_seed)
+    ev = tasks.make_val_set(cfg.max_digits, n_eval, cfg.eval_seed)
     g = metrics.greedy_eval(model, ev, cfg.fmt)
-    gen = tasks.make_eval_set(cfg.max_digits, n_passk, cfg.eval_seed, buckets=["general"])
+    gen = tasks.make_val_set(cfg.max_digits, n_passk, cfg.eval_seed, buckets=["general"])
     s = metrics.sampled_eval(model, gen, cfg.fmt, 16, 1.0, 0, seed, [1, 8])["general"]
     return {**{b: r["acc"] for b, r in g.items()}, "general_pass1": s["pass"][1]["value"],
             "general_pass8": s["pass"][8]["value"], "general_parse": g["general"]["parse"]}
@@ -75,7 +75,7 @@ def one_seed(job):
         out.update(start_step=step, start_probe=probe, sft_s_to_start=round(sft_s, 1))
         start = res.model.eval()
         out["start"] = _eval(start, cfg, a["n_eval"], a["n_passk"], seed)
-        kl_set = tasks.make_eval_set(cfg.max_digits, 200, cfg.eval_seed, buckets=["general"])
+        kl_set = tasks.make_val_set(cfg.max_digits, 200, cfg.eval_seed, buckets=["general"])
         # the plain arm says its settings: the profile may itself run dynamic sampling
         arms = (("rl", {"dynamic": False, "mix": "uniform"}),
                 ("rl-dyn", {"dynamic": True, "max_draws": a["max_draws"],

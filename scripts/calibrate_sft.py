@@ -108,7 +108,7 @@ def one_run(job):
     t0 = time.perf_counter()
     res = sft.train_sft(cfg, progress=False)
     train_s = time.perf_counter() - t0
-    ev = tasks.make_eval_set(cfg.max_digits, n_eval, cfg.eval_seed, buckets=["general"])
+    ev = tasks.make_val_set(cfg.max_digits, n_eval, cfg.eval_seed, buckets=["general"])
     g = metrics.greedy_eval(res.model, ev, cfg.fmt)
     lg = metrics.greedy_eval(res.model, lengths.eval_set(cfg.max_digits, n_len, cfg.eval_seed), cfg.fmt)
     return {"recipe": recipe_name(recipe, packed), "seed": seed,
