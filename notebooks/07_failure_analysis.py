@@ -206,9 +206,9 @@ for ck, name in slug.items():
         rec[f"fail/{name}/{b}/wrong"] = sum(row.values())
         rec[f"fail/{name}/{b}/n"] = n_per[b]
     mine = [r for r in records if r["checkpoint"] == ck]
+    # finding 7a: each distinct problem once, only where operands differ in length
     metric_records.mean_with_problems(f"fail/{name}/study_errors",
-                               [r["class"] in ("digit_sub", "operand_dup") for r in mine
-                                if r["bucket"] in study_buckets], rec)
+                                      failures.study_error_flags(mine, study_buckets), rec)
     metric_records.mean_with_problems(f"fail/{name}/format", [r["class"] == "format" for r in mine], rec)
 metrics_07 = {"notebook": "07_failure_analysis", "seed": P.seed, "params": vars(P), "records": rec}
 metric_records.write(out_dir / "metrics.json", "07_failure_analysis", P.seed, rec, vars(P),

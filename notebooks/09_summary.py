@@ -16,8 +16,9 @@
 # %% [markdown]
 # # 09 · Summary across seeds: which findings reproduce?
 #
-# **Question.** Over every seed of one profile, which findings of the study we re-create
-# (`../shared/seed/`) hold up, which do not, and which are still open?
+# **Question.** Over every seed of one profile, which of the seven claims of the study we
+# re-create (`../shared/seed/`) hold up, on direction and on size, and what do the suite's own
+# questions (headroom, RL against more SFT, forgetting, length, the transition) say?
 #
 # **Method.** Read the records notebooks 02-07 wrote for each seed folder
 # `<run_root>/seed-*/` (nothing is scraped from cell outputs; a missing notebook is
@@ -26,15 +27,21 @@
 # quantity per seed, and the claim's threshold. One evaluator computes, for every finding,
 #
 # * the per-seed quantity (e.g. targeted minus control accuracy on held-out `low_sum`);
-# * a 95% interval that never leaves the quantity's range: a percentile bootstrap over
-#   seeds (every resample enumerated up to 6 seeds), or for "k of n seeds got there" the
-#   exact binomial interval; with a single seed, a bootstrap over that seed's held-out
-#   problems, labelled *this seed only*;
-# * the verdict, by one rule printed beside it: **reproduced** if the interval lies on the
-#   claim's side of its threshold, **not reproduced** if it lies on the other side,
-#   **inconclusive** if it contains the threshold.
+# * a 95% interval that never leaves the quantity's range, whose coverage is measured
+#   (tests/test_stats.py): Student's t over seeds, widened where the studentized bootstrap
+#   asks for more, or for "k of n seeds got there" the exact binomial interval; with a single
+#   seed, the same interval over that seed's held-out problems, labelled *this seed only*;
+# * the verdict, by the rule printed beside it. A study claim with a published effect is
+#   **reproduced** when the interval lies above 0 and reaches into the band within a factor of
+#   two of the study's effect, **smaller** (or **larger**) than the study's when it lies above 0
+#   but below (above) that band, **not reproduced** when it lies below the band without lying
+#   above 0, else **inconclusive**; a claim of no change is an equivalence test with a stated
+#   margin. The suite's own questions are **supported** or **not supported**, never
+#   "reproduced";
+# * Holm's adjustment within each family, beside the raw verdict; the scoreboards count Holm's.
 #
-# Every metric on a small bucket is measured on its held-out problems (02).
+# Every metric on a small bucket is measured on its held-out problems (02); every choice
+# made from data (transition steps, RL starts) read validation problems only.
 
 # %% tags=["parameters"]
 run_root = "runs/notebooks"
@@ -47,7 +54,6 @@ P = params.collect(globals())
 # %%
 import csv
 import json
-import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -55,7 +61,6 @@ from IPython.display import Markdown
 
 from reasonlib.train import artifacts
 from reasonlib.report import findings, summary
-from reasonlib.core import stats
 from reasonlib.report import plots
 from reasonlib.report.tables import checks
 
@@ -72,6 +77,37 @@ S = summary.summarize(root)
 
 # %% tags=["nbval-check-output"]
 print(summary.format_missing(S))
+
+# %% [markdown]
+# ## The answer first
+#
+# The two scoreboards, and what RL did from each kind of start (generated from the records).
+
+# %% tags=["nbval-ignore-output"]
+print("\n".join(S["story"]))
+
+# %% [markdown]
+# ## The study's claims, then our questions
+#
+# Each family with its own scoreboard: the study's number (its effect where it published
+# one), ours with its 95% interval, the raw verdict and Holm's (with the adjusted p).
+
+# %% tags=["nbval-ignore-output"]
+from reasonlib.report.tables import table  # noqa: E402
+
+for fam, head in (("study", "The study's claims"), ("suite", "Our questions")):
+    print(f"{head}: {findings.scoreboard(S['findings'], fam)} (Holm)")
+    print(table(summary.claim_rows(S, fam), summary.CLAIM_HEADERS))
+    print()
+
+# %% [markdown]
+# ## Limitations
+#
+# Generated from the records: what this n cannot decide, where our starts differ from the
+# study's, which position schemes build in structure, which machines trained the models.
+
+# %% tags=["nbval-ignore-output"]
+print("\n".join(f"* {x}" for x in S["limitations"]))
 
 # %% [markdown]
 # ## The findings
@@ -169,54 +205,14 @@ else:
 #
 # Each dot is one seed's value of a record the finding reads; lines join the same seed
 # across them, so a paired effect shows as lines sloping the same way. Black: the mean over
-# seeds with its 95% bootstrap interval (with one seed: the value, and its interval over
+# seeds with its 95% interval (with one seed: the value, and its interval over
 # problems). Red stars: the study's numbers where it published one. A series that is zero
 # in every seed is left out and named in the title.
 
 # %%
-LABELS = {m["name"]: m for m in S["measures"]}
-
-
-def finding_figure(r, S):
-    parts = {n: v for n, v in r["parts"].items() if any(x != 0 for x in v.values())}
-    dropped = [n for n in r["parts"] if n not in parts]
-    fig, ax = plt.subplots(figsize=(min(12.0, max(5.5, 1.9 * len(parts) + 2)), 3.6))
-    names = list(parts)
-    scale = 100 if r["unit"] == "%" else 1
-    for seed in S["seeds"]:
-        ys = [parts[n].get(seed) for n in names]
-        xs = [i for i, y in enumerate(ys) if y is not None]
-        ax.plot(xs, [scale * ys[i] for i in xs], "o-", color="tab:grey", alpha=0.6, lw=0.8, ms=5)
-    for i, n in enumerate(names):
-        if len(parts[n]) > 1:   # the mean over seeds and its interval
-            mean, lo, hi = stats.mean_interval(list(parts[n].values()),
-                                               (0.0, 1.0) if r["unit"] == "%" else (0.0, np.inf))
-            ax.errorbar(i + 0.12, scale * mean, yerr=[[scale * (mean - lo)], [scale * (hi - mean)]],
-                        fmt="s", color="black", capsize=4)
-        pub = LABELS.get(n, {}).get("published")
-        if isinstance(pub, list):
-            ax.errorbar(i - 0.12, scale * np.mean(pub), yerr=scale * (pub[1] - pub[0]) / 2, fmt="*",
-                        color="tab:red", ms=10, capsize=4)
-        elif pub is not None:
-            ax.plot(i - 0.12, scale * pub, "*", color="tab:red", ms=12)
-    if r["unit"] == "%":
-        ax.set_ylim(-3, 105)
-    ax.set_xticks(range(len(names)), [textwrap.fill(LABELS.get(n, {}).get("label", n), 24) for n in names],
-                  fontsize=7.5)
-    ax.set_xlim(-0.6, len(names) - 0.4)
-    ax.set_ylabel("percent" if r["unit"] == "%" else r["unit"])
-    verdict = r["verdict"] if r["measured"] else "not measured"
-    ax.set_title(textwrap.fill(f"{r['id']}. {verdict.upper()}: {r['claim']}", 90) + "\n"
-                 + textwrap.fill(f"{summary.ours_text(r)}; {r['interval']}"
-                                 + (f"; all-zero, not drawn: {', '.join(dropped)}" if dropped else ""), 110),
-                 fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 for r in S["findings"]:
     if r["measured"] and r["parts"]:
-        fig = finding_figure(r, S)
+        fig = plots.finding(r, S["seeds"], S["measures"])
         fig.savefig(out_dir / f"finding_{r['id']}.png", dpi=110)
         plt.show()
 
@@ -243,8 +239,9 @@ print(f"wrote {len(rows):,} measures to {artifacts.shown(out_dir / 'measures.csv
 # %% tags=["nbval-check-output"]
 print(checks([
     ("at least one seed was read", S["n_seeds"] == len(S["seeds"]) >= 1),
-    ("every verdict is one of " + ", ".join(findings.VERDICTS),
-     all(r["verdict"] in findings.VERDICTS for r in S["findings"])),
+    ("every verdict is one its family allows (the study's claims: reproduced, smaller, larger, "
+     "not reproduced, inconclusive; our questions: supported, not supported, inconclusive)",
+     all(r["verdict"] in findings.VERDICTS[r["family"]] for r in S["findings"])),
     ("no finding counts more seeds than were read", all(r["n"] <= S["n_seeds"] for r in S["findings"])),
     ("every interval lies inside the range of its quantity", summary.intervals_in_range(S) == []),
     ("every measured finding has its figure",

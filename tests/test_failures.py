@@ -165,3 +165,14 @@ def test_classify_property_near_misses(a, b, k, sign, kind, pos, digit):
     if pred is not None and pred < 0:
         pred = None
     _check(a, b, pred)
+
+
+def test_study_error_flags_count_each_problem_once_where_the_error_can_occur():
+    recs = [{"a": 12, "b": 3, "bucket": "mixed", "class": "digit_sub"},
+            {"a": 12, "b": 3, "bucket": "low_sum", "class": "digit_sub"},   # the same problem
+            {"a": 47, "b": 85, "bucket": "general", "class": "digit_sub"},  # equal lengths
+            {"a": 5, "b": 803, "bucket": "mixed3", "class": "correct"},
+            {"a": 9, "b": 120, "bucket": "general", "class": "operand_dup"},
+            {"a": 1, "b": 30, "bucket": "d2_carry", "class": "digit_sub"}]  # not a study bucket
+    flags = failures.study_error_flags(recs, ("mixed", "low_sum", "mixed3", "general"))
+    assert sorted(flags) == [False, True, True]

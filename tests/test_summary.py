@@ -93,7 +93,7 @@ def test_published_numbers_match_the_seed_text():
     for f in studied:
         for num in re.findall(r"\d+(?:\.\d+)?%", f.study):
             assert num in text, (f.id, num)
-    for _, _, _, pub in S.HEADLINE:
+    for _, _, _, pub, _ in S.HEADLINE:
         for v in ([] if pub is None else pub if isinstance(pub, tuple) else [pub]):
             assert f"{100 * v:.1f}%" in text or f"{100 * v:.0f}%" in text, v
     assert "0.02/0.05/0.10" in text and "12+3" in text

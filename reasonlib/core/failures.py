@@ -56,3 +56,19 @@ def classify(a: int, b: int, pred: int | None) -> str:
     if len(ps) == len(ss) and sum(x != y for x, y in zip(ps, ss)) == 1:
         return "digit_sub"
     return "other"
+
+
+STUDY_CLASSES = ("digit_sub", "operand_dup")   # the study's 12+3 -> 18 and 12+3 -> 123
+
+
+def study_error_flags(records, buckets) -> list[bool]:
+    """One flag per distinct problem of ``buckets`` whose operands differ in length (where a
+    12+3-style error can occur): whether its answer was one (:data:`STUDY_CLASSES`). A problem
+    in two buckets (``low_sum`` lies inside ``mixed``) counts once. ``records``: dicts with
+    ``a``, ``b``, ``bucket`` and ``class``, of one checkpoint."""
+    flags: dict[tuple[int, int], bool] = {}
+    for r in records:
+        a, b = int(r["a"]), int(r["b"])
+        if r["bucket"] in buckets and len(str(a)) != len(str(b)):
+            flags.setdefault((a, b), r["class"] in STUDY_CLASSES)
+    return list(flags.values())

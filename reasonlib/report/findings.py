@@ -37,7 +37,7 @@ coverage measured in tests/test_stats.py):
 """
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -780,7 +780,8 @@ def synthetic(f: Finding, values: list[float], n_problems: int = 200, spread: fl
     return out
 
 
-def reachable(f: Finding, n: int, n_problems: int = 200) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def reachable(f: Finding, n: int, n_problems: int = 200) -> frozenset[str]:
     """The verdicts ``f``'s rule gives on made-to-order records of ``n`` seeds (one seed: of
     ``n_problems`` problems): a grid over the quantity's range and the rule's own points,
     each with no, some and much scatter. A verdict of :attr:`Finding.verdicts` missing here is
@@ -788,8 +789,8 @@ def reachable(f: Finding, n: int, n_problems: int = 200) -> set[str]:
     lo, hi = quantity_range(f)
     lo, hi = max(lo, -1.0), min(hi, 1.0)
     if f.kind == "share" and n > 1:
-        return {evaluate(f, synthetic(f, [f.reach] * k + [f.reach / 2] * (n - k)))["verdict"]
-                for k in range(n + 1)}
+        return frozenset(evaluate(f, synthetic(f, [f.reach] * k + [f.reach / 2] * (n - k)))["verdict"]
+                         for k in range(n + 1))
     points = list(np.linspace(lo, hi, 21))
     marks = [f.rule.threshold, -f.rule.threshold]
     if f.kind == "share":
@@ -808,4 +809,4 @@ def reachable(f: Finding, n: int, n_problems: int = 200) -> set[str]:
             except ValueError:
                 continue
             got.add(evaluate(f, files)["verdict"])
-    return got
+    return frozenset(got)

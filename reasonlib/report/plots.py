@@ -1,6 +1,8 @@
 """Figures shared by the notebooks. Each function draws on a new figure and returns it."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -13,6 +15,33 @@ PALETTE = dict(zip(["control", "targeted", "d1", "d2_nocarry", "d2_carry", "mixe
                     "general", "ood_long", "mixed3"], sns.color_palette("tab10", 10)))
 PALETTE.update(zip(["plain", "reversed", "scratchpad"], sns.color_palette("Set2", 3)))
 PALETTE.update(zip(POS_SCHEMES, sns.color_palette("Dark2", len(POS_SCHEMES))))
+
+
+CHAR_EM = 0.62   # a wide estimate of a character's advance, in font sizes (DejaVu Sans)
+
+
+def _wrap(text: str, width_pt: float, size: float) -> str:
+    """``text`` with every line wrapped to fit ``width_pt`` points at font ``size``."""
+    chars = max(10, int(width_pt / (size * CHAR_EM)))
+    return "\n".join(textwrap.fill(line, chars) if line else line for line in text.split("\n"))
+
+
+def fit_titles(fig) -> None:
+    """Wrap every axes title to its axes' width and the figure's title to the figure's, so
+    that no title runs past the canvas (tests/test_plots.py renders every figure to check)."""
+    W = fig.get_figwidth() * 72
+    for ax in fig.axes:
+        for t in (ax.title, ax._left_title, ax._right_title):
+            if t.get_text():
+                t.set_text(_wrap(t.get_text(), W * ax.get_position().width, t.get_fontsize()))
+    sup = getattr(fig, "_suptitle", None)
+    if sup is not None and sup.get_text():
+        sup.set_text(_wrap(sup.get_text(), 0.96 * W, sup.get_fontsize()))
+
+
+def _finish(fig) -> None:
+    fit_titles(fig)
+    fig.tight_layout()
 
 
 def with_n(buckets, n: dict) -> list[str]:
@@ -73,7 +102,7 @@ def loss_curves(hists: dict[str, dict], title: str = ""):
     ax.set_ylabel("answer-token loss (nats)")
     ax.set_title(title or "SFT loss (faint: per step; solid: 25-step mean)")
     ax.legend()
-    fig.tight_layout()
+    _finish(fig)
     return fig
 
 
@@ -91,7 +120,7 @@ def probe_curves(hists: dict[str, dict], buckets, n_probe: int):
         ax.set_ylim(-0.03, 1.03)
     axes[0][0].set_ylabel("greedy exact match")
     axes[0][-1].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    _finish(fig)
     return fig
 
 
@@ -115,7 +144,7 @@ def bucket_bars(table: dict[str, dict[str, tuple[float, float, float]]], ylabel:
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
+    _finish(fig)
     return fig
 
 
@@ -142,7 +171,7 @@ def passk_curves(curves: dict[str, dict[str, list[tuple[int, float, float, float
     axes[0][0].set_ylabel("pass@k")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    _finish(fig)
     return fig
 
 
@@ -161,7 +190,7 @@ def headroom_curve(points: dict[str, tuple], k: int, title: str):
     axes[0].set_ylabel("RL gain on general (points)")
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    _finish(fig)
     return fig
 
 
@@ -186,7 +215,7 @@ def headroom_seeds(points: list[dict], band: tuple[float, float], title: str):
     axes[0].set_ylabel("RL gain on general (points)")
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title)
-    fig.tight_layout()
+    _finish(fig)
     return fig
 
 
@@ -209,7 +238,7 @@ def length_curves(curves: dict[str, list[tuple]], trained_max: int, k: int, titl
     ax.set_ylim(-0.03, 1.12)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
+    _finish(fig)
     return fig
 
 
@@ -232,5 +261,48 @@ def transition_curves(rows: list[dict], title: str):
     ax.set_ylim(-0.03, 1.03)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    _finish(fig)
+    return fig
+
+
+def finding(r: dict, seeds: list[str], measures: list[dict]):
+    """One finding of a cross-seed summary (findings.evaluate's result): each seed's value of
+    every record it reads (grey, joined per seed), the mean over seeds with its interval
+    (black), the study's published numbers (red stars, from the headline ``measures``). A
+    record that is zero on every seed is left out and named in the title."""
+    from ..core import stats
+    from .findings import verdict_text
+    from .summary import ours_text
+    labels = {m["name"]: m for m in measures}
+    parts = {n: v for n, v in r["parts"].items() if any(x != 0 for x in v.values())}
+    dropped = [n for n in r["parts"] if n not in parts]
+    fig, ax = plt.subplots(figsize=(min(12.0, max(5.5, 1.9 * len(parts) + 2)), 3.6))
+    names = list(parts)
+    scale = 100 if r["unit"] == "%" else 1
+    for seed in seeds:
+        ys = [parts[n].get(seed) for n in names]
+        xs = [i for i, y in enumerate(ys) if y is not None]
+        ax.plot(xs, [scale * ys[i] for i in xs], "o-", color="tab:grey", alpha=0.6, lw=0.8, ms=5)
+    for i, n in enumerate(names):
+        if len(parts[n]) > 1:   # the mean over seeds and its interval
+            mean, lo, hi = stats.mean_interval(list(parts[n].values()),
+                                               (0.0, 1.0) if r["unit"] == "%" else (0.0, np.inf))
+            ax.errorbar(i + 0.12, scale * mean, yerr=[[scale * (mean - lo)], [scale * (hi - mean)]],
+                        fmt="s", color="black", capsize=4)
+        pub = labels.get(n, {}).get("published")
+        if isinstance(pub, list):
+            ax.errorbar(i - 0.12, scale * np.mean(pub), yerr=scale * (pub[1] - pub[0]) / 2, fmt="*",
+                        color="tab:red", ms=10, capsize=4)
+        elif pub is not None:
+            ax.plot(i - 0.12, scale * pub, "*", color="tab:red", ms=12)
+    if r["unit"] == "%":
+        ax.set_ylim(-3, 105)
+    ax.set_xticks(range(len(names)), [textwrap.fill(labels.get(n, {}).get("label", n), 24)
+                                      for n in names], fontsize=7.5)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("percent" if r["unit"] == "%" else r["unit"])
+    verdict = verdict_text(r["verdict"]) if r["measured"] else "not measured"
+    ax.set_title(f"{r['id']}. {verdict.upper()}: {r['claim']}\n{ours_text(r)}; {r['interval']}"
+                 + (f"; all-zero, not drawn: {', '.join(dropped)}" if dropped else ""), fontsize=8)
+    _finish(fig)
     return fig

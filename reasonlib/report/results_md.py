@@ -31,7 +31,7 @@ BLOCKS = (Block("quick", "docs/results.md", "results-table"),
           Block("paper", "README.md", "headline"))
 
 # the README's headline: these findings, then the greedy levels on general
-HEADLINE_FINDINGS = ("1a", "3", "3b", "8b", "4a", "4d")
+HEADLINE_FINDINGS = ("3b", "8b", "4d", "8")
 HEADLINE_LEVELS = (("sft/control/general/acc", "control SFT"),
                    ("sft/targeted/general/acc", "targeted SFT"),
                    ("rl/targeted/rl/general/acc", "targeted SFT + RL"))
@@ -54,20 +54,39 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(s: dict, source: str) -> str:
-    """The findings of summary ``s`` as Markdown: a table, then what each one says (the
-    generated sentences and the verdict rule), then the failure taxonomy."""
-    seeds = ", ".join(x.removeprefix("seed-") for x in s["seeds"])
-    lines = [f"Seeds {seeds} (n = {s['n_seeds']}); intervals: {S.interval_word(s['n_seeds'])}. "
-             f"Every bucket is measured on held-out problems. Source: `{source}`.", "",
-             "| # | finding | study | ours | verdict | goal |", "|---|---|---|---|---|---|"]
-    for num, title, study, ours, verdict, goal in S.finding_rows(s):
+def _claims_table(s: dict, family: str, ids=None) -> list[str]:
+    rows = [r for r in S.claim_rows(s, family) if ids is None or r[0] in ids]
+    lines = ["| " + " | ".join(S.CLAIM_HEADERS) + " |", "|" + "---|" * len(S.CLAIM_HEADERS)]
+    for num, title, study, ours, verdict, holm, n in rows:
         lines.append(f"| {num} | {_cell(title)} | {_cell(study)} | {_cell(ours)} | "
-                     f"**{verdict}** | {_cell(goal)} |")
+                     f"**{_cell(verdict)}** | {_cell(holm)} | {n} |")
+    return lines
+
+
+def _intro(s: dict, source: str) -> str:
+    seeds = ", ".join(x.removeprefix("seed-") for x in s["seeds"])
+    return (f"Seeds {seeds} (n = {s['n_seeds']}); intervals: {S.interval_word(s['n_seeds'])}. "
+            f"Every bucket is measured on held-out problems; every choice made from data read "
+            f"validation problems. Holm: within each family, one-sided 2.5%; the scoreboards "
+            f"count Holm's verdicts. Source: {source}.")
+
+
+def markdown(s: dict, source: str) -> str:
+    """The findings of summary ``s`` as Markdown: the story, the study's claims and our
+    questions (each with its scoreboard and Holm column), the limitations, what each finding
+    says (the generated sentences and the verdict rule), then the failure taxonomy."""
+    lines = [_intro(s, source), ""] + [f"> {x}" for x in s["story"]] + [""]
+    for fam, head in (("study", "The study's claims"), ("suite", "Our questions")):
+        lines += [f"**{head}** (Holm): {F.scoreboard(s['findings'], fam)}; raw: "
+                  f"{F.scoreboard(s['findings'], fam, 'verdict')}.", ""]
+        lines += _claims_table(s, fam) + [""]
+    lines += ["**Limitations** (generated from the records):", ""]
+    lines += [f"* {_cell(x)}" for x in s["limitations"]]
     lines += ["", "What the seeds say (generated from the same records):", ""]
     for r in s["findings"]:
-        v = r["verdict"] if r["measured"] else "not measured"
-        lines.append(f"* **{r['id']}, {v}.** " + " ".join(r.get("sentences") or []))
+        v = F.verdict_text(r["verdict"]) if r["measured"] else "not measured"
+        lines.append(f"* **{r['id']}, {v}.** " + " ".join(r.get("sentences") or [])
+                     + (f" *Rule: {r['rule']}.*" if r["measured"] else ""))
     lines += ["", "Failure taxonomy (07), wrong greedy answers on the held-out mixed, low_sum, "
               "mixed3 and general problems, mean over seeds:", "",
               "| " + " | ".join(S.TAXONOMY_HEADERS) + " |",
@@ -77,37 +96,26 @@ def markdown(s: dict, source: str) -> str:
     return "\n".join(lines)
 
 
-def _value(r: dict) -> str:
-    """A finding's number with its interval, without the per-seed list."""
-    if not r["measured"] or not r["n"] or r["kind"] == "share":
-        return S.ours_text(r)
-    u, signed = r["unit"], r["kind"] == "linear" and r["range"][0] < 0
-    return (f"{F.fmt_value(r['point'], u, signed)}{F.unit_word(u, signed)} "
-            f"{F.fmt_interval(r['lo'], r['hi'], u, signed)}")
-
-
 def headline(s: dict, source: str) -> str:
-    """The README's short table: the findings of ``HEADLINE_FINDINGS`` (quantity, the study's
-    number, ours with its interval, n, verdict), then the greedy levels on ``general``."""
+    """The README's short tables: the study's seven claims with their scoreboard, then the
+    questions of ``HEADLINE_FINDINGS`` of our own, then the greedy levels on ``general``, each
+    naming the model it is measured on."""
     by_id = {r["id"]: r for r in s["findings"]}
     by_name = {m["name"]: m for m in s["measures"]}
     absent = [i for i in HEADLINE_FINDINGS if i not in by_id] + \
              [n for n, _ in HEADLINE_LEVELS if n not in by_name]
     if absent:
         raise ResultsError(f"{source} has no finding or measure {absent[0]!r} for the headline")
-    seeds = ", ".join(x.removeprefix("seed-") for x in s["seeds"])
-    lines = [f"Seeds {seeds}; intervals: {S.interval_word(s['n_seeds'])}; every bucket held out. "
-             f"A verdict says whether the finding's claim holds: its rule is printed with it in "
-             f"the full results. Source: `{source}`.", "",
-             "| # | quantity | the study | ours [95% interval] | seeds | verdict |",
-             "|---|---|---|---|---|---|"]
-    for i in HEADLINE_FINDINGS:
-        r = by_id[i]
-        lines.append(f"| {i} | {_cell(r['what'])} | {_cell(r['study'])} | {_cell(_value(r))} | "
-                     f"{r['n']} | **{r['verdict'] if r['measured'] else 'not measured'}** |")
+    lines = [_intro(s, source), "",
+             f"**The study's seven claims** (Holm): {F.scoreboard(s['findings'], 'study')}.", ""]
+    lines += _claims_table(s, "study") + [""]
+    lines += [f"**Our questions** (Holm, all {sum(r['family'] == 'suite' for r in s['findings'])}): "
+              f"{F.scoreboard(s['findings'], 'suite')}. A few of them:", ""]
+    lines += _claims_table(s, "suite", [i for i in HEADLINE_FINDINGS if by_id[i]["family"] == "suite"])
     ms = [(label, by_name[name]) for name, label in HEADLINE_LEVELS]
     ns = sorted({m["n"] for _, m in ms})
-    levels = [f"{label} {F.fmt_value(m['mean'], '%')}% {F.fmt_interval(m['lo'], m['hi'], '%')}"
+    levels = [f"{label} ({m.get('start', '')}) {F.fmt_value(m['mean'], '%')}% "
+              f"{F.fmt_interval(m['lo'], m['hi'], '%')}"
               + ("" if len(ns) == 1 else f" ({m['n']} seeds)") for label, m in ms]
     lines += ["", "Greedy accuracy on `general`" + (f" ({ns[0]} seeds)" if len(ns) == 1 else "")
               + ": " + "; ".join(levels) + "."]
@@ -116,10 +124,16 @@ def headline(s: dict, source: str) -> str:
 
 def render(name: str, s: dict, source: str) -> str:
     """The text of block ``name`` for summary ``s``."""
+    source = f"`{source}`" + (", recomputed with the current verdict rules from the records of "
+                              "its seed folders (their notebook 09 predates them)"
+                              if s.get("recomputed") else "")
     return headline(s, source) if name == "headline" else markdown(s, source)
 
 
 def load(summary_json) -> dict:
+    """A summary's metrics.json; where it predates the current verdict rules (no
+    ``limitations``) and its run's seed folders lie beside it, the summary recomputed from their
+    records with the current rules (``recomputed`` then says so)."""
     p = Path(summary_json)
     try:
         s = json.loads(p.read_text())
@@ -128,6 +142,13 @@ def load(summary_json) -> dict:
     if not isinstance(s, dict) or "findings" not in s or "measures" not in s:
         raise ResultsError(f"{p} is not a summary written by notebook 09 of this reasonlib "
                            f"(no findings/measures)")
+    if "limitations" not in s:
+        root = p.parent.parent
+        if not list(root.glob("seed-*/*/metrics.json")):
+            raise ResultsError(f"{p} was written with the verdict rules of an older reasonlib and "
+                               f"{root} holds no seed records to recompute it from: rerun notebook 09")
+        s = json.loads(json.dumps(S.summarize(root)))
+        s["recomputed"] = True
     return s
 
 

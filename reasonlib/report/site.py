@@ -38,7 +38,9 @@ from pathlib import Path
 
 import nbformat
 
+from . import findings as F
 from . import summary as summary_mod
+from ..core.schemes import PLACED
 from ..train.artifacts import shown, write_bytes
 
 
@@ -301,7 +303,11 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #d0d0d0;padding:3px 8px;vertical-align:top}
 th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .verdict{font-weight:600;white-space:nowrap;padding:2px 6px;border-radius:4px;font-size:.85em}
-.v-reproduced{background:#d8f0d8;color:#1b5e20} .v-not-reproduced{background:#f9d6d5;color:#8e1c14}
+.v-reproduced,.v-supported{background:#d8f0d8;color:#1b5e20}
+.v-not-reproduced,.v-not-supported{background:#f9d6d5;color:#8e1c14}
+.v-smaller,.v-larger{background:#fdf0c8;color:#6d4c00}
+.story{font-size:1.05em;border-left:4px solid #4a78b0;padding:4px 12px;background:#f4f7fb}
+.limits li{margin:3px 0}
 .v-inconclusive,.v-not-measured{background:#eee;color:#444}
 .finding{border-left:3px solid #ddd;padding:.1em 0 .3em 1em;margin:1em 0}
 .rule{color:#555;font-size:.85em;font-style:italic}
@@ -326,6 +332,9 @@ def _load_summary(profile_root: Path) -> tuple[dict, str, bool]:
             s = json.loads(f.read_text())
         except ValueError:
             s, note = None, f" ({f.relative_to(profile_root)} is not valid JSON)"
+        if isinstance(s, dict) and "measures" in s and "findings" in s and "limitations" not in s:
+            s, note = None, (f" ({f.relative_to(profile_root)} was written with the verdict "
+                             f"rules of an older reasonlib)")
         if isinstance(s, dict) and "measures" in s and "findings" in s:
             if s.get("seeds") == seeds:
                 return s, f"{f.relative_to(profile_root)} (written by notebook 09)", True
@@ -349,7 +358,9 @@ def _setup_html(s: dict) -> str:
         f"<li><b>Model.</b> A causal Transformer built from scratch: {m['n_layer']} layers, "
         f"{m['n_head']} heads, width {m['n_embd']}, byte-level tokens, "
         f"<code>{_esc(m.get('pos') or 'rope')}</code> positions"
-        + (f" (training offsets up to {m['pos_offset']})" if m.get("pos_offset") else "")
+        # only the place schemes draw a random place offset in training (docs/positions.md)
+        + (f" (training place offsets up to {m['pos_offset']})"
+           if m.get("pos_offset") and m.get("pos") in PLACED else "")
         + "; answers in the "
         f"<code>{_esc(st['fmt'])}</code> format, operands up to {st['max_digits']} digits.</li>",
         f"<li><b>SFT.</b> {st['total_tokens']:,} training tokens per arm, for each curriculum "
@@ -370,20 +381,30 @@ def _setup_html(s: dict) -> str:
     items.append("<li><b>Held out.</b> 30% of every bucket with at most 10,000 problems but d1, and "
                  "the eval problems of the larger ones, are never drawn by any training path (SFT "
                  "stages, replay, format arms, RL prompts); every metric is measured on them. d1 "
-                 "(100 problems) is trained and evaluated in full." + split + "</li>")
+                 "(100 problems) is trained and evaluated in full. A further 10% of every small "
+                 "bucket and up to 2,000 problems of each large one are <b>validation</b> "
+                 "problems, neither trained nor scored: the probe during training reads them, and "
+                 "so every choice made from data (transition steps, RL starts, recipes)." + split
+                 + "</li>")
     return "<ul>" + "".join(items) + "</ul>"
+
+
+def _verdict_span(v: str) -> str:
+    return f'<span class="verdict v-{v.replace(" ", "-")}">{_esc(F.verdict_text(v))}</span>'
 
 
 def _finding_html(r: dict, figs: dict) -> str:
     v = r["verdict"] if r["measured"] else "not measured"
+    holm = (f" Holm: {_verdict_span(r['holm'])} (adjusted p = {r['p_holm']:.3f})"
+            if r["measured"] and r.get("holm") else "")
     fig = figs.get(r["id"])
     img = f'<br><img alt="finding {_esc(r["id"])}" src="{_esc(fig)}">' if fig else ""
     return (f'<section class="finding" id="finding-{_esc(r["id"])}"><h3>{_esc(r["id"])}. '
-            f'{_esc(r["title"])} <span class="verdict v-{v.replace(" ", "-")}">{_esc(v)}</span></h3>'
+            f'{_esc(r["title"])} {_verdict_span(v)}</h3>'
             f"<p><b>Claim.</b> {_esc(r['claim'])}. <b>The study:</b> {_esc(r['study'])}. "
             f"<b>Ours:</b> {_esc(r['what'])}: {_esc(summary_mod.ours_text(r))}.</p>"
             f"<p>{_esc(' '.join(r.get('sentences') or []))}</p>"
-            + (f'<p class="rule">Verdict rule: {_esc(r["rule"])}.</p>' if r["measured"] else "")
+            + (f'<p class="rule">Verdict rule: {_esc(r["rule"])}.{holm}</p>' if r["measured"] else "")
             + img + "</section>")
 
 
@@ -434,9 +455,16 @@ def _index_html(profile_root: Path, out: Path, s: dict, source: str,
     missing = [f"<li>{html.escape(seed)}: no metrics from {html.escape(', '.join(nbs))}</li>"
                for seed, nbs in s.get("missing", {}).items()]
     figs = _figures(profile_root, out, s) if figures else {}
-    verdicts = [r["verdict"] if r["measured"] else "not measured" for r in s["findings"]]
-    tally = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts))
     one = s["n_seeds"] == 1
+    study = [r for r in s["findings"] if r["family"] == "study"]
+    ours = [r for r in s["findings"] if r["family"] == "suite"]
+    head = (profile_root / "summary" / "headroom.png")
+    headroom = (f'<h2>Headroom: where RL has something to do</h2><p class="muted">Every RL start '
+                f'of 05 (checkpoints along the targeted schedule and the finished arms) by its '
+                f'greedy accuracy on general, against what RL gained from it (finding 3b).</p>'
+                f'<img alt="the headroom curve" src="{_esc(Path(os.path.relpath(head, out)).as_posix())}">'
+                if head.is_file() else "")
+    limits = "".join(f"<li>{_esc(x)}</li>" for x in s.get("limitations") or [])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -446,15 +474,31 @@ def _index_html(profile_root: Path, out: Path, s: dict, source: str,
 <p class="lede">A small Transformer learns addition by supervised fine-tuning on a curriculum,
 then by RL against an answer checker. This report re-creates a published study (<i>Cultivating
 Reasoning Capabilities in Small Models</i>, <a href="{html.escape(summary_mod.PUBLISHED_SOURCE)}">its published text</a>)
-on the <code>{html.escape(name)}</code> profile, checks each of
-its claims on problems no training path ever saw, and adds findings of its own.
-{len(s['findings'])} findings: {html.escape(tally)}.{' With a single seed every verdict is for <b>this seed only</b>: it says how sure we are about these models, not how the result moves with another seed.' if one else ''}</p>
+on the <code>{html.escape(name)}</code> profile, checks each of its seven claims on problems no
+training path ever saw, on direction and size, and asks questions of its own.{' With a single seed every verdict is for <b>this seed only</b>: it says how sure we are about these models, not how the result moves with another seed.' if one else ''}</p>
+<h2>What this run shows</h2>
+<div class="story">{"".join(f"<p>{_esc(x)}</p>" for x in s.get("story") or [])}</div>
+<h2>The study's claims</h2>
+<p><b>Scoreboard (Holm-adjusted, the headline):</b> {_esc(F.scoreboard(s["findings"], "study"))}.
+<span class="muted">Raw: {_esc(F.scoreboard(s["findings"], "study", "verdict"))}. A claim with a
+published effect is reproduced when its interval lies above 0 and reaches into the band within a
+factor of two of the study's effect; Holm's step-down adjustment treats the seven as one family
+(one-sided 2.5% each).</span></p>
+{_table_html(summary_mod.CLAIM_HEADERS, summary_mod.claim_rows(s, "study"))}
+<h2>Our questions</h2>
+<p><b>Scoreboard (Holm within them):</b> {_esc(F.scoreboard(s["findings"], "suite"))}.
+<span class="muted">Raw: {_esc(F.scoreboard(s["findings"], "suite", "verdict"))}. Beyond the
+study: supported or not, never "reproduced".</span></p>
+{_table_html(summary_mod.CLAIM_HEADERS, summary_mod.claim_rows(s, "suite"))}
+<h2>Limitations</h2>
+<ul class="limits">{limits}</ul>
+{headroom}
 <h2>Setup</h2>
 {_setup_html(s)}
-<h2>Findings</h2>
-{"".join(_finding_html(r, figs) for r in s["findings"])}
-<h2>Findings at a glance</h2>
-{_table_html(summary_mod.FINDING_HEADERS, summary_mod.finding_rows(s))}
+<h2>The study's claims in detail</h2>
+{"".join(_finding_html(r, figs) for r in study)}
+<h2>Our questions in detail</h2>
+{"".join(_finding_html(r, figs) for r in ours)}
 <h2>Headline measures</h2>
 <p class="muted">Greedy exact match on held-out problems unless the row says otherwise; intervals:
 {html.escape(summary_mod.interval_word(s['n_seeds']))}; every seed's value is listed.

@@ -35,33 +35,43 @@ CHECKPOINT_NAMES = {"sft-control": "SFT control", "rl-control": "SFT+RL control"
 TAXONOMY_BUCKETS = ("mixed", "low_sum", "mixed3", "general")   # held-out, where 12+3 errors live
 FAILURE_CLASSES = CLASSES
 
-# The measures of the headline table: (record, label, notebook, published number or range).
+# The measures of the headline table: (record, label, notebook, published number or range,
+# the model it is measured on: the start of every RL row is named, the study's included)
+SFT = "SFT from scratch"
+FINISHED = "RL from the finished SFT model"
+MOVING = "RL from the mid-transition targeted checkpoint (first probe >= 50%)"
 HEADLINE = (
-    ("sft/control/low_sum/acc", "SFT control: low_sum (held-out)", "03_sft", 0.648),
-    ("sft/targeted/low_sum/acc", "SFT targeted: low_sum (held-out)", "03_sft", 0.854),
-    ("sft/control/mixed/acc", "SFT control: mixed (held-out)", "03_sft", None),
-    ("sft/targeted/mixed/acc", "SFT targeted: mixed (held-out)", "03_sft", None),
-    ("sft/control/mixed3/acc", "SFT control: mixed3", "03_sft", None),
-    ("sft/targeted/mixed3/acc", "SFT targeted: mixed3", "03_sft", None),
-    ("sft/control/general/acc", "SFT control: general", "03_sft", None),
-    ("sft/targeted/general/acc", "SFT targeted: general", "03_sft", 0.807),
-    ("format/plain/general/acc", "SFT targeted, plain: general", "03_sft", None),
-    ("format/scratchpad/general/acc", "SFT targeted, scratchpad: general", "03_sft", None),
-    ("format/reversed/ood_long/acc", "SFT targeted, reversed: ood_long", "03_sft", None),
-    ("passk/control/general/pass@8", "SFT control: pass@8, general", "04_pass_at_k", 0.81),
-    ("passk/targeted/general/pass@8", "SFT targeted: pass@8, general", "04_pass_at_k", 0.99),
-    ("rl/targeted/rl/general/acc", "SFT+RL targeted: general", "05_kl_rl", 0.907),
+    ("sft/control/low_sum/acc", "SFT control: low_sum (held-out)", "03_sft", 0.648, SFT),
+    ("sft/targeted/low_sum/acc", "SFT targeted: low_sum (held-out)", "03_sft", 0.854, SFT),
+    ("sft/control/mixed/acc", "SFT control: mixed (held-out)", "03_sft", None, SFT),
+    ("sft/targeted/mixed/acc", "SFT targeted: mixed (held-out)", "03_sft", None, SFT),
+    ("sft/control/mixed3/acc", "SFT control: mixed3", "03_sft", None, SFT),
+    ("sft/targeted/mixed3/acc", "SFT targeted: mixed3", "03_sft", None, SFT),
+    ("sft/control/general/acc", "SFT control: general", "03_sft", None, SFT),
+    ("sft/targeted/general/acc", "SFT targeted: general", "03_sft", 0.807, SFT),
+    ("format/plain/general/acc", "SFT targeted, plain: general", "03_sft", None, SFT),
+    ("format/scratchpad/general/acc", "SFT targeted, scratchpad: general", "03_sft", None, SFT),
+    ("format/reversed/ood_long/acc", "SFT targeted, reversed: ood_long", "03_sft", None, SFT),
+    ("passk/control/general/pass@8", "SFT control: pass@8, general", "04_pass_at_k", 0.81, SFT),
+    ("passk/targeted/general/pass@8", "SFT targeted: pass@8, general", "04_pass_at_k", 0.99, SFT),
+    ("rl/targeted/rl/general/acc", "SFT+RL targeted: general", "05_kl_rl", 0.907,
+     FINISHED + " (the study's: 80.7%)"),
     ("rl/targeted/rl/general/sampled_parse", "SFT+RL targeted: parse rate of samples, general",
-     "05_kl_rl", 1.0),
+     "05_kl_rl", 1.0, FINISHED),
     ("rl/control/sft/unpractised/acc", "SFT control: d1 + d2_* (RL never practises them)",
-     "05_kl_rl", None),
-    ("rl/control/rl/unpractised/acc", "SFT+RL control: d1 + d2_*", "05_kl_rl", None),
-    ("rl/control/rl/low_sum/acc", "SFT+RL control: low_sum (held-out)", "05_kl_rl", None),
-    ("beta/0.02/general/acc", "beta = 0.02: general", "06_beta_scan", (0.914, 0.916)),
-    ("beta/0.05/general/acc", "beta = 0.05: general", "06_beta_scan", (0.914, 0.916)),
-    ("beta/0.1/general/acc", "beta = 0.1: general", "06_beta_scan", (0.914, 0.916)),
-    ("beta/0/kl", "beta = 0: exact KL to the start", "06_beta_scan", None),
-    ("beta/0.5/kl", "beta = 0.5: exact KL to the start", "06_beta_scan", None),
+     "05_kl_rl", None, SFT),
+    ("rl/control/rl/unpractised/acc", "SFT+RL control: d1 + d2_*", "05_kl_rl", None, FINISHED),
+    ("rl/control/rl/low_sum/acc", "SFT+RL control: low_sum (held-out)", "05_kl_rl", None, FINISHED),
+    ("beta/start/general/acc", "the beta scan's start: general", "06_beta_scan", None,
+     "the mid-transition targeted checkpoint (first probe >= 50%)"),
+    ("beta/0.02/general/acc", "beta = 0.02: general", "06_beta_scan", (0.914, 0.916),
+     MOVING + "; the study's from a finished model"),
+    ("beta/0.05/general/acc", "beta = 0.05: general", "06_beta_scan", (0.914, 0.916),
+     MOVING + "; the study's from a finished model"),
+    ("beta/0.1/general/acc", "beta = 0.1: general", "06_beta_scan", (0.914, 0.916),
+     MOVING + "; the study's from a finished model"),
+    ("beta/0/kl", "beta = 0: exact KL to the start", "06_beta_scan", None, MOVING),
+    ("beta/0.5/kl", "beta = 0.5: exact KL to the start", "06_beta_scan", None, MOVING),
 )
 
 
@@ -204,22 +214,27 @@ def summarize(run_root) -> dict:
     results = F.adjust([F.evaluate(f, {s: files[s].get(f.notebook) for s in seeds})
                         for f in F.FINDINGS])
     measures = []
-    for name, label, nb, published in HEADLINE:
+    for name, label, nb, published, start in HEADLINE:
         m = measure(name, nb, files, "nats" if name.endswith("/kl") else "%")
         m.update(label=label, notebook=nb, published=list(published) if isinstance(published, tuple)
-                 else published)
+                 else published, start=start)
         measures.append(m)
-    return {"run_root": Path(run_root).as_posix(), "seeds": seeds, "n_seeds": len(seeds),
-            "missing": missing, "published_source": PUBLISHED_SOURCE,
-            "findings": results, "measures": measures, "taxonomy": taxonomy(files),
-            "headroom": headroom(files),
-            "setup": setup(files), "level": stats.LEVEL}
+    s = {"run_root": Path(run_root).as_posix(), "seeds": seeds, "n_seeds": len(seeds),
+         "missing": missing, "published_source": PUBLISHED_SOURCE,
+         "findings": results, "measures": measures, "taxonomy": taxonomy(files),
+         "headroom": headroom(files),
+         "setup": setup(files), "level": stats.LEVEL, "machines": machines(files)}
+    s["limitations"] = limitations(s, files)
+    s["story"] = story(s)
+    return s
 
 
 # ---- text tables ----------------------------------------------------------------------------------
 def interval_word(n_seeds: int) -> str:
-    return ("95% percentile bootstrap over seeds (exact binomial for k of n seeds)" if n_seeds > 1
-            else "this seed only: 95% percentile bootstrap over its eval problems")
+    return ("95% Student t over seeds, widened where the studentized bootstrap asks (exact "
+            "binomial for k of n seeds)" if n_seeds > 1
+            else "this seed only: 95% Student t over its eval problems, widened where the "
+                 "studentized bootstrap asks")
 
 
 def fmt_published(pub, unit: str) -> str:
@@ -230,7 +245,7 @@ def fmt_published(pub, unit: str) -> str:
     return F.fmt_value(pub, unit)
 
 
-MEASURE_HEADERS = ["measure", "unit", "study", "mean", "95% interval", "n", "per seed"]
+MEASURE_HEADERS = ["measure", "model", "unit", "study", "mean", "95% interval", "n", "per seed"]
 
 
 def measure_rows(s: dict) -> list[list[str]]:
@@ -239,7 +254,7 @@ def measure_rows(s: dict) -> list[list[str]]:
         if not m["n"]:
             continue
         u = m["unit"]
-        rows.append([m["label"], "%" if u == "%" else u, fmt_published(m["published"], u),
+        rows.append([m["label"], m.get("start", ""), "%" if u == "%" else u, fmt_published(m["published"], u),
                      F.fmt_value(m["mean"], u), F.fmt_interval(m["lo"], m["hi"], u), str(m["n"]),
                      ", ".join(F.fmt_value(v, u) for v in F.seed_order(m["per_seed"]))])
     return rows
@@ -279,18 +294,25 @@ def goal_text(r: dict) -> str:
 
 def finding_rows(s: dict) -> list[list[str]]:
     return [[r["id"], r["title"], r["study"], ours_text(r),
-             r["verdict"] if r["measured"] else "not measured", goal_text(r)] for r in s["findings"]]
+             F.verdict_text(r["verdict"]) if r["measured"] else "not measured", goal_text(r)]
+            for r in s["findings"]]
 
 
 def format_findings(s: dict) -> str:
     """One block per finding: verdict, the study's number, ours, the rule."""
     out = [f"intervals: {interval_word(s['n_seeds'])}"]
-    for r in s["findings"]:
-        v = r["verdict"].upper() if r["measured"] else "NOT MEASURED"
-        out.append(f"{r['id']}. [{v}] {r['title']}\n    claim: {r['claim']}\n    study: {r['study']}"
-                   f"\n    ours:  {r['what']}: {ours_text(r)}"
-                   + (f"\n    goal:  {goal_text(r)}" if goal_text(r) else "")
-                   + (f"\n    rule:  {r['rule']}" if r["measured"] else ""))
+    for fam, head in (("study", "THE STUDY'S CLAIMS"), ("suite", "OUR QUESTIONS")):
+        out.append(f"\n{head}: {F.scoreboard(s['findings'], fam)} (Holm); raw: "
+                   f"{F.scoreboard(s['findings'], fam, 'verdict')}")
+        for r in (x for x in s["findings"] if x["family"] == fam):
+            v = F.verdict_text(r["verdict"]).upper() if r["measured"] else "NOT MEASURED"
+            holm = (f"\n    Holm:  {F.verdict_text(r['holm'])} (adjusted p = {r['p_holm']:.3f})"
+                    if r["measured"] and r.get("holm") else "")
+            out.append(f"{r['id']}. [{v}] {r['title']}\n    claim: {r['claim']}\n    study: {r['study']}"
+                       + (f" (effect {r['effect_text']})" if r.get("effect_text") else "")
+                       + f"\n    ours:  {r['what']}: {ours_text(r)}"
+                       + (f"\n    goal:  {goal_text(r)}" if goal_text(r) else "")
+                       + (f"\n    rule:  {r['rule']}" if r["measured"] else "") + holm)
     return "\n".join(out)
 
 
@@ -330,3 +352,161 @@ def intervals_in_range(s: dict) -> list[str]:
         if m["lo"] is not None and not (lo - 1e-12 <= m["lo"] <= m["mean"] <= m["hi"] <= hi + 1e-12):
             bad.append(f"measure {m['name']}: [{m['lo']}, {m['hi']}] around {m['mean']}")
     return bad
+
+
+# ---- the story, the two scoreboards, the limitations -----------------------------------------------
+def machines(files: dict[str, dict]) -> list[str]:
+    """The CPU kinds (model and vector path) and thread counts that trained the SFT models,
+    from 03's provenance, each once."""
+    seen = []
+    for nbs in files.values():
+        for segs in ((nbs.get("03_sft") or {}).get("provenance") or {}).values():
+            for p in segs or []:
+                k = f"{p.get('cpu')} ({p.get('cpu_capability')}, {p.get('threads')} thread(s))"
+                if k not in seen:
+                    seen.append(k)
+    return seen
+
+
+def _by_id(s: dict) -> dict:
+    return {r["id"]: r for r in s["findings"]}
+
+
+def _mean_part(r: dict, name: str):
+    v = [x for x in (r.get("parts", {}).get(name) or {}).values() if x is not None]
+    return float(np.mean(v)) if v else None
+
+
+def _measure_mean(s: dict, name: str):
+    m = next((m for m in s["measures"] if m["name"] == name), None)
+    return None if m is None else m["mean"]
+
+
+# what a position scheme builds in (docs/positions.md), for the limitations
+STRUCTURE = {
+    "local": "`local` positions hard-code the column: a digit's attention is kept to its own "
+             "place and the place below, the structure column addition needs; its length "
+             "result (6b) says what that structure buys, not that a model finds it",
+    "coupled": "`coupled` positions give each digit its place in its number, and seat the "
+               "query that writes a digit with the operands' digits of that place",
+    "abacus": "`abacus` positions give each digit a learned vector for its place in its number",
+}
+
+
+def limitations(s: dict, files: dict[str, dict]) -> list[str]:
+    """What this run cannot say, generated from its records: what its n cannot decide, where
+    its starts differ from the study's, which schemes build in structure, which machines ran it."""
+    n = s["n_seeds"]
+    by = _by_id(s)
+    out = []
+    # 1. what this n cannot decide
+    cannot: dict[tuple, list] = {}
+    for f in F.FINDINGS:
+        r = by.get(f.id)
+        if r is None or not r["measured"] or not r["n"]:
+            continue
+        miss = tuple(v for v in f.verdicts if v not in F.reachable(f, r["n"]))
+        if miss:
+            cannot.setdefault(miss, []).append(f.id)
+    for miss, ids in cannot.items():
+        shares = [f for f in F.FINDINGS if f.id in ids and f.kind == "share"]
+        why = (f"a share of seeds needs {F.rule_text(shares[0], 10).split(' reach ')[0].split(' if ')[1]} "
+               f"at 10 (the paper profile's plan)" if len(shares) == len(ids) else "its rule needs more seeds")
+        out.append(f"At {n} seed(s), {', '.join(ids)} cannot come out "
+                   f"{' or '.join(F.verdict_text(v) for v in miss)}: {why}.")
+    if n == 1:
+        out.append("With one seed every interval is over this seed's eval problems: it says how "
+                   "sure we are about these models, not how the result moves when everything is "
+                   "retrained with another seed (a one-in-five failure of the 3-digit transition "
+                   "is invisible here).")
+    else:
+        out.append(f"Every seed is scored on the same eval problems (one draw, eval_seed): the "
+                   f"intervals over {n} seeds leave out the noise of drawing other problems.")
+    held = [r for r in s["findings"] if r["family"] == "study" and r["measured"] and r.get("holm")]
+    raw = [r for r in held if r["verdict"] != "inconclusive"]
+    kept = [r for r in raw if r["holm"] != "inconclusive"]
+    if raw:
+        out.append(f"Holm over the study's {len(held)} measured claims keeps {len(kept)} of the "
+                   f"{len(raw)} decisive raw verdicts"
+                   + (f" (findings {', '.join(r['id'] for r in raw if r not in kept)} become "
+                      f"inconclusive)" if len(kept) < len(raw) else "")
+                   + "; the scoreboards count Holm's.")
+    # 2. where the starts differ from the study's
+    start3 = _mean_part(by.get("3", {}), "rl/targeted/sft/general/acc")
+    if start3 is not None:
+        out.append(f"Finding 3's RL starts from our finished targeted SFT at "
+                   f"{F.fmt_value(start3, '%')}% greedy on general; the study's started at 80.7%. "
+                   f"From our start at most {100 * (1 - start3):.1f} points are left to gain, "
+                   f"against the study's +10.0.")
+    beta0 = _measure_mean(s, "beta/start/general/acc")
+    if beta0 is not None:
+        out.append(f"The beta scan (4a) starts from the mid-transition targeted checkpoint at "
+                   f"{F.fmt_value(beta0, '%')}% on general; the study's beta runs came from a "
+                   f"finished model (91.4-91.6% after RL).")
+    # 3. schemes that build in structure
+    schemes = []
+    for nbs in files.values():
+        for nb in ("03_sft", "08_lengths"):
+            p = (nbs.get(nb) or {}).get("params", {})
+            schemes += [p.get("pos")] + list(p.get("positions") or [])
+    for sch in dict.fromkeys(x for x in schemes if x in STRUCTURE):
+        out.append(STRUCTURE[sch] + ".")
+    # 4. machines
+    ms = s.get("machines") or []
+    if len(ms) == 1:
+        out.append(f"Every SFT model was trained on one CPU kind, {ms[0]}: on another, float "
+                   f"sums differ and a chaotic run can end elsewhere (docs/reproducibility.md).")
+    elif ms:
+        out.append(f"The SFT models were trained on {len(ms)} CPU kinds ({'; '.join(ms)}): seeds "
+                   f"are not comparable bit for bit (docs/reproducibility.md).")
+    return out
+
+
+def value_text(r: dict) -> str:
+    """A finding's number with its interval, without the per-seed list."""
+    if not r["measured"] or not r["n"] or (r["kind"] == "share" and r["n"] > 1):
+        return ours_text(r)
+    u, signed = r["unit"], r["kind"] == "linear" and r["range"][0] < 0
+    return (f"{F.fmt_value(r['point'], u, signed)}{F.unit_word(u, signed)} "
+            f"{F.fmt_interval(r['lo'], r['hi'], u, signed)}")
+
+
+CLAIM_HEADERS = ["#", "claim", "the study", "ours [95% interval]", "verdict", "Holm", "n"]
+
+
+def claim_rows(s: dict, family: str) -> list[list[str]]:
+    """One row per finding of ``family``: the study's number (its effect where it has one),
+    ours, the raw verdict, Holm's (with the adjusted p) and n."""
+    rows = []
+    for r in s["findings"]:
+        if r["family"] != family:
+            continue
+        study = r["study"] + (f" (effect {r['effect_text']})" if r.get("effect_text") else "")
+        v = F.verdict_text(r["verdict"]) if r["measured"] else "not measured"
+        holm = ("" if not r["measured"] or r.get("holm") is None else
+                f"{F.verdict_text(r['holm'])} (p = {r['p_holm']:.3f})")
+        rows.append([r["id"], r["title"], study, value_text(r), v, holm, str(r["n"])])
+    return rows
+
+
+def story(s: dict) -> list[str]:
+    """The answer first, in a few generated sentences: the two scoreboards, then what RL did
+    from each kind of start."""
+    by = _by_id(s)
+    n = s["n_seeds"]
+    one = " (this seed only)" if n == 1 else ""
+    out = [f"Of the study's seven claims, on {n} seed(s){one}: {F.scoreboard(s['findings'], 'study')} "
+           f"(Holm-adjusted; raw: {F.scoreboard(s['findings'], 'study', 'verdict')}).",
+           f"Our own questions: {F.scoreboard(s['findings'], 'suite')} (Holm within them; raw: "
+           f"{F.scoreboard(s['findings'], 'suite', 'verdict')})."]
+    parts = []
+    for fid, words in (("3", "from the finished targeted SFT model"),
+                       ("3b", "from starts with headroom"),
+                       ("8b", "against more SFT at equal compute, from the mid-transition checkpoint"),
+                       ("4c", "forgetting on buckets it never practises (before - after)")):
+        r = by.get(fid)
+        if r and r["measured"] and r["n"]:
+            parts.append(f"{words}: {value_text(r)} ({F.verdict_text(r['verdict'])})")
+    if parts:
+        out.append("RL on general, " + "; ".join(parts) + ".")
+    return out
