@@ -179,8 +179,8 @@ for beta in P.betas:
         verdicts[beta] = "reference arm" if beta == 0 else "n/a (no beta = 0 arm)"
     else:
         r = binds(beta)
-        verdicts[beta] = ("binds" if r["verdict"] == "reproduced" else
-                          "does not bind" if r["verdict"] == "not reproduced" else "unclear") + \
+        verdicts[beta] = ("binds" if r["verdict"] == "supported" else
+                          "does not bind" if r["verdict"] == "not supported" else "unclear") + \
             f" ({findings.fmt_value(r['point'], 'nats', True)} {findings.fmt_interval(r['lo'], r['hi'], 'nats', True)})"
     rows.append([f"beta={beta:g}", ci(e["acc"], e["acc_ci"]),
                  ci(e["sampled_acc"], e["sampled_acc_ci"]), pct(e["pass"][k8]["value"]),
@@ -189,7 +189,7 @@ print(f"{arm} SFT + RL, {hb} (n={n_per.get(hb)}), seed {P.seed}")
 print(table(rows, ["arm", "greedy %", f"sampled % (T={P.temperature})", f"pass@{k8} %",
                    f"unpractised % ({', '.join(unpractised)})", "KL to start",
                    "does the KL term bind? KL(0) - KL(beta) [95%]"]))
-print("binds: " + findings._rule_text(findings.BINDS))
+print("binds: " + findings.rule_text(findings.BINDS, 1))
 
 # %% [markdown]
 # ## Reward against KL: the frontier

@@ -231,16 +231,26 @@ def test_index_tells_the_story_first(profile):
     text = site.build(profile).read_text()
     assert "computed now from the seeds" in text          # no summary/metrics.json yet
     assert "seed-0, seed-1" in text
-    # the question, then the setup, then the findings with their rules, then the tables
-    order = [text.index(x) for x in (site.QUESTION[:40], "<h2>Setup</h2>", "Held out.",
-                                     "<h2>Findings</h2>", "Verdict rule:", "<h2>Findings at a glance",
+    # the question, the answer, the study's claims apart from our questions (each with its
+    # scoreboard and Holm column), the limitations, then the setup, the findings with their
+    # rules, then the tables
+    order = [text.index(x) for x in (site.QUESTION[:40], "<h2>What this run shows", "Of the study&#x27;s seven claims",
+                                     "<h2>The study's claims</h2>", "Scoreboard (Holm-adjusted",
+                                     "<th>Holm</th>", "<h2>Our questions</h2>", "<h2>Limitations",
+                                     "<h2>Setup</h2>", "Held out.", "<h2>The study's claims in detail",
+                                     "Verdict rule:", "<h2>Our questions in detail",
                                      "<h2>Headline measures", "<h2>Notebooks")]
     assert order == sorted(order)
+    study = text.split("<h2>The study's claims</h2>")[1].split("<h2>Our questions</h2>")[0]
+    ours = text.split("<h2>Our questions</h2>")[1].split("<h2>Limitations")[0]
+    assert "1a" in study and "8b" not in study and "supported" not in study
+    assert "8b" in ours and "reproduced" not in ours.replace('never "reproduced"', "")
     for claim in ("the targeted curriculum beats the control curriculum on held-out low_sum",
                   "pass@8", "beta"):
         assert claim in text
     assert "SFT targeted: low_sum (held-out)" in text and "85.4" in text
-    assert re.search(r'class="verdict v-(reproduced|not-reproduced|inconclusive)"', text)
+    assert re.search(r'class="verdict v-(reproduced|smaller|larger|not-reproduced|inconclusive)"', text)
+    assert re.search(r'class="verdict v-(supported|not-supported|inconclusive)"', text)
     assert "Over 2 seeds" in text                       # generated sentences
     assert 'href="../' not in text.split("<h2>Notebooks")[0]   # nothing outside the site linked
 

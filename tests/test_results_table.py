@@ -84,9 +84,12 @@ def test_markdown_has_every_finding_and_the_taxonomy(tmp_path):
     s = R.load(_summary(tmp_path))
     md = R.markdown(s, "x.json")
     rows = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(rows) == 1 + len(s["findings"]) + 1 + len(S.CHECKPOINTS)
-    assert "| 1a | low_sum: targeted vs control SFT | 64.8% -> 85.4% (control -> targeted) |" in md
-    assert "**reproduced**" in md and "Seeds 0, 1, 2 (n = 3)" in md and "bootstrap over seeds" in md
+    # two claim tables (a header each, one row per finding), then the taxonomy
+    assert len(rows) == 2 + len(s["findings"]) + 1 + len(S.CHECKPOINTS)
+    assert "| 1a | low_sum: targeted vs control SFT | 64.8% -> 85.4% (control -> targeted) (effect +20.6 points) |" in md
+    assert md.index("**The study's claims** (Holm)") < md.index("**Our questions** (Holm)") \
+        < md.index("**Limitations**")
+    assert "Seeds 0, 1, 2 (n = 3)" in md and "Student t over seeds" in md
     assert "* **1a, reproduced.** Over 3 seeds" in md
     assert "| SFT targeted | 8.0 | 0.0 | 0.0 | 0.0 | 0.0 | 8.0 | 0.0 |" in md   # 2 per bucket, 4 buckets
 
@@ -95,16 +98,18 @@ def test_headline_is_short_and_has_each_rows_n_and_interval(tmp_path):
     s = R.load(_summary(tmp_path))
     md = R.headline(s, "x.json")
     rows = [line for line in md.splitlines() if line.startswith("| ")]
-    assert len(rows) == 1 + len(R.HEADLINE_FINDINGS)
+    study = [f for f in s["findings"] if f["family"] == "study"]
+    ours = [i for i in R.HEADLINE_FINDINGS if i not in {f["id"] for f in study}]
+    assert len(rows) == 1 + len(study) + 1 + len(ours)
     by_id = {f["id"]: f for f in s["findings"]}
     # 1a: targeted 0.80-0.82 vs control 0.5 on low_sum, three seeds, an interval, no per-seed list
-    assert "| 1a | targeted - control greedy accuracy on held-out low_sum |" in md
-    assert f"| +31.0 points [{100 * by_id['1a']['lo']:+.1f}, {100 * by_id['1a']['hi']:+.1f}] | 3 | " \
-           "**reproduced** |" in md and "per seed" not in md
-    assert "Seeds 0, 1, 2; intervals: 95% percentile bootstrap over seeds" in md
-    assert "Greedy accuracy on `general` (3 seeds): control SFT 80.0% [" in md
-    del s["findings"][0]
-    with pytest.raises(R.ResultsError, match="no finding or measure '1a'"):
+    assert "| 1a | low_sum: targeted vs control SFT |" in md
+    assert (f"| +31.0 points [{100 * by_id['1a']['lo']:+.1f}, {100 * by_id['1a']['hi']:+.1f}] | "
+            "**reproduced** |") in md and "per seed" not in md
+    assert "Seeds 0, 1, 2 (n = 3); intervals: 95% Student t over seeds" in md
+    assert "Greedy accuracy on `general` (3 seeds): control SFT (SFT from scratch) 80.0% [" in md
+    s["findings"] = [f for f in s["findings"] if f["id"] != "8"]
+    with pytest.raises(R.ResultsError, match="no finding or measure '8'"):
         R.headline(s, "x.json")
 
 

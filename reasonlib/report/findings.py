@@ -736,7 +736,7 @@ def story_markdown(results: list[dict]) -> str:
     """What a run shows, as Markdown: one paragraph per finding, its verdict and rule."""
     parts = []
     for r in results:
-        v = r["verdict"] if r["measured"] else "not measured"
+        v = verdict_text(r["verdict"]) if r["measured"] else "not measured"
         parts.append(f"**{r['id']}. {r['title']}: {v}.** " + " ".join(r["sentences"])
                      + (f"\n*Rule: {r['rule']}.*" if r["measured"] else ""))
     return "\n\n".join(parts) if parts else "_No finding is decided by this notebook alone._"

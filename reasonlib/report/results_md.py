@@ -65,6 +65,9 @@ def _claims_table(s: dict, family: str, ids=None) -> list[str]:
 
 def _intro(s: dict, source: str) -> str:
     seeds = ", ".join(x.removeprefix("seed-") for x in s["seeds"])
+    source = f"`{source}`" + (", recomputed with the current verdict rules from the records of "
+                              "its seed folders (their notebook 09 predates them)"
+                              if s.get("recomputed") else "")
     return (f"Seeds {seeds} (n = {s['n_seeds']}); intervals: {S.interval_word(s['n_seeds'])}. "
             f"Every bucket is measured on held-out problems; every choice made from data read "
             f"validation problems. Holm: within each family, one-sided 2.5%; the scoreboards "
@@ -124,9 +127,6 @@ def headline(s: dict, source: str) -> str:
 
 def render(name: str, s: dict, source: str) -> str:
     """The text of block ``name`` for summary ``s``."""
-    source = f"`{source}`" + (", recomputed with the current verdict rules from the records of "
-                              "its seed folders (their notebook 09 predates them)"
-                              if s.get("recomputed") else "")
     return headline(s, source) if name == "headline" else markdown(s, source)
 
 

@@ -313,6 +313,7 @@ th{background:#f3f3f3;text-align:left} td.num{text-align:right;font-variant-nume
 .rule{color:#555;font-size:.85em;font-style:italic}
 .muted{color:#666;font-size:.9em}
 .finding img{max-width:100%;width:640px;border:1px solid #eee;margin-top:.4em}
+img.wide{max-width:100%;border:1px solid #eee}
 code{background:#f5f5f5;padding:0 3px}
 """
 
@@ -408,11 +409,11 @@ def _finding_html(r: dict, figs: dict) -> str:
             + img + "</section>")
 
 
-def _table_html(headers: list[str], rows: list[list[str]]) -> str:
-    """A table of text cells: the first column left-aligned, the others numeric."""
+def _table_html(headers: list[str], rows: list[list[str]], left: int = 1) -> str:
+    """A table of text cells: the first ``left`` columns left-aligned, the others numeric."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(
-        f'<td{"" if i == 0 else " class=num"}>{html.escape(c)}</td>' for i, c in enumerate(r))
+        f'<td{"" if i < left else " class=num"}>{html.escape(c)}</td>' for i, c in enumerate(r))
         + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -462,7 +463,7 @@ def _index_html(profile_root: Path, out: Path, s: dict, source: str,
     headroom = (f'<h2>Headroom: where RL has something to do</h2><p class="muted">Every RL start '
                 f'of 05 (checkpoints along the targeted schedule and the finished arms) by its '
                 f'greedy accuracy on general, against what RL gained from it (finding 3b).</p>'
-                f'<img alt="the headroom curve" src="{_esc(Path(os.path.relpath(head, out)).as_posix())}">'
+                f'<img class="wide" alt="the headroom curve" src="{_esc(Path(os.path.relpath(head, out)).as_posix())}">'
                 if head.is_file() else "")
     limits = "".join(f"<li>{_esc(x)}</li>" for x in s.get("limitations") or [])
     return f"""<!DOCTYPE html>
@@ -484,12 +485,12 @@ training path ever saw, on direction and size, and asks questions of its own.{' 
 published effect is reproduced when its interval lies above 0 and reaches into the band within a
 factor of two of the study's effect; Holm's step-down adjustment treats the seven as one family
 (one-sided 2.5% each).</span></p>
-{_table_html(summary_mod.CLAIM_HEADERS, summary_mod.claim_rows(s, "study"))}
+{_table_html(summary_mod.CLAIM_HEADERS, summary_mod.claim_rows(s, "study"), left=6)}
 <h2>Our questions</h2>
 <p><b>Scoreboard (Holm within them):</b> {_esc(F.scoreboard(s["findings"], "suite"))}.
 <span class="muted">Raw: {_esc(F.scoreboard(s["findings"], "suite", "verdict"))}. Beyond the
 study: supported or not, never "reproduced".</span></p>
-{_table_html(summary_mod.CLAIM_HEADERS, summary_mod.claim_rows(s, "suite"))}
+{_table_html(summary_mod.CLAIM_HEADERS, summary_mod.claim_rows(s, "suite"), left=6)}
 <h2>Limitations</h2>
 <ul class="limits">{limits}</ul>
 {headroom}

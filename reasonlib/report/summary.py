@@ -428,8 +428,10 @@ def limitations(s: dict, files: dict[str, dict]) -> list[str]:
     if raw:
         out.append(f"Holm over the study's {len(held)} measured claims keeps {len(kept)} of the "
                    f"{len(raw)} decisive raw verdicts"
-                   + (f" (findings {', '.join(r['id'] for r in raw if r not in kept)} become "
-                      f"inconclusive)" if len(kept) < len(raw) else "")
+                   + (f" ({'finding' if len(raw) - len(kept) == 1 else 'findings'} "
+                      f"{', '.join(r['id'] for r in raw if r not in kept)} "
+                      f"{'becomes' if len(raw) - len(kept) == 1 else 'become'} inconclusive)"
+                      if len(kept) < len(raw) else "")
                    + "; the scoreboards count Holm's.")
     # 2. where the starts differ from the study's
     start3 = _mean_part(by.get("3", {}), "rl/targeted/sft/general/acc")
