@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reasonlib.report import results_md as R
+from reasonlib.report import findings as F, results_md as R
 from reasonlib.report import summary as S
 
 from test_summary import write_seed
@@ -52,7 +52,7 @@ def test_committed_files_match_committed_summaries(block):
     part = R.block_text(text, block.name)
     shown_ids = R.HEADLINE_FINDINGS if block.name == "headline" else [f["id"] for f in s["findings"]]
     for f in (f for f in s["findings"] if f["id"] in shown_ids):
-        assert f"**{f['verdict'] if f['measured'] else 'not measured'}**" in part
+        assert f"**{F.verdict_text(f['verdict']) if f['measured'] else 'not measured'}**" in part
         if block.name != "headline":
             assert " ".join(f["sentences"]) in part
 
