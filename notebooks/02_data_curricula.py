@@ -110,7 +110,7 @@ for b in P.buckets:
     split[b] = {"problems": size, "held_out": never, "eval": len(held),
                 "eval_held_out": int(held.sum()), "seen": len(eval_set.seen.get(b, ([], []))[0])}
     rule = ("trained and evaluated in full" if never == 0 else
-            "30% held out" if small else "eval problems reserved")
+            "30% held out, 10% validation" if small else "eval and validation problems reserved")
     rows_ = [b, f"{size:,}", rule, f"{never:,}", f"{size - never:,}" if small else "rest",
              f"{len(held):,}", f"{int(held.sum()):,}", f"{split[b]['seen']:,}" if split[b]['seen'] else ""]
     split[b]["row"] = rows_

@@ -118,7 +118,7 @@ def test_real_notebooks_two_seeds_on_two_workers(tmp_path):
     # model in the headroom band) may count fewer seeds; every other counts both
     from reasonlib.report import findings
     undefined = {f.id for f in findings.FINDINGS if f.undefined}
-    assert all((f["n"] == 2 and "bootstrap over 2 seeds" in f["interval"])
+    assert all((f["n"] == 2 and "interval over 2 seeds" in f["interval"])
                or (f["id"] in undefined and f["n"] < 2)
                for f in summary["findings"] if f["kind"] != "share")
     assert not (root / ".lock").exists()
