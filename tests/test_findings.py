@@ -1,7 +1,6 @@
 """The verdict rules as a specification (reasonlib.report.findings): sizes as well as signs,
 equivalence for "no change", shares with their k of n, Holm within a family, and power by
 construction at the planned seed counts."""
-import numpy as np
 import pytest
 
 from reasonlib.report import findings as F

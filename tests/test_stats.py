@@ -1,6 +1,5 @@
 """The seed-level interval's coverage, measured (reasonlib.core.stats): bounded, skewed per-seed
 data at the planned seed counts, the method against the percentile bootstrap it replaced."""
-import itertools
 import math
 
 import numpy as np

@@ -410,8 +410,10 @@ def limitations(s: dict, files: dict[str, dict]) -> list[str]:
             cannot.setdefault(miss, []).append(f.id)
     for miss, ids in cannot.items():
         shares = [f for f in F.FINDINGS if f.id in ids and f.kind == "share"]
-        why = (f"a share of seeds needs {F.rule_text(shares[0], 10).split(' reach ')[0].split(' if ')[1]} "
-               f"at 10 (the paper profile's plan)" if len(shares) == len(ids) else "its rule needs more seeds")
+        holds, fails = F.share_counts(10, shares[0].shares) if shares else (None, None)
+        why = (f"a share of seeds needs at least {holds} of 10 seeds to hold, at most {fails} to "
+               f"fail (10: the paper profile's plan)" if len(shares) == len(ids)
+               else "its rule needs more seeds")
         out.append(f"At {n} seed(s), {', '.join(ids)} cannot come out "
                    f"{' or '.join(F.verdict_text(v) for v in miss)}: {why}.")
     if n == 1:
