@@ -64,13 +64,13 @@ def done_seeds(out: Path) -> set[int]:
 
 def sweep(worker, jobs, out: Path, workers: int, threads: int, show) -> None:
     """Run ``jobs`` on ``workers`` spawned processes of ``threads`` torch threads each,
-    appending each result to ``out`` as one JSON line as it arrives and printing
+    appending each result to ``out`` (a path, or {recipe: path}) as one JSON line as it arrives and printing
     ``show(result)``. Stop a sweep with Ctrl-C or by killing its process group (killing the
     parent alone leaves its workers running)."""
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     with mp.get_context("spawn").Pool(workers) as pool:
         for r in pool.imap_unordered(worker, jobs):
-            with out.open("a") as f:
+            with (out[r["recipe"]] if isinstance(out, dict) else out).open("a") as f:
                 f.write(json.dumps(r) + "\n")
             print(show(r), flush=True)
 
@@ -84,34 +84,47 @@ def profile_params(profile: str, seed: int, packed: bool = False):
                             **({"packed": True} if packed else {})})
 
 
-def recipe_config(recipe: str, seed: int, extra: dict, packed: bool = False):
+def recipe_config(recipe: str, seed: int, extra: dict, packed: bool = False,
+                  curriculum: str = "targeted"):
     from reasonlib.train import params, sft
     raw = params.load_profile("paper")
     P = params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA},
                          **RECIPES[recipe], **extra, "seed": seed, "packed": packed})
-    return sft.config_from_params(P, "targeted"), P
+    return sft.config_from_params(P, curriculum), P
 
 
-def recipe_name(recipe: str, packed: bool) -> str:
-    """A row's recipe: the packed training step is another recipe (its own table rows)."""
-    return f"{recipe}-packed" if packed else recipe
+def recipe_name(recipe: str, packed: bool, curriculum: str | None = None) -> str:
+    """A row's recipe: the packed training step is another recipe (its own table rows), and
+    so is a curriculum named with ``--curriculum`` (``targeted_v2-rope-packed``); without it
+    the curriculum is ``targeted`` and the name has no prefix (the older rows)."""
+    return (f"{curriculum}-" if curriculum else "") + (f"{recipe}-packed" if packed else recipe)
+
+
+GRID_N = 200   # validation problems per length-pair cell
 
 
 def one_run(job):
-    recipe, seed, extra, threads, n_eval, n_len, packed = job
+    recipe, seed, extra, threads, n_eval, n_len, packed, curriculum = job
     import torch
     torch.set_num_threads(threads)
     from reasonlib.train import artifacts, sft
-    from reasonlib.study import lengths
+    from reasonlib.study import grid, lengths
     from reasonlib.core import metrics, tasks
-    cfg, P = recipe_config(recipe, seed, extra, packed)
+    cfg, P = recipe_config(recipe, seed, extra, packed, curriculum or "targeted")
     t0 = time.perf_counter()
     res = sft.train_sft(cfg, progress=False)
     train_s = time.perf_counter() - t0
-    ev = tasks.make_val_set(cfg.max_digits, n_eval, cfg.eval_seed, buckets=["general"])
+    ev = tasks.make_val_set(cfg.max_digits, n_eval, cfg.eval_seed)
     g = metrics.greedy_eval(res.model, ev, cfg.fmt)
     lg = metrics.greedy_eval(res.model, lengths.eval_set(cfg.max_digits, n_len, cfg.eval_seed), cfg.fmt)
-    return {"recipe": recipe_name(recipe, packed), "seed": seed,
+    cells = grid.score(res.model, cfg.max_digits, cfg.fmt, GRID_N, cfg.eval_seed, source="val")
+    return {"recipe": recipe_name(recipe, packed, curriculum), "seed": seed,
+            "curriculum": curriculum or "targeted",
+            "buckets": {b: {"acc": v["acc"], "n": v["n"], "k": int(v["correct"].sum())}
+                        for b, v in g.items()},
+            "grid": {c: {"acc": v["acc"], "n": v["n"], "kind": v["kind"],
+                         **{k: v["classes"][k] for k in ("operand_dup", "digit_sub")}}
+                     for c, v in cells.items()},
             "overrides": {**RECIPES[recipe], **extra, **({"packed": True} if packed else {})},
             "t50": sft.transition_step(res.history, 0.5), "t90": sft.transition_step(res.history, 0.9),
             "steps": res.history["step"][-1], "general": g["general"]["acc"],
@@ -124,7 +137,11 @@ def one_run(job):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--recipe", choices=sorted(RECIPES))
+    ap.add_argument("--recipe", choices=sorted(RECIPES), nargs="+",
+                    help="one or more; several run seed by seed (each seed's recipes first)")
+    ap.add_argument("--curriculum", nargs="+", metavar="NAME",
+                    help="curricula to train (default: targeted, rows without a prefix); "
+                         "named, each row's recipe is <curriculum>-<recipe> (the factorial)")
     ap.add_argument("--seeds", type=seeds_arg, default=seeds_arg("100-119"))
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="extra parameter overrides (YAML values), recorded in each row")
@@ -175,18 +192,43 @@ def main(argv=None):
         extra[k] = yaml.safe_load(v)
     if "packed" in extra:   # the packed step is its own recipe name, so one way to ask for it
         ap.error("--set packed=...: use --packed (its rows are recipe <recipe>-packed)")
-    recipe_config(a.recipe, a.seeds[0], extra)   # bad values fail here, before any training
-    out = Path(a.out) / f"{recipe_name(a.recipe, a.packed)}{a.tag}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = done_seeds(out)
-    jobs = [(a.recipe, s, extra, a.threads, a.n_eval, a.n_len, a.packed)
-            for s in a.seeds if s not in done]
-    print(f"{len(jobs)} runs of {a.recipe} {extra or ''} -> {out} ({len(done)} already there)", flush=True)
-    sweep(one_run, jobs, out, a.workers, a.threads,
-          lambda r: f"seed {r['seed']}: t50 {r['t50']} t90 {r['t90']} general {100*r['general']:.1f}% "
-                    f"len4 {100*r['len4']:.1f}% len5 {100*r['len5']:.1f}% ({r['train_s']:.0f} s)")
-    print(calibration.markdown(calibration.load(out)))
+    from reasonlib.train.curriculum import check_curriculum
+    try:
+        for c in a.curriculum or []:
+            check_curriculum(c)
+        recipe_config(a.recipe[0], a.seeds[0], extra)   # bad values fail here, before any training
+    except ValueError as e:
+        ap.error(str(e))
+    outs, jobs = {}, []
+    for c in a.curriculum or [None]:
+        for r in a.recipe:
+            out = Path(a.out) / f"{recipe_name(r, a.packed, c)}{a.tag}.jsonl"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            outs[recipe_name(r, a.packed, c)] = out
+    for s in a.seeds:   # seed-major: a sweep stopped early has every arm on its first seeds
+        for c in a.curriculum or [None]:
+            for r in a.recipe:
+                if s not in done_seeds(outs[recipe_name(r, a.packed, c)]):
+                    jobs.append((r, s, extra, a.threads, a.n_eval, a.n_len, a.packed, c))
+    print(f"{len(jobs)} runs of {', '.join(outs)} {extra or ''} -> {a.out}", flush=True)
+    sweep(one_run, jobs, outs, a.workers, a.threads,
+          lambda r: f"{r['recipe']} seed {r['seed']}: t90 {r['t90']} general {100*r['general']:.1f}% "
+                    f"mixed3 {100 * r['buckets'].get('mixed3', {}).get('acc', float('nan')):.1f}% "
+                    f"withheld {_withheld(r)} len{_len1(r)} ({r['train_s']:.0f} s)")
+    print(calibration.markdown([row for o in outs.values() for row in calibration.load(o)]))
     return 0
+
+
+def _withheld(r) -> str:
+    w = [v["acc"] for v in r.get("grid", {}).values() if v["kind"] == "withheld"]
+    return f"{100 * w[0]:.1f}%" if w else "-"
+
+
+def _len1(r) -> str:
+    """The first untrained length's accuracy, as 'N x%'."""
+    n = max(int(k[3:]) for k in r if k.startswith("len") and k[3:].isdigit())
+    k = f"len{min(n, 4)}"
+    return f"{k[3:]} {100 * r.get(k, float('nan')):.1f}%"
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ def test_stage_weights_sum_to_one_and_cover_unit_interval(name, replay, mixed_re
         assert len(w) == len(st.weights), "a bucket appears twice in one stage"
         assert sum(w.values()) == pytest.approx(1.0, abs=1e-12)
         assert all(v >= 0 for v in w.values())
-        assert set(w) <= {"d1", "d2_nocarry", "d2_carry", "mixed", "general"}  # never ood_long
+        assert set(w) <= {"d1", "d2_nocarry", "d2_carry", "mixed", "pairs", "general"}  # never ood_long
         assert st.name in w
 
 
@@ -28,6 +28,16 @@ def test_stage_names_and_order():
     names = [s.name for s in curriculum.stages("targeted")]
     assert names == ["d1", "d2_nocarry", "d2_carry", "mixed", "general"]
     assert names.index("mixed") < names.index("general")
+    assert [s.name for s in curriculum.stages("targeted_v2")] == \
+        ["d1", "d2_nocarry", "d2_carry", "mixed", "pairs", "general"]
+
+
+def test_v2_keeps_pairs_share_and_every_curriculum_spends_the_whole_budget():
+    last = dict(curriculum.stages("targeted_v2", replay=0.2, mixed_replay=0.15)[-1].weights)
+    assert last["pairs"] == pytest.approx(0.15) and last["mixed"] == pytest.approx(0.05)
+    for name in curriculum.CURRICULA:   # equal token budgets: the stages tile [0, 1]
+        sched = curriculum.stages(name)
+        assert sched[0].start == 0 and sched[-1].end == 1
 
 
 def test_replay_shares():

@@ -105,13 +105,13 @@ def small_sets(draw):
 
 def _runs(P) -> None:
     """What an accepted set must be able to do: notebook 01's model on the longest row its
-    block holds (operands of max_digits + LENGTH_EXTRA digits), the KV-cache sampler, and
+    block holds (operands of tasks.longest_tested digits), the KV-cache sampler, and
     the first SFT steps of every arm's position scheme."""
     for pos in dict.fromkeys([P.pos, *P.positions]):
         cfg = replace(sft.config_from_params(P, P.curricula[0]), pos=pos,
                       pos_offset=P.pos_offset, snapshots=False)
         torch.manual_seed(0)
-        w = P.max_digits + tasks.LENGTH_EXTRA
+        w = tasks.longest_tested(P.max_digits)
         a = np.array([10 ** w - 1, 7])
         b = np.array([10 ** w - 1, 10 ** (w - 1)])
         prompts, valid = tasks.render_prompts(a, b)

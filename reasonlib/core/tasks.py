@@ -13,6 +13,12 @@ general       both operands uniform in [0, 10^D)
 ood_long      both operands with exactly D+1 digits (never trained on)
 ============  =========================================================================
 
+Training draws also a bucket of their own, ``pairs`` (curriculum ``targeted_v2``): an operand
+length pair (i, j), i, j <= D, uniform over the pairs, then each operand uniform over its
+length. One pair, :func:`withheld_cell` ((1, D) for D >= 3), is drawn by **no** training
+path: :func:`sample_bucket` (every curriculum's batches and RL's prompts) rejects it, so the
+length-pair grid (reasonlib.study.grid) tests composition to a pair never seen.
+
 Train and test (DESIGN.md §3): a bucket with at most 10,000 problems is *small* and
 enumerated; a fixed, seeded 30% of every small bucket but ``d1`` is **held out**: no
 training path draws it, and every metric on the bucket is computed on it. A *large* bucket
@@ -55,6 +61,7 @@ HOLDOUT_SHARE = 0.3    # of every small bucket but d1: never drawn for training,
 # exactly its 30% too; every small bucket is a union of d1 and these
 HOLDOUT_STRATA = ("d2_nocarry", "d2_carry", "low_sum", "mixed_high")
 MAX_RESERVED = 20_000  # eval problems reserved (never trained) per large bucket: params.MAX_EVAL
+TRAIN_BUCKETS = BUCKETS + ("pairs",)   # what a training draw may name (pairs: training only)
 VAL_SHARE = 0.1        # of every stratum: validation problems, neither trained nor evaluated
 MAX_VAL = 2_000        # validation problems per large bucket (the probe's eval_n at most)
 _HOLE = -1
@@ -162,6 +169,34 @@ def in_sorted(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
     return sorted_keys[i] == keys
 
 
+def withheld_cell(max_digits: int) -> tuple[int, int] | None:
+    """The operand-length pair (len a, len b) no training path draws: (1, D) for D >= 3, None
+    below (at D = 2 it would be half of ``mixed``, the stage the study is about)."""
+    return (1, max_digits) if max_digits >= 3 else None
+
+
+def in_cell(a: np.ndarray, b: np.ndarray, cell: tuple[int, int]) -> np.ndarray:
+    """True where (digits of a, digits of b) is ``cell``."""
+    return (_ndigits(np.asarray(a)) == cell[0]) & (_ndigits(np.asarray(b)) == cell[1])
+
+
+def pair_cells(max_digits: int) -> list[tuple[int, int]]:
+    """The length pairs ``pairs`` draws: every (i, j) with i, j <= D but the withheld one."""
+    out = [(i, j) for i in range(1, max_digits + 1) for j in range(1, max_digits + 1)]
+    return [c for c in out if c != withheld_cell(max_digits)]
+
+
+def _length_range(n: int) -> tuple[int, int]:
+    return (0 if n == 1 else 10 ** (n - 1)), 10 ** n
+
+
+def draw_cell(cell: tuple[int, int], n: int, rng: np.random.Generator):
+    """n problems uniform over one length pair (with replacement)."""
+    (lo_a, hi_a), (lo_b, hi_b) = _length_range(cell[0]), _length_range(cell[1])
+    return (rng.integers(lo_a, hi_a, size=n, dtype=np.int64),
+            rng.integers(lo_b, hi_b, size=n, dtype=np.int64))
+
+
 def _draw(bucket: str, n: int, rng: np.random.Generator, max_digits: int):
     """n problems uniform over a large bucket (with replacement)."""
     lo, hi = _operand_range(bucket, max_digits)
@@ -190,15 +225,17 @@ def _allowed(bucket: str, max_digits: int, exclude: np.ndarray):
 
 def sample_bucket(bucket: str, n: int, rng: np.random.Generator, max_digits: int,
                   exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """n problems drawn uniformly (with replacement) from a bucket, never one whose
-    :func:`problem_key` is in ``exclude`` (a sorted key array, e.g.
-    :func:`train_exclusions`): a small bucket is drawn from its allowed problems, a large
-    one by vectorized rejection (its exclusion is a small share, so a draw costs few tries)."""
-    check_bucket(bucket)
+    """n training problems drawn uniformly (with replacement) from a bucket (or ``pairs``),
+    never one whose :func:`problem_key` is in ``exclude`` (a sorted key array, e.g.
+    :func:`train_exclusions`) and never one of the :func:`withheld_cell`: a small bucket is
+    drawn from its allowed problems (none lies in the withheld cell), a large one by
+    vectorized rejection (its exclusion is a small share, so a draw costs few tries)."""
+    if bucket not in TRAIN_BUCKETS:
+        raise ValueError(f"unknown bucket {bucket!r}; allowed: {', '.join(TRAIN_BUCKETS)}")
     exclude = np.zeros(0, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
     if len(exclude) > 1 and not (exclude[1:] > exclude[:-1]).all():
         exclude = np.unique(exclude)   # the binary search needs sorted, unique keys
-    e = enumerated(bucket, max_digits)
+    e = None if bucket == "pairs" else enumerated(bucket, max_digits)
     if e is not None:
         a, b = _allowed(bucket, max_digits, exclude) if len(exclude) else e
         if len(a) == 0:
@@ -206,12 +243,31 @@ def sample_bucket(bucket: str, n: int, rng: np.random.Generator, max_digits: int
                              f"max_digits={max_digits}")
         idx = rng.integers(0, len(a), size=n)
         return a[idx], b[idx]
-    a, b = _draw(bucket, n, rng, max_digits)
-    bad = in_sorted(problem_key(a, b), exclude)
-    while bad.any():
-        x, y = _draw(bucket, int(bad.sum()), rng, max_digits)
-        a[bad], b[bad] = x, y
+    cell = withheld_cell(max_digits)
+
+    def rejected(a, b):
         bad = in_sorted(problem_key(a, b), exclude)
+        return bad | in_cell(a, b, cell) if cell else bad
+
+    def redrawn(draw, n):   # n draws, each rejected one redrawn from the same ``draw``
+        a, b = draw(n)
+        bad = rejected(a, b)
+        while bad.any():
+            a[bad], b[bad] = draw(int(bad.sum()))
+            bad = rejected(a, b)
+        return a, b
+
+    if bucket != "pairs":
+        return redrawn(lambda k: _draw(bucket, k, rng, max_digits), n)
+    # pairs: a length pair uniform over pair_cells, redrawn inside its own pair, so every
+    # pair keeps its share whatever part of it is excluded
+    cells = pair_cells(max_digits)
+    which = rng.integers(0, len(cells), size=n)
+    a, b = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for k, c in enumerate(cells):
+        m = which == k
+        if m.any():
+            a[m], b[m] = redrawn(lambda j, c=c: draw_cell(c, j, rng), int(m.sum()))
     return a, b
 
 
@@ -565,7 +621,15 @@ def answer_text(a: int, b: int, fmt: str) -> str:
     return bytes(int(t) for t, m in zip(toks[0], ans[0]) if m and t < 256).decode()
 
 
-LENGTH_EXTRA = 3  # the length study (reasonlib.study.lengths) tests operands of up to D + 3 digits
+LENGTH_EXTRA = 3  # the length-pair grid (reasonlib.study.grid) tests operands of up to D + 3 digits
+LENGTH_FACTOR = 3  # ... and the length study (reasonlib.study.lengths) up to 3D (at least D + 3)
+MAX_OPERAND_DIGITS = 9   # problem_key holds operands below 10^9
+
+
+def longest_tested(max_digits: int) -> int:
+    """The most digits an operand of any evaluation has: max(D + LENGTH_EXTRA, 3D), at most
+    MAX_OPERAND_DIGITS (9, what a problem key holds; D + 3 is at most 9 for D <= 6)."""
+    return min(max(max_digits + LENGTH_EXTRA, LENGTH_FACTOR * max_digits), MAX_OPERAND_DIGITS)
 
 
 def answer_len(width: int, fmt: str) -> int:
@@ -592,10 +656,10 @@ def answer_budget(a: np.ndarray, b: np.ndarray, max_digits: int, fmt: str) -> in
 
 
 def block_size_for(max_digits: int, fmt: str) -> int:
-    """Context length that holds the longest prompt + answer: operands of D + LENGTH_EXTRA
-    digits (the length study's longest). No position scheme has a table of this size, so the
-    context only bounds what a model may be asked."""
-    w = max_digits + LENGTH_EXTRA
+    """Context length that holds the longest prompt + answer: operands of
+    :func:`longest_tested` digits (the length study's longest). No position scheme has a table
+    of this size, so the context only bounds what a model may be asked."""
+    w = longest_tested(max_digits)
     return 1 + w + 1 + w + 1 + answer_len(w, fmt)
 
 

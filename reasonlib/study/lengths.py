@@ -1,11 +1,13 @@
-"""Length generalisation: problems whose two operands have exactly n digits, n = 1..D+3.
+"""Length generalisation: problems whose two operands have exactly n digits, n = 1..3D
+(at least D + 3: :func:`reasonlib.core.tasks.longest_tested`).
 
 The train/test rule: every training path draws from the curricula's buckets, whose operands
 have at most T = :func:`longest_trained` digits (T = D = ``max_digits`` for D >= 2; the
 ``d2_*`` stages make it 2 at D = 1; ``ood_long`` is evaluation only), so no problem with a
 longer operand is ever trained on. Within the trained range each length is evaluated on
-problems training never draws: the held-out ``d2_*`` problems for 2 digits, the reserved
-``general`` eval problems for 3..D digits. Length 1 is ``d1``, trained and evaluated in
+eval problems training never draws (validation problems, which choices are made on, left
+out): the held-out ``d2_*`` problems for 2 digits, the reserved ``general`` eval problems for
+3..D digits. Length 1 is ``d1``, trained and evaluated in
 full, and labelled seen.
 """
 from __future__ import annotations
@@ -22,6 +24,9 @@ def longest_trained(max_digits: int) -> int:
     for c in CURRICULA:
         for st in stages(c):
             for bucket, _ in st.weights:
+                if bucket == "pairs":   # length pairs up to D (tasks.pair_cells)
+                    most = max(most, max(max(c) for c in tasks.pair_cells(max_digits)))
+                    continue
                 e = tasks.enumerated(bucket, max_digits)
                 hi = int(max(e[0].max(), e[1].max())) if e is not None \
                     else tasks._operand_range(bucket, max_digits)[1] - 1
@@ -30,7 +35,7 @@ def longest_trained(max_digits: int) -> int:
 
 
 def lengths_for(max_digits: int) -> list[int]:
-    return list(range(1, max_digits + tasks.LENGTH_EXTRA + 1))
+    return list(range(1, tasks.longest_tested(max_digits) + 1))
 
 
 def name(n: int) -> str:
@@ -44,15 +49,16 @@ def _exact(x: np.ndarray, n: int) -> np.ndarray:
 def problems(n: int, max_digits: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Up to ``count`` distinct problems with two n-digit operands, in a fixed seeded order,
     and whether training may have drawn them (True for n = 1 only)."""
-    if not 1 <= n <= max_digits + tasks.LENGTH_EXTRA:
-        raise ValueError(f"n={n}: operand length must be in 1..{max_digits + tasks.LENGTH_EXTRA} "
-                         f"(max_digits + {tasks.LENGTH_EXTRA})")
+    top = tasks.longest_tested(max_digits)
+    if not 1 <= n <= top:
+        raise ValueError(f"n={n}: operand length must be in 1..{top} (max(max_digits + "
+                         f"{tasks.LENGTH_EXTRA}, {tasks.LENGTH_FACTOR} x max_digits))")
     if n == 1:
         a, b = tasks.enumerated("d1")
         return a[:count], b[:count], True
     rng = np.random.default_rng([seed, 4049, n])
     if n <= longest_trained(max_digits):   # never-trained problems of this length
-        keys = tasks.train_exclusions(max_digits, seed)
+        keys = np.union1d(tasks.heldout_keys(seed), tasks.reserved_keys(max_digits, seed))
         a, b = keys // 1_000_000_000, keys % 1_000_000_000
         keep = _exact(a, n) & _exact(b, n)
         a, b = a[keep], b[keep]

@@ -9,6 +9,13 @@ early skills are not forgotten.
 * ``control`` (the seed's old curriculum): d1 -> d2_nocarry -> d2_carry -> general
 * ``targeted``: d1 -> d2_nocarry -> d2_carry -> **mixed** -> general, and once ``mixed``
   has been introduced it keeps its own replay share ``mixed_replay`` in every later stage.
+* ``targeted_v2`` (the study's remedy, explicit mixed-digit training, generalised to D):
+  targeted's stages with a **pairs** stage before ``general``: every operand-length pair
+  (i, j <= D) equally often but the withheld one (:func:`reasonlib.core.tasks.withheld_cell`),
+  and ``pairs`` then keeps the ``mixed_replay`` share. It runs beside ``targeted`` rather than
+  replacing it: ``targeted`` is the study's curriculum, whose claims the suite tests.
+
+Every curriculum spends the same token budget; the shares below only split it.
 """
 from __future__ import annotations
 
@@ -18,15 +25,18 @@ import numpy as np
 
 from ..core import tasks
 
-CURRICULA = ("control", "targeted")
+CURRICULA = ("control", "targeted", "targeted_v2")
 _ORDER = {
     "control": ("d1", "d2_nocarry", "d2_carry", "general"),
     "targeted": ("d1", "d2_nocarry", "d2_carry", "mixed", "general"),
+    "targeted_v2": ("d1", "d2_nocarry", "d2_carry", "mixed", "pairs", "general"),
 }
 _SHARES = {  # share of the token budget per stage; the last stage is the longest
     "control": (0.05, 0.10, 0.15, 0.70),
     "targeted": (0.05, 0.10, 0.15, 0.10, 0.60),
+    "targeted_v2": (0.05, 0.10, 0.15, 0.10, 0.15, 0.45),
 }
+_KEPT = {"targeted": "mixed", "targeted_v2": "pairs"}   # keeps mixed_replay once introduced
 
 
 @dataclass(frozen=True)
@@ -53,11 +63,11 @@ def stages(name: str, replay: float = 0.2, mixed_replay: float = 0.15) -> list[S
     for k, (new, share) in enumerate(zip(order, shares)):
         seen = list(order[:k])
         w = {new: 1.0}
-        keep_mixed = name == "targeted" and "mixed" in seen
-        if keep_mixed:
-            w["mixed"] = mixed_replay
+        kept = _KEPT.get(name)
+        if kept in seen:
+            w[kept] = mixed_replay
             w[new] -= mixed_replay
-            seen.remove("mixed")
+            seen.remove(kept)
         if seen:
             for s in seen:
                 w[s] = w.get(s, 0.0) + replay / len(seen)
