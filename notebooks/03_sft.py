@@ -187,6 +187,21 @@ else:
     print("no calibration runs committed under reports/calibration/")
 
 # %% [markdown]
+# ### Targeted v2 on calibration seeds
+#
+# `targeted_v2` adds a stage of balanced operand-length pairs up to D (the study's remedy,
+# explicit mixed-digit training, generalised), with the pair (1, D) withheld from every
+# training path. Its goal per seed, on validation problems: >= 99% on every trained cell of the
+# length-pair grid (08), >= 97% on the withheld cell, >= 99% on `mixed3` and `general`. The
+# committed runs (`reports/calibration/grid/`, docs/calibration.md):
+
+# %%
+grid_rows = calibration.load(calibration.GRID) if calibration.GRID.is_dir() else []
+v2_rows = [r for r in grid_rows if r["curriculum"] == "targeted_v2"]
+print(calibration.grid_markdown(v2_rows) if v2_rows else
+      "no targeted v2 runs committed under reports/calibration/grid/")
+
+# %% [markdown]
 # ## Final evaluation: greedy exact match per bucket, on held-out problems
 #
 # Every bucket is scored on problems no training path could draw (02): the held-out 30% of

@@ -201,6 +201,34 @@ else:
     print("no seed has 05's headroom records")
 
 # %% [markdown]
+# ## The length-pair grid over seeds
+#
+# 08's grids (every SFT arm on every pair of operand lengths up to D+3), the mean greedy
+# accuracy over seeds per cell: the trained lengths outlined, the withheld cell (1, D) boxed.
+
+# %%
+if S["grids"]:
+    from reasonlib.core import tasks
+    from reasonlib.study import lengths
+    D = S["setup"].get("max_digits") or 3
+    side = max(int(x) for g in S["grids"].values() for c in g for x in c.split("x"))
+    mats = {}
+    for arm, cells in S["grids"].items():
+        m = np.full((side, side), np.nan)
+        for c, v in cells.items():
+            i, j = map(int, c.split("x"))
+            m[i - 1, j - 1] = np.mean(v)
+        n = max(len(v) for v in cells.values())
+        mats[f"{arm} ({n} seed{'s' * (n != 1)})"] = m
+    fig = plots.length_grids(mats, lengths.longest_trained(D), tasks.withheld_cell(D),
+                             f"greedy exact match per length pair, mean over {S['n_seeds']} "
+                             f"seed{'s' * (S['n_seeds'] != 1)} (08)")
+    fig.savefig(out_dir / "grid.png", dpi=100)
+    plt.show()
+else:
+    print("no seed has 08's grid records")
+
+# %% [markdown]
 # ## One figure per finding
 #
 # Each dot is one seed's value of a record the finding reads; lines join the same seed

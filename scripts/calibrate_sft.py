@@ -7,7 +7,10 @@ parameters with the recipe's overrides) from one seed, then records:
 * ``t50`` / ``t90``: the first training step at which the probe's ``general`` greedy
   accuracy reaches 50% / 90% (the 3-digit transition), None if never;
 * ``general``: final greedy accuracy on ``n_eval`` reserved ``general`` problems;
-* ``len<n>``: greedy accuracy on two n-digit operands, n = 1..D+3 (reasonlib.study.lengths);
+* ``len<n>``: greedy accuracy on two n-digit operands, n = 1..3D (reasonlib.study.lengths);
+* ``buckets``: greedy accuracy (and n) on every bucket's validation problems;
+* ``grid``: greedy accuracy on each length-pair cell's validation problems (GRID_N a cell,
+  reasonlib.study.grid), with the cell's kind and its operand_dup / digit_sub answers;
 * wall time, steps, torch threads, the provenance of the run.
 
 One JSON line per (recipe, seed) goes to ``<out>/<recipe>.jsonl``; a rerun skips what is
@@ -16,6 +19,10 @@ there, so a sweep can be stopped and continued. Runs go to ``--workers`` process
 
     python scripts/calibrate_sft.py --recipe abacus --seeds 100-119 --workers 2
     python scripts/calibrate_sft.py --recipe local --packed   # -> local-packed.jsonl
+    python scripts/calibrate_sft.py --recipe rope local --curriculum targeted_v2 --packed \
+        --seeds 100-119   # targeted v2, with per-bucket and length-pair-grid results
+    python scripts/calibrate_sft.py --recipe rope coupled local --curriculum control \
+        targeted targeted_v2 --packed --seeds 100-109   # the factorial, seed by seed
     python scripts/calibrate_sft.py --table runs/calibration/abacus.jsonl
     python scripts/calibrate_sft.py --compare reports/calibration/steps/rope-padded-amd.jsonl \
         reports/calibration/steps/rope-packed.jsonl   # the same seeds, two steps
@@ -164,9 +171,11 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.docs:
         page = ROOT / calibration.PAGE
-        page.write_text(calibration.replace_block(page.read_text(),
-                                                  calibration.load(calibration.COMMITTED)))
-        print(f"wrote the calibration table of {calibration.COMMITTED} into {page}")
+        text = calibration.replace_block(page.read_text(), calibration.load(calibration.COMMITTED))
+        grid_rows = calibration.load(calibration.GRID) if calibration.GRID.is_dir() else []
+        page.write_text(calibration.replace_grid_block(text, grid_rows))
+        print(f"wrote the calibration tables of {calibration.COMMITTED} and {calibration.GRID} "
+              f"into {page}")
         return 0
     if a.compare:
         (fa, fb), names = a.compare, [Path(f).stem for f in a.compare]
@@ -181,7 +190,12 @@ def main(argv=None):
             ap.error(f"--compare: {e}")
         return 0
     if a.table is not None:
-        print(calibration.markdown([r for f in a.table for r in calibration.load(f)]))
+        rows = [r for f in a.table for r in calibration.load(f)]
+        grid_rows = [r for r in rows if "grid" in r]
+        print(calibration.markdown(rows))
+        if grid_rows:   # targeted v2 and the factorial: the goals and the paired differences
+            print("\n" + calibration.grid_markdown(grid_rows) + "\n\n"
+                  + calibration.factorial_markdown(grid_rows))
         return 0
     if not a.recipe:
         ap.error("--recipe is required (or --table)")

@@ -88,3 +88,55 @@ def test_packed_recipe_is_its_own_recipe_and_trains_packed():
     assert cfg.packed and cfg.pos == "local" and cfg.pos_offset == 8
     assert not mod.recipe_config("local", 100, {})[0].packed
     assert mod.recipe_name("local", True) == "local-packed" and mod.recipe_name("local", False) == "local"
+
+
+# ---- targeted v2 and the factorial -------------------------------------------------------
+def _grid_row(seed, curriculum="targeted_v2", pos="rope", trained=1.0, withheld=0.98,
+              buckets=None, recipe=None):
+    b = {"low_sum": 1.0, "mixed": 1.0, "mixed3": 0.995, "general": 0.995, "ood_long": 0.1,
+         **(buckets or {})}
+    grid = {"1x1": {"acc": 1.0, "n": 100, "kind": "seen"},
+            "2x2": {"acc": trained, "n": 200, "kind": "trained"},
+            "3x1": {"acc": 1.0, "n": 200, "kind": "trained"},
+            "1x3": {"acc": withheld, "n": 200, "kind": "withheld"},
+            "4x4": {"acc": 0.0, "n": 200, "kind": "untrained"}}
+    return {**_row(seed, 20, b["general"], recipe or f"{curriculum}-{pos}-packed"),
+            "curriculum": curriculum, "overrides": {"pos": pos},
+            "buckets": {k: {"acc": v, "n": 100} for k, v in b.items()}, "grid": grid}
+
+
+def test_goals_each_fail_on_their_own():
+    assert all(calibration.goal_parts(_grid_row(100)).values())
+    assert calibration.goal_parts(_grid_row(100, trained=0.985)) == \
+        {"trained": False, "withheld": True, "mixed3": True, "general": True}
+    assert not calibration.goal_parts(_grid_row(100, withheld=0.96))["withheld"]
+    assert not calibration.goal_parts(_grid_row(100, buckets={"mixed3": 0.98}))["mixed3"]
+    md = calibration.grid_markdown([_grid_row(100), _grid_row(101, withheld=0.5)])
+    assert "all four goals on 1 of 2 seeds" in md and "withheld cell >= 97%: 1" in md
+    assert "| 98.0 |" in md and "| 50.0 |" in md
+
+
+def test_factorial_pairs_by_seed_and_flags_a_worse_bucket():
+    rows = [_grid_row(s, "control", "rope", buckets={"mixed3": 0.9 + 0.01 * (s % 3)})
+            for s in (100, 101, 102, 103)]
+    rows += [_grid_row(s, "targeted", "rope", buckets={"mixed3": 0.5 + 0.01 * (s % 3)})
+             for s in (100, 101, 102, 103)]
+    rows += [_grid_row(s, "targeted_v2", "rope") for s in (100, 101, 102)]
+    md = calibration.factorial_markdown(rows)
+    assert "| rope | control | 4 |" in md and "| rope | targeted_v2 | 3 |" in md
+    assert "rope, targeted - control (4 seeds)" in md and "Worse beyond the interval: mixed3" in md
+    assert "rope, targeted_v2 - control (3 seeds)" in md
+    line = next(x for x in md.splitlines() if x.startswith("- rope, targeted_v2"))
+    assert "No measure worse" in line
+    arms = calibration.factorial_arms(rows)
+    assert list(arms) == ["rope, control", "rope, targeted", "rope, targeted_v2"]
+    m = calibration.mean_grid(arms["rope, control"])
+    assert m.shape == (4, 4) and m[0, 2] == pytest.approx(0.98)
+
+
+def test_docs_grid_block_is_generated_from_the_committed_runs():
+    rows = calibration.load(calibration.GRID) if calibration.GRID.is_dir() else []
+    assert all(r["seed"] >= 100 for r in rows), "calibration runs must use seeds 100 and up"
+    text = (ROOT / calibration.PAGE).read_text()
+    assert calibration.grid_block(rows) in text, \
+        f"{calibration.PAGE}'s targeted v2 tables are stale: run python scripts/calibrate_sft.py --docs"

@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from reasonlib.report import findings as F, plots  # noqa: E402
@@ -48,6 +49,9 @@ def test_the_other_figures_titles_fit():
         plots.headroom_seeds([{"seed": "seed-0", "greedy": 0.4, "pass@k": 0.9, "k": 8,
                                "gain_greedy": 0.1}], (0.2, 0.85), LONG),
         plots.length_curves({"rope": [(d, 0.5, 0.4, 0.6, 0.7) for d in (1, 2, 3, 4)]}, 3, 8, LONG),
+        plots.length_grids({"control": np.eye(6), "targeted": np.full((6, 6), 0.5),
+                            "targeted_v2": np.full((6, 6), np.nan)}, 3, (1, 3), LONG),
+        plots.length_grids({"rope": np.eye(6)}, 3, None, LONG),
         plots.transition_curves([{"probe": [(100, 0.2), (200, 0.6), (300, 0.95)], "t50": 200,
                                   "t90": 300}], LONG),
         plots.loss_curves({"control": {"tokens": [1e4, 2e4, 3e4], "loss": [2.0, 1.5, 1.0]}}, LONG),

@@ -242,6 +242,48 @@ def length_curves(curves: dict[str, list[tuple]], trained_max: int, k: int, titl
     return fig
 
 
+def length_grids(grids: dict[str, np.ndarray], trained_max: int, withheld, title: str,
+                 label: str = "greedy exact match", vmax: float = 1.0, cmap: str = "viridis"):
+    """One heatmap per model of a (side, side) grid (row: digits of a, column: digits of b;
+    NaN cells blank), each cell annotated in %: the trained lengths outlined in white, the
+    withheld cell ``(i, j)`` (1-based, None for none) boxed in red."""
+    names = list(grids)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.8, 3.2 * rows + 0.6), squeeze=False)
+    from matplotlib.patches import Rectangle
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.ravel(), names):
+        m = np.asarray(grids[name], dtype=float)
+        n = m.shape[0]
+        im = ax.imshow(m, vmin=0, vmax=vmax, cmap=cmap, origin="upper",
+                       extent=(0.5, n + 0.5, n + 0.5, 0.5))
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(m[i, j]):
+                    ax.text(j + 1, i + 1, f"{100 * m[i, j]:.0f}", ha="center", va="center",
+                            fontsize=7, color="white" if m[i, j] < 0.6 * vmax else "black")
+        ax.add_patch(Rectangle((0.5, 0.5), trained_max, trained_max, fill=False, ec="white", lw=2.5))
+        ax.add_patch(Rectangle((0.5, 0.5), trained_max, trained_max, fill=False, ec="black", lw=0.8,
+                               ls="--"))
+        if withheld:
+            ax.add_patch(Rectangle((withheld[1] - 0.5, withheld[0] - 0.5), 1, 1, fill=False,
+                                   ec="tab:red", lw=2.5))
+        ax.set_xticks(range(1, n + 1))
+        ax.set_yticks(range(1, n + 1))
+        ax.set_xlabel("digits of b")
+        if ax in axes[:, 0]:
+            ax.set_ylabel("digits of a")
+        ax.set_title(name, fontsize=9)
+        ax.grid(False)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=label)
+    fig.suptitle(title + ("; outlined: trained lengths" + (f"; red: withheld cell {withheld}"
+                                                           if withheld else "")), fontsize=10)
+    fit_titles(fig)
+    return fig
+
+
 def transition_curves(rows: list[dict], title: str):
     """Calibration runs: each seed's probe curve of ``general`` (one line per seed), the steps
     where it first reached 50% and 90% marked; seeds that never reached 90% in red."""

@@ -465,6 +465,13 @@ def _index_html(profile_root: Path, out: Path, s: dict, source: str,
                 f'greedy accuracy on general, against what RL gained from it (finding 3b).</p>'
                 f'<img class="wide" alt="the headroom curve" src="{_esc(Path(os.path.relpath(head, out)).as_posix())}">'
                 if head.is_file() else "")
+    gpng = profile_root / "summary" / "grid.png"
+    grid_fig = (f'<h2>The length-pair grid</h2><p class="muted">Every SFT arm (curriculum, answer '
+                f'format, position scheme) on every pair of operand lengths up to D+3, greedy '
+                f'exact match in %, the mean over seeds (notebook 08). Outlined: the trained '
+                f'lengths; red: the cell (1, D), which no training path draws.</p>'
+                f'<img class="wide" alt="the length-pair grid" src="{_esc(Path(os.path.relpath(gpng, out)).as_posix())}">'
+                if gpng.is_file() else "")
     limits = "".join(f"<li>{_esc(x)}</li>" for x in s.get("limitations") or [])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -494,6 +501,7 @@ study: supported or not, never "reproduced".</span></p>
 <h2>Limitations</h2>
 <ul class="limits">{limits}</ul>
 {headroom}
+{grid_fig}
 <h2>Setup</h2>
 {_setup_html(s)}
 <h2>The study's claims in detail</h2>

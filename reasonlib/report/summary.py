@@ -20,7 +20,7 @@ import numpy as np
 
 from . import findings as F
 from ..study import records as R
-from ..core import stats
+from ..core import schemes as scheme_info, stats
 from ..core.failures import CLASSES
 from .tables import table
 
@@ -177,6 +177,19 @@ def headroom(files: dict[str, dict]) -> list[dict]:
     return out
 
 
+def grids(files: dict[str, dict]) -> dict[str, dict[str, list[float]]]:
+    """08's length-pair grids over seeds: {arm: {cell "ixj": [greedy acc per seed]}}, from its
+    ``grid/<arm>/<cell>/acc`` records (reasonlib.study.grid)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for nbs in files.values():
+        rec = (nbs.get("08_lengths") or {}).get("records", {})
+        for name, v in rec.items():
+            parts = name.split("/")
+            if len(parts) == 4 and parts[0] == "grid" and parts[3] == "acc" and v is not None:
+                out.setdefault(parts[1], {}).setdefault(parts[2], []).append(float(v))
+    return out
+
+
 def setup(files: dict[str, dict]) -> dict:
     """What the story states up front: model, budgets, buckets and what was held out (from
     the first seed's parameters and 02's split records)."""
@@ -222,7 +235,7 @@ def summarize(run_root) -> dict:
     s = {"run_root": Path(run_root).as_posix(), "seeds": seeds, "n_seeds": len(seeds),
          "missing": missing, "published_source": PUBLISHED_SOURCE,
          "findings": results, "measures": measures, "taxonomy": taxonomy(files),
-         "headroom": headroom(files),
+         "headroom": headroom(files), "grids": grids(files),
          "setup": setup(files), "level": stats.LEVEL, "machines": machines(files)}
     s["limitations"] = limitations(s, files)
     s["story"] = story(s)
@@ -382,17 +395,6 @@ def _measure_mean(s: dict, name: str):
     return None if m is None else m["mean"]
 
 
-# what a position scheme builds in (docs/positions.md), for the limitations
-STRUCTURE = {
-    "local": "`local` positions hard-code the column: a digit's attention is kept to its own "
-             "place and the place below, the structure column addition needs; its length "
-             "result (6b) says what that structure buys, not that a model finds it",
-    "coupled": "`coupled` positions give each digit its place in its number, and seat the "
-               "query that writes a digit with the operands' digits of that place",
-    "abacus": "`abacus` positions give each digit a learned vector for its place in its number",
-}
-
-
 def limitations(s: dict, files: dict[str, dict]) -> list[str]:
     """What this run cannot say, generated from its records: what its n cannot decide, where
     its starts differ from the study's, which schemes build in structure, which machines ran it."""
@@ -453,8 +455,8 @@ def limitations(s: dict, files: dict[str, dict]) -> list[str]:
         for nb in ("03_sft", "08_lengths"):
             p = (nbs.get(nb) or {}).get("params", {})
             schemes += [p.get("pos")] + list(p.get("positions") or [])
-    for sch in dict.fromkeys(x for x in schemes if x in STRUCTURE):
-        out.append(STRUCTURE[sch] + ".")
+    for sch in dict.fromkeys(x for x in schemes if x in scheme_info.PLACED):
+        out.append(scheme_info.STRUCTURE[sch] + ".")
     # 4. machines
     ms = s.get("machines") or []
     if len(ms) == 1:

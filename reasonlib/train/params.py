@@ -92,6 +92,9 @@ SCHEMA: dict[str, Spec] = {
                       choices=POS_SCHEMES),
     "n_len": Spec(100, "int", f"an integer in 1..{MAX_EVAL:,} (problems per operand length)",
                   _upto(MAX_EVAL)),
+    # the length-pair grid (08): every (digits of a, digits of b) up to D + 3, per SFT arm
+    "n_grid": Spec(20, "int", f"an integer in 1..{MAX_EVAL:,} (problems per length-pair cell)",
+                   _upto(MAX_EVAL)),
     # abacus, coupled, local: each training row's places are shifted by one random offset in
     # 0..pos_offset, so the places of numbers longer than the trained ones are trained too
     # (ignored by the other schemes); the bound keeps abacus's table large enough
