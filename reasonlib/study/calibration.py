@@ -30,12 +30,17 @@ def docs_block(rows: list[dict]) -> str:
             f"reports/calibration/; do not edit -->\n{markdown(rows)}\n{END}")
 
 
+def _splice(text: str, begin: str, end: str, block: str) -> str:
+    """``text`` with its one ``begin`` ... ``end`` block replaced by ``block``."""
+    if text.count(begin) != 1 or text.count(end) != 1:
+        raise ValueError(f"{PAGE} must hold exactly one {begin} ... {end} block")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return head + block + tail
+
+
 def replace_block(text: str, rows: list[dict]) -> str:
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        raise ValueError(f"{PAGE} must hold exactly one {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    return head + docs_block(rows) + tail
+    return _splice(text, BEGIN, END, docs_block(rows))
 
 
 def load(path) -> list[dict]:
@@ -190,11 +195,7 @@ def grid_block(rows: list[dict]) -> str:
 
 
 def replace_grid_block(text: str, rows: list[dict]) -> str:
-    if text.count(GRID_BEGIN) != 1 or text.count(GRID_END) != 1:
-        raise ValueError(f"{PAGE} must hold exactly one {GRID_BEGIN} ... {GRID_END} block")
-    head, rest = text.split(GRID_BEGIN)
-    _, tail = rest.split(GRID_END)
-    return head + grid_block(rows) + tail
+    return _splice(text, GRID_BEGIN, GRID_END, grid_block(rows))
 
 
 def _arm(r: dict) -> tuple[str, str]:
