@@ -99,7 +99,7 @@ from IPython.display import Markdown
 
 from reasonlib.train import artifacts, rl, sft
 from reasonlib.report import findings, plots
-from reasonlib.core import metrics, tasks
+from reasonlib.core import metrics, stats, tasks
 from reasonlib.study import records
 from reasonlib.core.runtime import resolve_device
 from reasonlib.report.tables import checks, ci, pct, table
@@ -132,9 +132,9 @@ ev = {beta: metrics.full_eval(r.model, eval_set, P.fmt, P.n_samples, P.temperatu
                               P.seed, P.ks, sampled=[hb]) for beta, r in runs.items()}
 ev0 = metrics.full_eval(start, eval_set, P.fmt, P.n_samples, P.temperature, P.top_k,
                         P.seed, P.ks, sampled=[hb])
-kl_pp = {beta: np.concatenate(list(rl.kl_per_problem(r.model, start, eval_set, P.fmt,
-                                                     seed=P.seed).values()))
-         for beta, r in runs.items()}   # per problem, same problems for every beta: paired
+kl_by = {beta: rl.kl_per_problem(r.model, start, eval_set, P.fmt, seed=P.seed)
+         for beta, r in runs.items()}   # per bucket and problem, same problems for every beta: paired
+kl_pp = {beta: np.concatenate(list(v.values())) for beta, v in kl_by.items()}
 kl = {beta: float(v.mean()) for beta, v in kl_pp.items()}
 forget = {key: np.concatenate([e[b]["correct"] for b in unpractised]) if unpractised else np.zeros(0, bool)
           for key, e in [("start", ev0), *ev.items()]}
@@ -273,9 +273,9 @@ if f_runs:
     c_start = next(iter(f_jobs.values()))[1]
     f_ev0 = metrics.greedy_eval(c_start, eval_set, P.fmt)
     f_ev = {b: metrics.greedy_eval(r.model, eval_set, P.fmt) for b, r in f_runs.items()}
-    f_kl = {b: float(np.concatenate(list(rl.kl_per_problem(r.model, c_start, eval_set, P.fmt,
-                                                           seed=P.seed).values())).mean())
-            for b, r in f_runs.items()}
+    f_kl_by = {b: rl.kl_per_problem(r.model, c_start, eval_set, P.fmt, seed=P.seed)
+               for b, r in f_runs.items()}
+    f_kl = {b: float(np.concatenate(list(v.values())).mean()) for b, v in f_kl_by.items()}
     scans["control, finished (early RL)"] = (f_ev0, f_ev, f_kl, list(f_runs))
 change = {}   # (start, beta) -> (gain on the RL buckets, change on the unpractised ones), points
 for name, (e0, es, kls, bs) in scans.items():
@@ -316,6 +316,51 @@ if f_runs:
         records.mean_with_problems(f"forget/{b:g}/unpractised/acc",
                                    np.concatenate([f_ev[b][u]["correct"] for u in unpractised]), rec)
         rec[f"forget/{b:g}/kl"] = f_kl[b]
+    for key, e in [("start", f_ev0), *f_ev.items()]:   # every bucket, at every beta run
+        for u in P.buckets:
+            rec[f"forget/{key if key == 'start' else f'{key:g}'}/{u}/acc"] = float(e[u]["correct"].mean())
+
+# %% [markdown]
+# ## Does KL predict forgetting? (RL's Razor)
+#
+# Shenfeld et al. (2025) find that how far RL moves a model, measured by the KL on the
+# task's own inputs, predicts how much it forgets elsewhere. **Method.** Every RL run above,
+# from both starts and at every beta: the change in greedy accuracy on the buckets RL never
+# practises (points), against the exact KL to its start on RL's own prompt buckets
+# (`rl_buckets`, the model's samples at T = 1). A line is fitted, with its R². Over one
+# seed's few runs, R² is a description, not a test; 09 fits every seed's runs, holding out
+# one seed at a time.
+
+# %%
+kl_rl = {}   # (start, beta) -> exact KL on RL's prompt buckets
+for name, (_, _, _, bs) in scans.items():
+    by = kl_by if name == next(iter(scans)) else f_kl_by
+    for b in bs:
+        kl_rl[(name, b)] = float(np.concatenate([by[b][u] for u in rl_b]).mean()) if rl_b else float("nan")
+razor = [(name, b, kl_rl[(name, b)], change[(name, b)][1]) for (name, b) in kl_rl]
+if unpractised and rl_b:
+    try:
+        fit = stats.polyfit([r[2] for r in razor], [r[3] for r in razor])
+    except ValueError as err:   # too few runs, or no spread in KL
+        fit = None
+        print(f"no line: {err}")
+    print(table([[n, f"{b:g}", f"{k:.4f}", f"{f:+.1f}"] for n, b, k, f in razor],
+                ["start", "beta", f"exact KL on {', '.join(rl_b)}", f"change on {', '.join(unpractised)} (points)"]))
+    if fit:
+        r2 = f"R² {fit['r2']:.2f}" if fit["r2"] == fit["r2"] else "R² undefined (the change never varies)"
+        print(f"line: slope {fit['coef'][0]:+.1f} points per nat, intercept {fit['coef'][1]:+.1f} "
+              f"points; {r2}, n = {fit['n']} runs, seed {P.seed}")
+    fig = plots.razor([{"start": n, "beta": b, "kl": k, "forget": f, "seed": f"seed-{P.seed}"}
+                       for n, b, k, f in razor], fit,
+                      f"forgetting against KL on RL's prompts, seed {P.seed}")
+    fig.savefig(out_dir / "razor.png", dpi=120)
+    plt.show()
+    starts_key = {name: ("moving" if i == 0 else "control") for i, name in enumerate(scans)}
+    for n, b, k, f in razor:
+        rec[f"razor/{starts_key[n]}/{b:g}/kl"] = k
+        rec[f"razor/{starts_key[n]}/{b:g}/forget"] = f / 100
+else:
+    print("no unpractised or no RL bucket in this run: nothing to fit")
 
 # %% tags=["nbval-ignore-output"]
 records.write(out_dir / "metrics.json", "06_beta_scan", P.seed, rec, vars(P),

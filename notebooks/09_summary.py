@@ -177,10 +177,17 @@ if classes:
 # %% [markdown]
 # ## The headroom curve over seeds
 #
-# Every RL start of 05 on every seed (checkpoints along the targeted SFT schedule, the
-# finished arms): RL's gain in greedy `general` against what the start could already do.
-# The shaded band holds the starts with headroom that finding 3b pools; RL's reward can
-# only carry signal where the start's pass@k is above 0.
+# Every RL start of 05 on every seed: RL's gain in greedy `general` against what the start
+# could already do. Colours tell the start's type: a snapshot along the targeted SFT
+# schedule, a finished curriculum arm, or a finished answer-format arm. The shaded band
+# holds the starts with headroom that finding 3b pools; RL's reward can only carry signal
+# where the start's pass@k is above 0.
+#
+# **Which predictor works?** Each panel fits a quadratic to the gain (black). Its R² on the
+# data flatters it, with 3 coefficients and points that share seeds. The R² "held out by
+# seed" predicts every seed's starts from a fit to the other seeds, and below 0 it predicts
+# worse than the mean. The start's type, as a predictor on its own (its mean gain), is the
+# yardstick.
 
 # %%
 hp = S["headroom"]
@@ -193,12 +200,60 @@ if hp:
              f"{100 * max(p['gain_greedy'] for p in inside):+.1f} points, "
              f"{sum(p['gain_greedy'] >= findings.HEADROOM_GAIN for p in inside)} of {len(inside)} "
              f">= {100 * findings.HEADROOM_GAIN:.0f}" if inside else ""))
+    by_type = {t: [100 * p["gain_greedy"] for p in hp if p["type"] == t] for t in summary.START_TYPES}
+    print(table([[t, len(g), f"{np.mean(g):+.1f}", f"{min(g):+.1f} to {max(g):+.1f}"]
+                 for t, g in by_type.items() if g],
+                ["start type", "starts", "mean RL gain (points)", "range"]))
+    fits = S["headroom_fits"]
+    names = {"greedy": "greedy", "pass@k": f"pass@{hp[0]['k']}", "gap": f"pass@{hp[0]['k']} - greedy",
+             "type": "the start's type"}
+    rows = [[scope, names[x], f["n"], f"{f['r2']:.2f}", f"{f['r2_held_out']:.2f}",
+             f"{f['r']:+.2f}" if "r" in f else ""]
+            for scope, fs in fits.items() for x, f in fs.items()]
+    if rows:
+        print(table(rows, ["starts", "predictor", "n", "R²", "R² held out by seed", "Pearson r"]))
+        for scope, fs in fits.items():
+            best = max(fs, key=lambda x: fs[x]["r2_held_out"])
+            rest = max((fs[x]["r2_held_out"] for x in fs if x != best), default=float("nan"))
+            print(f"{'every start' if scope == 'all' else 'the snapshots alone'}: the best predictor "
+                  f"held out by seed is {names[best]} (R² {fs[best]['r2_held_out']:.2f}, the next "
+                  f"{rest:.2f})")
+    else:
+        print("too few starts or seeds to fit the gain (at least 3 seeds)")
     fig = plots.headroom_seeds(hp, findings.HEADROOM, f"the headroom curve, {S['n_seeds']} "
-                               f"seed{'s' * (S['n_seeds'] != 1)}, every RL start of 05")
+                               f"seed{'s' * (S['n_seeds'] != 1)}, every RL start of 05",
+                               fits.get("all"))
     fig.savefig(out_dir / "headroom.png", dpi=110)
     plt.show()
 else:
     print("no seed has 05's headroom records")
+
+# %% [markdown]
+# ## Does KL predict forgetting? (RL's Razor)
+#
+# Every RL run of 06 on every seed (the mid-transition start at every beta, and the
+# finished control model at beta 0, 05's beta and the largest): the change in greedy
+# accuracy on the buckets RL never practises, against the exact KL to the start on RL's
+# own prompt buckets. Shenfeld et al. (2025) find that this KL predicts forgetting; the
+# line's R², held out one seed at a time from 3 seeds, says how well it does here.
+
+# %%
+rz, rf = S["razor"], S["razor_fit"]
+if rz and rf:
+    for st in dict.fromkeys(p["start"] for p in rz):
+        mine = [p for p in rz if p["start"] == st]
+        print(f"{st}: {len(mine)} runs, KL {min(p['kl'] for p in mine):.4f}-{max(p['kl'] for p in mine):.4f}, "
+              f"change {min(p['forget'] for p in mine):+.1f} to {max(p['forget'] for p in mine):+.1f} points")
+    print(f"line: slope {rf['coef'][0]:+.1f} points per nat, intercept {rf['coef'][1]:+.1f} points; "
+          f"R² {rf['r2']:.2f}"
+          + (f", held out by seed {rf['r2_held_out']:.2f}" if "r2_held_out" in rf else
+             " (fewer than 3 seeds: nothing held out)") + f"; Pearson r {rf['r']:+.2f}, n = {rf['n']} runs")
+    fig = plots.razor(rz, rf, f"forgetting against KL on RL's prompts, {S['n_seeds']} "
+                      f"seed{'s' * (S['n_seeds'] != 1)}, every RL run of 06")
+    fig.savefig(out_dir / "razor.png", dpi=110)
+    plt.show()
+else:
+    print("no seed has 06's razor records, or too few runs for a line")
 
 # %% [markdown]
 # ## The length-pair grid over seeds
@@ -209,17 +264,12 @@ else:
 # %%
 if S["grids"]:
     from reasonlib.core import tasks
-    from reasonlib.study import lengths
+    from reasonlib.study import grid, lengths
     D = S["setup"].get("max_digits") or 3
-    side = max(int(x) for g in S["grids"].values() for c in g for x in c.split("x"))
     mats = {}
     for arm, cells in S["grids"].items():
-        m = np.full((side, side), np.nan)
-        for c, v in cells.items():
-            i, j = map(int, c.split("x"))
-            m[i - 1, j - 1] = np.mean(v)
         n = max(len(v) for v in cells.values())
-        mats[f"{arm} ({n} seed{'s' * (n != 1)})"] = m
+        mats[f"{arm} ({n} seed{'s' * (n != 1)})"] = grid.mean_matrix(cells)
     fig = plots.length_grids(mats, lengths.longest_trained(D), tasks.withheld_cell(D),
                              f"greedy exact match per length pair, mean over {S['n_seeds']} "
                              f"seed{'s' * (S['n_seeds'] != 1)} (08)")

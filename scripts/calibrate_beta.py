@@ -104,7 +104,28 @@ def summary(rows) -> str:
                        f"| {np.mean(u):+.1f} ({', '.join(f'{x:+.1f}' for x in u)}) "
                        f"| {np.mean(kl):.3f} ({', '.join(f'{x:.3f}' for x in kl)}) "
                        f"| {np.mean(ku):.3f} ({', '.join(f'{x:.3f}' for x in ku)}) | {below} |")
-    return "\n".join(out)
+    return "\n".join(out + ["", razor(rows)])
+
+
+def razor(rows) -> str:
+    """Forgetting against KL (RL's Razor) over every run of the rows: the change on the
+    unpractised buckets (points) fitted by a line on each measured KL, over both starts
+    and per start, with R² on the data and held out one seed at a time."""
+    from reasonlib.core import stats
+    from reasonlib.report.tables import table
+    pts = [(r["seed"], name, r[name][f"{b:g}"], r[name]["start"]) for r in rows
+           for name in ("targeted-mid", "control-end") for b in r["betas"]]
+    out = []
+    for kl in ("kl_general", "kl_unpractised"):
+        for scope in ("both", "targeted-mid", "control-end"):
+            q = [p for p in pts if scope == "both" or p[1] == scope]
+            f = stats.polyfit([p[2][kl] for p in q], [100 * (p[2]["unpractised"] - p[3]["unpractised"]) for p in q],
+                              1, [p[0] for p in q] if len({p[0] for p in q}) >= 3 else None)
+            out.append([kl.replace("kl_", "KL on "), scope, f["n"], f"{f['coef'][0]:+.1f}",
+                        f"{f['r2']:.2f}", f"{f.get('r2_held_out', float('nan')):.2f}", f"{f['r']:+.2f}"])
+    return ("forgetting (change on the unpractised buckets, points) against the exact KL, a "
+            "line per row:\n\n" + table(out, ["KL measured", "starts", "runs", "slope (points per nat)",
+                                               "R²", "R² held out by seed", "Pearson r"]))
 
 
 def main(argv=None):

@@ -46,7 +46,7 @@ def test_the_other_figures_titles_fit():
                           "acc", LONG, {"d1": 100}),
         plots.passk_curves({"control": {"general": curve}}, LONG, {"general": 100}),
         plots.headroom_curve({"a": (0.3, 0.8, 0.1, 0.05)}, 8, LONG),
-        plots.headroom_seeds([{"seed": "seed-0", "greedy": 0.4, "pass@k": 0.9, "k": 8,
+        plots.headroom_seeds([{"seed": "seed-0", "greedy": 0.4, "pass@k": 0.9, "gap": 0.5, "k": 8,
                                "gain_greedy": 0.1}], (0.2, 0.85), LONG),
         plots.length_curves({"rope": [(d, 0.5, 0.4, 0.6, 0.7) for d in (1, 2, 3, 4)]}, 3, 8, LONG),
         plots.length_grids({"control": np.eye(6), "targeted": np.full((6, 6), 0.5),

@@ -104,3 +104,21 @@ def test_holm_adjusts_step_down_and_keeps_the_order():
     # never below the raw p, never above 1
     p = list(np.random.default_rng(0).random(7))
     assert all(a >= b and a <= 1 for a, b in zip(stats.holm(p), p))
+
+
+def test_polyfit_recovers_a_curve_and_its_held_out_r2_punishes_noise():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 60)
+    groups = np.repeat(np.arange(6), 10)
+    y = 0.3 * x * (1 - x) + rng.normal(0, 0.005, 60)
+    f = stats.polyfit(x, y, 2, groups)
+    assert f["coef"][0] == pytest.approx(-0.3, abs=0.03) and f["r2"] > 0.9
+    assert f["r2"] >= f["r2_held_out"] > 0.85 and f["groups"] == 6 and f["n"] == 60
+    noise = stats.polyfit(x, rng.normal(0, 1, 60), 2, groups)   # no relation: held out < 0
+    assert noise["r2"] < 0.15 and noise["r2_held_out"] < 0
+    line = stats.polyfit([0, 1, 2, 3], [1, 3, 5, 7])
+    assert line["coef"] == pytest.approx([2, 1]) and line["r2"] == pytest.approx(1) and line["r"] == pytest.approx(1)
+    with pytest.raises(ValueError, match="more than 3 points"):
+        stats.polyfit([0, 1, 2], [0, 1, 0], 2)
+    with pytest.raises(ValueError, match="spread"):
+        stats.polyfit([1, 1, 1, 1], [0, 1, 0, 1])

@@ -283,8 +283,28 @@ def test_the_headroom_points_of_every_seed(three_seeds):
     p = next(p for p in pts if p["seed"] == "seed-2" and p["start"] == "targeted@500")
     assert p["k"] == 8 and p["pass@k"] == pytest.approx(0.6)
     assert p["gain_greedy"] == pytest.approx(0.15) and p["gain_pass@1"] == pytest.approx(0.05)
-    fig = plots.headroom_seeds(pts, F.HEADROOM, "t")
-    assert len(fig.axes[0].lines) == 3 + 1   # one series per seed, and the zero line
+    assert {p["type"] for p in pts} <= set(S.START_TYPES) and p["type"] == "snapshot"
+    assert p["gap"] == pytest.approx(p["pass@k"] - p["greedy"])
+    fits = S.summarize(three_seeds)["headroom_fits"]
+    assert set(fits["all"]) == {*S.HEADROOM_PREDICTORS, "type"} and fits["all"]["greedy"]["groups"] == 3
+    fig = plots.headroom_seeds(pts, F.HEADROOM, "t", fits["all"])
+    series = {(p["type"], p["seed"]) for p in pts}
+    assert len(fig.axes[0].lines) == len(series) + 2   # a series per type and seed, the fit, zero
+    assert "held out 1.00" in fig.axes[1].get_title()
+
+
+def test_start_types_and_the_type_predictor():
+    assert [S.start_type(k) for k in ("targeted@2500", "control@end", "targeted_v2@end",
+                                      "plain@end", "scratchpad@end")] == \
+        ["snapshot", "finished arm", "finished arm", "format arm", "format arm"]
+    # the gain is the type's: the type predicts it perfectly, held out too
+    pts = [{"seed": f"seed-{s}", "type": t, "gain_greedy": g}
+           for s in range(4) for t, g in (("snapshot", 0.1), ("finished arm", 0.0))]
+    f = S.type_fit(pts)
+    assert f["r2"] == pytest.approx(1) and f["r2_held_out"] == pytest.approx(1)
+    assert f["means"] == pytest.approx({"snapshot": 10.0, "finished arm": 0.0})
+    too_few = S.headroom_fits(pts[:4])   # two seeds: nothing to hold out against
+    assert too_few == {}
 
 
 def test_stability_guard_and_equivalence():
@@ -466,3 +486,33 @@ def write_seed(seed_dir: Path, v: dict | None = None) -> Path:
     for nb, m in seed_files(v).items():
         R.write(seed_dir / nb / "metrics.json", nb, seed, m["records"], m["params"])
     return seed_dir
+
+
+def test_razor_points_and_their_line():
+    """06's razor records over seeds: one point per seed, start and beta, and a line whose
+    held-out R² needs 3 seeds."""
+    def seed(slope, noise):
+        rec = {}
+        for st in ("moving", "control"):
+            for i, b in enumerate((0.0, 0.05, 0.5)):
+                kl = 0.01 * (3 - i) + (0.005 if st == "control" else 0)
+                rec[f"razor/{st}/{b:g}/kl"] = kl
+                rec[f"razor/{st}/{b:g}/forget"] = slope * kl + noise * (-1) ** i
+        return {"06_beta_scan": {"records": rec}}
+    files = {f"seed-{s}": seed(-2.0, 0.001 * s) for s in range(3)}
+    pts = S.razor(files)
+    assert len(pts) == 18 and {p["start"] for p in pts} == set(S.RAZOR_STARTS.values())
+    p = next(p for p in pts if p["seed"] == "seed-0" and p["start"] == "mid-transition" and p["beta"] == 0.5)
+    assert p["kl"] == pytest.approx(0.01) and p["forget"] == pytest.approx(-2.0)   # points
+    fit = S.razor_fit(pts)
+    assert fit["coef"][0] == pytest.approx(-200, rel=0.05) and fit["r2"] > 0.95 and fit["r2_held_out"] > 0.9
+    assert "r2_held_out" not in S.razor_fit([p for p in pts if p["seed"] != "seed-2"])
+    assert S.razor_fit(pts[:2]) == {}   # two points: no line
+    fig = plots.razor(pts, fit, "t")
+    assert any("held out by seed" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+
+
+def test_the_summary_records_no_machine_path(tmp_path):
+    from reasonlib.train import artifacts
+    assert S.root_shown(artifacts.repo_root() / "runs" / "quick") == "runs/quick"
+    assert S.root_shown(tmp_path / "paper") == "paper"

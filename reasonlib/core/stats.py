@@ -248,3 +248,36 @@ def sign_test(only_a: int, only_b: int) -> float:
         raise ValueError(f"sign_test needs counts >= 0, got {only_a} and {only_b}")
     n = only_a + only_b
     return 1.0 if n == 0 else min(1.0, 2 * _binom_cdf(min(only_a, only_b), n, 0.5))
+
+
+def polyfit(x, y, degree: int = 1, groups=None) -> dict:
+    """Least-squares polynomial fit of ``y`` on ``x``: its coefficients (highest power first,
+    as ``np.polyval`` takes them), R² on the data, Pearson's r, n, and, where ``groups`` is
+    given (e.g. the seed of each point), the leave-one-group-out R²: every group's points
+    predicted by the fit to the others, ``1 - SS_pred / SS_tot``. Points from one seed are not
+    independent, and a curve fitted to 36 points flatters itself; the held-out R² is the
+    honest way to compare predictors (it is below 0 where the fit predicts worse than the
+    mean). A fit needs more points than coefficients, and x with some spread."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"polyfit needs two 1-d arrays of one length, got {x.shape} and {y.shape}")
+    if degree < 1 or len(x) <= degree + 1 or np.ptp(x) == 0:
+        raise ValueError(f"polyfit of degree {degree} needs more than {degree + 1} points with "
+                         f"some spread in x, got {len(x)} (spread {np.ptp(x) if len(x) else 0:g})")
+    coef = np.polyfit(x, y, degree)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((y - np.polyval(coef, x)) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    r = float(np.corrcoef(x, y)[0, 1]) if ss_tot > 0 else float("nan")
+    out = {"coef": [float(c) for c in coef], "degree": degree, "r2": r2, "r": r, "n": len(x)}
+    if groups is not None:
+        g = np.asarray(groups)
+        pred = np.full_like(y, np.nan)
+        for u in dict.fromkeys(g.tolist()):
+            rest = g != u
+            if rest.sum() <= degree + 1 or np.ptp(x[rest]) == 0:
+                break
+            pred[~rest] = np.polyval(np.polyfit(x[rest], y[rest], degree), x[~rest])
+        out["r2_held_out"] = (1.0 - float(np.sum((y - pred) ** 2)) / ss_tot
+                              if ss_tot > 0 and not np.isnan(pred).any() else float("nan"))
+        out["groups"] = len(set(g.tolist()))
+    return out

@@ -194,27 +194,82 @@ def headroom_curve(points: dict[str, tuple], k: int, title: str):
     return fig
 
 
-def headroom_seeds(points: list[dict], band: tuple[float, float], title: str):
+def headroom_seeds(points: list[dict], band: tuple[float, float], title: str,
+                   fits: dict[str, dict] | None = None):
     """The headroom curve over seeds (summary.headroom's points): RL's gain in greedy accuracy
-    against the start's greedy accuracy and its pass@k, one colour per seed, the band of
-    starts with headroom shaded on the left panel."""
+    against each predictor of summary.HEADROOM_PREDICTORS (the start's greedy accuracy, its
+    pass@k, and the gap pass@k - greedy), one colour per start type, one marker per seed,
+    the band of starts with headroom shaded on the greedy panel, and each panel's fitted
+    curve (summary.headroom_fits) with its R² on the data and held out by seed."""
+    order = ("snapshot", "finished arm", "format arm")   # summary.START_TYPES
+    types = sorted(dict.fromkeys(p.get("type", "start") for p in points),
+                   key=lambda t: order.index(t) if t in order else len(order))
+    colors = dict(zip(types, sns.color_palette("tab10", max(len(types), 1))))
     seeds = list(dict.fromkeys(p["seed"] for p in points))
-    colors = dict(zip(seeds, sns.color_palette("tab10", max(len(seeds), 1))))
+    marks = dict(zip(seeds, "osD^vP*Xhp" * (1 + len(seeds) // 10)))
     k = points[0]["k"] if points else 8
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
-    for ax, x, xname in ((axes[0], "greedy", "greedy accuracy"), (axes[1], "pass@k", f"pass@{k}")):
+    panels = (("greedy", "greedy accuracy"), ("pass@k", f"pass@{k}"), ("gap", f"pass@{k} - greedy"))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    for ax, (x, xname) in zip(axes, panels):
         if x == "greedy":
             ax.axvspan(*band, color="0.92", zorder=0)
-        for s in seeds:
-            mine = [p for p in points if p["seed"] == s]
-            ax.plot([p[x] for p in mine], [100 * p["gain_greedy"] for p in mine], "o",
-                    color=colors[s], label=s, alpha=0.85)
+        for t in types:
+            for s in seeds:
+                mine = [p for p in points if p.get("type", "start") == t and p["seed"] == s]
+                if mine:
+                    ax.plot([p[x] for p in mine], [100 * p["gain_greedy"] for p in mine], marks[s],
+                            color=colors[t], alpha=0.85, ms=5)
+        f = (fits or {}).get(x)
+        sub = ""
+        if f:
+            lo, hi = min(p[x] for p in points), max(p[x] for p in points)
+            xs = np.linspace(lo, hi, 100)
+            ax.plot(xs, np.polyval(f["coef"], xs), color="black", lw=1.2)
+            sub = f"\ndegree-{f['degree']} fit: R² {f['r2']:.2f}, held out {f['r2_held_out']:.2f}"
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(xlabel=f"the start's {xname} on general", xlim=(-0.05, 1.05),
-               title=f"RL's gain in greedy accuracy against the start's {xname}")
-    axes[0].set_ylabel("RL gain on general (points)")
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.set(xlabel=f"the start's {xname} on general",
+               xlim=(-0.05, 1.05) if x != "gap" else None)
+        ax.set_title(f"gain against the start's {xname}{sub}", fontsize=9)
+    axes[0].set_ylabel("RL gain in greedy general (points)")
+    handles = ([plt.Line2D([], [], ls="", marker="o", color=colors[t], label=t) for t in types]
+               + [plt.Line2D([], [], ls="", marker=marks[s], color="0.4", label=s) for s in seeds])
+    axes[2].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title)
+    _finish(fig)
+    return fig
+
+
+def razor(points: list[dict], fit: dict | None, title: str):
+    """Forgetting against KL (RL's Razor): points ``{start, beta, kl, forget, seed}`` (KL in
+    nats per token on RL's prompts, the change on the unpractised buckets in points), one
+    colour per start and one marker per seed, with the fitted line (``stats.polyfit``) and
+    its R² (held out by seed where the fit has it)."""
+    starts = list(dict.fromkeys(p["start"] for p in points))
+    colors = dict(zip(starts, sns.color_palette("tab10", max(len(starts), 1))))
+    seeds = list(dict.fromkeys(p["seed"] for p in points))
+    marks = dict(zip(seeds, "osD^vP*Xhp" * (1 + len(seeds) // 10)))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for st in starts:
+        for s in seeds:
+            mine = [p for p in points if p["start"] == st and p["seed"] == s]
+            if mine:
+                ax.plot([p["kl"] for p in mine], [p["forget"] for p in mine], marks[s],
+                        color=colors[st], alpha=0.85)
+    line = ""
+    if fit:
+        xs = np.linspace(min(p["kl"] for p in points), max(p["kl"] for p in points), 50)
+        held = f", held out by seed {fit['r2_held_out']:.2f}" if "r2_held_out" in fit else ""
+        line = f"line: R² {fit['r2']:.2f}{held}, n={fit['n']}"
+        ax.plot(xs, np.polyval(fit["coef"], xs), color="black", lw=1.2)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="exact KL to the start on RL's prompts (nats/token)",
+           ylabel="change on unpractised buckets (points)")
+    handles = ([plt.Line2D([], [], ls="", marker="o", color=colors[t], label=t) for t in starts]
+               + ([plt.Line2D([], [], ls="", marker=marks[s], color="0.4", label=s) for s in seeds]
+                  if len(seeds) > 1 else [])
+               + ([plt.Line2D([], [], color="black", label=line)] if fit else []))
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title(title, fontsize=10)
     _finish(fig)
     return fig
 

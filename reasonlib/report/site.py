@@ -461,8 +461,10 @@ def _index_html(profile_root: Path, out: Path, s: dict, source: str,
     ours = [r for r in s["findings"] if r["family"] == "suite"]
     head = (profile_root / "summary" / "headroom.png")
     headroom = (f'<h2>Headroom: where RL has something to do</h2><p class="muted">Every RL start '
-                f'of 05 (checkpoints along the targeted schedule and the finished arms) by its '
-                f'greedy accuracy on general, against what RL gained from it (finding 3b).</p>'
+                f'of 05, coloured by type (snapshots along the targeted schedule, finished '
+                f'curriculum arms, finished format arms): what RL gained on general, against the '
+                f'start\'s greedy accuracy, its pass@k and the gap between them, each with a fitted '
+                f'curve and its R² held out by seed (finding 3b; 09 compares the predictors).</p>'
                 f'<img class="wide" alt="the headroom curve" src="{_esc(Path(os.path.relpath(head, out)).as_posix())}">'
                 if head.is_file() else "")
     gpng = profile_root / "summary" / "grid.png"
@@ -472,6 +474,16 @@ def _index_html(profile_root: Path, out: Path, s: dict, source: str,
                 f'lengths; red: the cell (1, D), which no training path draws.</p>'
                 f'<img class="wide" alt="the length-pair grid" src="{_esc(Path(os.path.relpath(gpng, out)).as_posix())}">'
                 if gpng.is_file() else "")
+    rpng = profile_root / "summary" / "razor.png"
+    fit = s.get("razor_fit") or {}
+    razor_fig = ('<h2>Forgetting against KL</h2><p class="muted">Every RL run of 06 (both starts, '
+                 'every beta): the change on the buckets RL never practises against the exact KL '
+                 'to the start on RL\'s prompts, with the fitted line'
+                 + (f' (R² {fit["r2"]:.2f}' + (f', held out by seed {fit["r2_held_out"]:.2f}'
+                                                if "r2_held_out" in fit else "") + ')' if fit else "")
+                 + '. RL\'s Razor (Shenfeld et al. 2025) says KL predicts forgetting.</p>'
+                 f'<img class="wide" alt="forgetting against KL" src="{_esc(Path(os.path.relpath(rpng, out)).as_posix())}">'
+                 if rpng.is_file() else "")
     limits = "".join(f"<li>{_esc(x)}</li>" for x in s.get("limitations") or [])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -501,6 +513,7 @@ study: supported or not, never "reproduced".</span></p>
 <h2>Limitations</h2>
 <ul class="limits">{limits}</ul>
 {headroom}
+{razor_fig}
 {grid_fig}
 <h2>Setup</h2>
 {_setup_html(s)}

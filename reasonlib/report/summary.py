@@ -20,7 +20,8 @@ import numpy as np
 
 from . import findings as F
 from ..study import records as R
-from ..core import schemes as scheme_info, stats
+from ..train import artifacts
+from ..core import schemes as scheme_info, stats, tasks
 from ..core.failures import CLASSES
 from .tables import table
 
@@ -171,10 +172,109 @@ def headroom(files: dict[str, dict]) -> list[dict]:
             b = {m: rec.get(f"headroom/{k}/rl/{m}") for m in ("greedy", "pass@1")}
             if not top or None in (*a.values(), *b.values()):
                 continue
-            out.append({"seed": s, "start": k, **a, "k": max(top),
-                        "pass@k": rec[f"headroom/{k}/start/pass@{max(top)}"],
+            pk = rec[f"headroom/{k}/start/pass@{max(top)}"]
+            out.append({"seed": s, "start": k, "type": start_type(k), **a, "k": max(top),
+                        "pass@k": pk, "gap": pk - a["greedy"],
                         "gain_greedy": b["greedy"] - a["greedy"], "gain_pass@1": b["pass@1"] - a["pass@1"]})
     return out
+
+
+START_TYPES = ("snapshot", "finished arm", "format arm")
+
+
+def start_type(key: str) -> str:
+    """What an RL start of 05 is, from its key: ``targeted@2500`` a snapshot along the
+    targeted schedule, ``control@end`` a finished curriculum arm, ``plain@end`` a finished
+    answer-format arm (any name in ``tasks.FORMATS``)."""
+    name, _, step = key.rpartition("@")
+    return ("snapshot" if step != "end" else "format arm" if name in tasks.FORMATS
+            else "finished arm")
+
+
+# What might predict RL's gain from a start: its greedy accuracy, its pass@k, and the gap
+# between them (correct answers the start samples but does not choose greedily)
+HEADROOM_PREDICTORS = ("greedy", "pass@k", "gap")
+HEADROOM_DEGREE = 2   # a quadratic: a gain that rises and falls with the start's level
+
+
+def headroom_fits(points: list[dict]) -> dict[str, dict[str, dict]]:
+    """RL's gain in greedy accuracy (points) fitted on each of :data:`HEADROOM_PREDICTORS`
+    (``stats.polyfit``, degree :data:`HEADROOM_DEGREE`, its R² on the data and held out one
+    seed at a time), over every start (``"all"``, where the start's type is a predictor too:
+    :func:`type_fit`) and over the snapshots alone (``"snapshot"``). A scope with too few
+    points or fewer than 3 seeds has no fits."""
+    out = {}
+    for scope in ("all", "snapshot"):
+        pts = [p for p in points if scope == "all" or p.get("type") == scope]
+        if len(pts) <= HEADROOM_DEGREE + 2 or len({p["seed"] for p in pts}) < 3:
+            continue
+        y = [100 * p["gain_greedy"] for p in pts]
+        seeds = [p["seed"] for p in pts]
+        fits = {}
+        for x in HEADROOM_PREDICTORS:
+            try:
+                fits[x] = stats.polyfit([p[x] for p in pts], y, HEADROOM_DEGREE, seeds)
+            except ValueError:   # no spread in this predictor
+                continue
+        if scope == "all":
+            fits["type"] = type_fit(pts)
+        out[scope] = fits
+    return out
+
+
+def type_fit(points: list[dict]) -> dict:
+    """The start's type (:func:`start_type`) as the predictor: each start's gain predicted by
+    its type's mean gain, R² on the data and held out one seed at a time (a seed's starts
+    predicted from the other seeds' means; a type no other seed has predicts the overall
+    mean). The yardstick for the numeric predictors: do they say more than the type?"""
+    y = np.array([100 * p["gain_greedy"] for p in points])
+    t = [p["type"] for p in points]
+    s = [p["seed"] for p in points]
+    ss = float(np.sum((y - y.mean()) ** 2))
+
+    def means(keep):
+        ys = {u: [v for v, tt, k in zip(y, t, keep) if k and tt == u] for u in set(t)}
+        rest = [v for v, k in zip(y, keep) if k]
+        return {u: float(np.mean(v)) if v else float(np.mean(rest)) for u, v in ys.items()}
+
+    m = means([True] * len(y))
+    held = np.array([means([q != si for q in s])[ti] for ti, si in zip(t, s)])
+    return {"means": m, "r2": 1 - float(np.sum((y - np.array([m[u] for u in t])) ** 2)) / ss if ss else float("nan"),
+            "r2_held_out": 1 - float(np.sum((y - held) ** 2)) / ss if ss else float("nan"),
+            "n": len(y), "groups": len(set(s))}
+
+
+RAZOR_STARTS = {"moving": "mid-transition", "control": "control, finished"}
+
+
+def razor(files: dict[str, dict]) -> list[dict]:
+    """06's RL runs over seeds, for forgetting against KL (RL's Razor): per seed, start
+    (:data:`RAZOR_STARTS`) and beta, the exact KL to the start on RL's prompt buckets and
+    the change in greedy accuracy on the unpractised buckets (points), from its
+    ``razor/<start>/<beta>/{kl,forget}`` records."""
+    out = []
+    for s, nbs in files.items():
+        rec = (nbs.get("06_beta_scan") or {}).get("records", {})
+        for name in sorted(rec):
+            parts = name.split("/")
+            if len(parts) == 4 and parts[0] == "razor" and parts[3] == "kl":
+                f = rec.get(f"razor/{parts[1]}/{parts[2]}/forget")
+                if rec[name] is not None and f is not None:
+                    out.append({"seed": s, "start": RAZOR_STARTS.get(parts[1], parts[1]),
+                                "beta": float(parts[2]), "kl": float(rec[name]), "forget": 100 * f})
+    return out
+
+
+def razor_fit(points: list[dict]) -> dict:
+    """The line through :func:`razor`'s points (change on the unpractised buckets, in points,
+    against KL), with R² on the data and, from 3 seeds, held out one seed at a time; empty
+    where there is no line to fit."""
+    seeds = [p["seed"] for p in points]
+    try:
+        return stats.polyfit([p["kl"] for p in points], [p["forget"] for p in points], 1,
+                             seeds if len(set(seeds)) >= 3 else None)
+    except ValueError:
+        return {}
 
 
 def grids(files: dict[str, dict]) -> dict[str, dict[str, list[float]]]:
@@ -214,6 +314,13 @@ def setup(files: dict[str, dict]) -> dict:
     return {}
 
 
+def root_shown(run_root) -> str:
+    """The run root as the summary records it: relative to the repository when inside it,
+    otherwise its folder's name, so that no machine's path reaches a published file."""
+    p = artifacts.shown(run_root)
+    return p if not Path(p).is_absolute() else Path(p).name
+
+
 def summarize(run_root) -> dict:
     """Everything notebook 09 shows and writes (JSON-able)."""
     seed_dirs = find_seeds(run_root)
@@ -232,10 +339,11 @@ def summarize(run_root) -> dict:
         m.update(label=label, notebook=nb, published=list(published) if isinstance(published, tuple)
                  else published, start=start)
         measures.append(m)
-    s = {"run_root": Path(run_root).as_posix(), "seeds": seeds, "n_seeds": len(seeds),
+    s = {"run_root": root_shown(run_root), "seeds": seeds, "n_seeds": len(seeds),
          "missing": missing, "published_source": PUBLISHED_SOURCE,
          "findings": results, "measures": measures, "taxonomy": taxonomy(files),
-         "headroom": headroom(files), "grids": grids(files),
+         "headroom": (hp := headroom(files)), "headroom_fits": headroom_fits(hp),
+         "razor": (rz := razor(files)), "razor_fit": razor_fit(rz), "grids": grids(files),
          "setup": setup(files), "level": stats.LEVEL, "machines": machines(files)}
     s["limitations"] = limitations(s, files)
     s["story"] = story(s)

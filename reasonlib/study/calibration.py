@@ -261,15 +261,12 @@ def factorial_arms(rows: list[dict]) -> dict[str, list[dict]]:
 def mean_grid(rows: list[dict]):
     """The (side, side) grid of mean greedy accuracy over the rows' seeds (NaN where no row
     has the cell), for :func:`reasonlib.report.plots.length_grids`."""
-    import numpy as np
-    side = max(max(map(int, c.split("x"))) for r in rows for c in r["grid"])
-    m = np.full((side, side), np.nan)
-    for i in range(side):
-        for j in range(side):
-            v = [r["grid"][f"{i + 1}x{j + 1}"]["acc"] for r in rows if f"{i + 1}x{j + 1}" in r["grid"]]
-            if v:
-                m[i, j] = float(np.mean(v))
-    return m
+    from . import grid
+    per: dict[str, list[float]] = {}
+    for r in rows:
+        for c, v in r["grid"].items():
+            per.setdefault(c, []).append(v["acc"])
+    return grid.mean_matrix(per)
 
 
 def bucket_table(rows: list[dict], measures=FACTORIAL_BUCKETS + ("withheld",)) -> dict:

@@ -138,6 +138,19 @@ def matrix(result: dict, max_digits: int, key: str = "acc") -> np.ndarray:
     return m
 
 
+def mean_matrix(per_seed: dict[str, list[float]]) -> np.ndarray:
+    """(side, side) array of the mean over seeds per cell, from ``{"ixj": [value per seed]}``
+    (the side is the largest length named; NaN where no seed has the cell): the grid over
+    seeds that 09 and the calibration tables draw."""
+    side_ = max(max(map(int, c.split("x"))) for c in per_seed)
+    m = np.full((side_, side_), np.nan)
+    for c, v in per_seed.items():
+        if v:
+            i, j = map(int, c.split("x"))
+            m[i - 1, j - 1] = float(np.mean(v))
+    return m
+
+
 def summary(result: dict) -> dict:
     """The grid in three numbers: the lowest trained cell, the withheld cell, the mean of the
     untrained cells (greedy accuracy), with the trained cell that is lowest."""
