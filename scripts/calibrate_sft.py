@@ -82,13 +82,14 @@ def sweep(worker, jobs, out: Path, workers: int, threads: int, show) -> None:
             print(show(r), flush=True)
 
 
-def profile_params(profile: str, seed: int, packed: bool = False):
+def profile_params(profile: str, seed: int, packed: bool = False, **extra):
     """A profile's validated parameters for one calibration seed; ``packed`` trains SFT with the
-    packed step whatever the profile says (calibrate_rl.py, calibrate_beta.py)."""
+    packed step whatever the profile says (calibrate_rl.py, calibrate_beta.py); ``extra``
+    overrides other parameters (calibrate_rivals.py's ``total_tokens``)."""
     from reasonlib.train import params
     raw = params.load_profile(profile)
     return params.validate({**{k: v for k, v in raw.items() if k in params.SCHEMA}, "seed": seed,
-                            **({"packed": True} if packed else {})})
+                            **({"packed": True} if packed else {}), **extra})
 
 
 def recipe_config(recipe: str, seed: int, extra: dict, packed: bool = False,

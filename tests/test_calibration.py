@@ -140,3 +140,22 @@ def test_docs_grid_block_is_generated_from_the_committed_runs():
     text = (ROOT / calibration.PAGE).read_text()
     assert calibration.grid_block(rows) in text, \
         f"{calibration.PAGE}'s targeted v2 tables are stale: run python scripts/calibrate_sft.py --docs"
+
+
+def test_the_rivals_sweep_keeps_each_arms_best_rate_on_validation(tmp_path):
+    spec = importlib.util.spec_from_file_location("calibrate_rivals", ROOT / "scripts" / "calibrate_rivals.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(seed, accs):
+        return {"seed": seed, "start_kind": "moving", "start": {"general": 0.5},
+                "arms": {f"{n}@{lr:g}": {"arm": n, "lr": lr, "general": v} for (n, lr), v in accs.items()}}
+    rows = [row(100, {("rl", 1e-4): 0.6, ("rl", 3e-4): 0.7, ("sft", 1e-3): 0.8, ("rft", 1e-3): 0.55}),
+            row(101, {("rl", 1e-4): 0.9, ("rl", 3e-4): 0.7, ("sft", 1e-3): 0.4, ("rft", 1e-3): 0.65})]
+    assert mod.chosen(rows) == {"rl": 1e-4, "sft": 1e-3, "rft": 1e-3}   # means 0.75 > 0.70
+    text = mod.table(rows)
+    assert "0.0001 (kept)" in text and "+10.0 +40.0" in text and "2 seeds" in text
+    with pytest.raises(SystemExit, match="calibration seeds are 100 and up"):
+        mod.main(["--seeds", "3", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--sft-lrs.*must be > 0"):
+        mod.main(["--sft-lrs", "0", "--out", str(tmp_path)])

@@ -6,7 +6,7 @@ import pytest
 from conftest import tiny_sft_config
 from reasonlib.core import tasks
 from reasonlib.study import grid
-from reasonlib.train import curriculum, rl, sft
+from reasonlib.train import curriculum, rivals, rl, sft
 
 SEED = 1234
 
@@ -67,7 +67,7 @@ def test_rl_prompts_avoid_the_withheld_cell():
 
 def test_a_real_sft_and_rl_run_never_draws_the_withheld_cell(monkeypatch):
     """A spy on the one training draw: every problem a 3-digit SFT run (targeted_v2) and an RL
-    run from it drew lies outside the withheld cell and outside every excluded problem."""
+    run and RL's two rivals from it drew lies outside the withheld cell and outside every excluded problem."""
     drawn = []
     real = tasks.sample_bucket
 
@@ -84,7 +84,13 @@ def test_a_real_sft_and_rl_run_never_draws_the_withheld_cell(monkeypatch):
     rcfg = rl.RLConfig(init="tiny", seed=0, steps=2, prompts_per_step=8, group_size=2, lr=1e-3,
                        beta=0.0, buckets=("general", "mixed3"), eval_every=2, eval_n=3)
     rl.train_rl(rcfg, model, cfg, progress=False)
-    assert n_sft > 0 and len(drawn) > n_sft, "both paths drew through tasks.sample_bucket"
+    n_rl = len(drawn)
+    for kind in rivals.KINDS:   # RL's rivals draw from the same pool, through the same draw
+        rivals.train_rival(rivals.RivalConfig(init="tiny", kind=kind, budget=600, lr=1e-3,
+                                              buckets=("general", "mixed3"), batch_size=8,
+                                              prompts_per_step=8, group_size=2, eval_n=3),
+                           model, cfg, progress=False)
+    assert n_sft > 0 and n_rl > n_sft and len(drawn) > n_rl, "every path drew through tasks.sample_bucket"
     a = np.concatenate([x for x, _ in drawn])
     b = np.concatenate([y for _, y in drawn])
     assert _hits(a, b, 3) == 0
@@ -132,3 +138,9 @@ def test_score_counts_every_answer_once(tiny_model):
     m = grid.matrix(res, 3)
     assert m.shape == (6, 6) and m[0, 2] == res["1x3"]["acc"]
     assert grid.summary(res)["withheld"] == res["1x3"]["acc"]
+
+
+def test_mean_matrix_over_seeds():
+    m = grid.mean_matrix({"1x1": [0.5, 1.0], "2x3": [0.2], "3x1": []})
+    assert m.shape == (3, 3) and m[0, 0] == 0.75 and m[1, 2] == 0.2
+    assert np.isnan(m[2, 0]) and np.isnan(m[1, 1])   # no value, no cell
