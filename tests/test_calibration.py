@@ -125,6 +125,7 @@ def test_factorial_pairs_by_seed_and_flags_a_worse_bucket():
     md = calibration.factorial_markdown(rows)
     assert "| rope | control | 4 |" in md and "| rope | targeted_v2 | 3 |" in md
     assert "rope, targeted - control (4 seeds)" in md and "Worse beyond the interval: mixed3" in md
+    assert "mixed3 -" in md and "0 up and 4 down" in md   # the split is counted, seed by seed
     assert "rope, targeted_v2 - control (3 seeds)" in md
     line = next(x for x in md.splitlines() if x.startswith("- rope, targeted_v2"))
     assert "No measure worse" in line

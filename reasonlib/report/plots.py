@@ -132,18 +132,25 @@ def bucket_bars(table: dict[str, dict[str, tuple[float, float, float]]], ylabel:
     buckets = list(next(iter(table.values())))
     x = np.arange(len(buckets))
     w = 0.8 / len(arms)
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(buckets)), 3.4))
+    many = len(arms) > 4   # the legend goes beside the axes, and the bars get room
+    fig, ax = plt.subplots(figsize=(max(6, (0.2 * len(arms) if many else 1.1) * len(buckets))
+                                    + (2.5 if many else 0), 3.4))
+    colors = ([PALETTE.get(a) for a in arms] if not many or all(a in PALETTE for a in arms)
+              else sns.color_palette("tab10", len(arms)))
     for i, arm in enumerate(arms):
         v = np.array([table[arm][b][0] for b in buckets])
         lo = np.array([table[arm][b][1] for b in buckets])
         hi = np.array([table[arm][b][2] for b in buckets])
-        ax.bar(x + (i - (len(arms) - 1) / 2) * w, v, w, color=PALETTE.get(arm), label=arm,
-               yerr=np.vstack([v - lo, hi - v]), capsize=3)
+        ax.bar(x + (i - (len(arms) - 1) / 2) * w, v, w, color=colors[i], label=arm,
+               yerr=np.vstack([v - lo, hi - v]), capsize=2 if many else 3)
     ax.set_xticks(x, with_n(buckets, n or {}), fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    if many:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    else:
+        ax.legend()
     _finish(fig)
     return fig
 

@@ -227,8 +227,9 @@ def factorial_markdown(rows: list[dict], measures=FACTORIAL_BUCKETS + ("withheld
             cells.append(f"{100 * iv.mean:.1f} [{100 * iv.lo:.1f}, {100 * iv.hi:.1f}]"
                          + ("" if len(v) > 12 else " (" + " / ".join(f"{100 * x:.1f}" for x in v) + ")"))
         out.append(f"| {pos} | {cur} | {len(by)} | " + " | ".join(cells) + " |")
-    out += ["", "Paired by seed, minus control of the same scheme (points; a bucket is *worse* "
-                "when its interval lies below 0):", ""]
+    out += ["", "Paired by seed, minus control of the same scheme (points, and on how many seeds "
+                "the arm is above and below control; a bucket is *worse* when its interval lies "
+                "below 0):", ""]
     for (cur, pos) in sorted(arms, key=lambda a: (a[1], a[0])):
         base = arms.get(("control", pos))
         if cur == "control" or not base:
@@ -240,7 +241,9 @@ def factorial_markdown(rows: list[dict], measures=FACTORIAL_BUCKETS + ("withheld
         for m in measures:
             d = [_measure(arms[(cur, pos)][s], m) - _measure(base[s], m) for s in seeds]
             iv = stats.interval(d, (-1.0, 1.0))
-            parts.append(f"{m} {100 * iv.mean:+.1f} [{100 * iv.lo:+.1f}, {100 * iv.hi:+.1f}]")
+            up, down = sum(x > 0 for x in d), sum(x < 0 for x in d)
+            parts.append(f"{m} {100 * iv.mean:+.1f} [{100 * iv.lo:+.1f}, {100 * iv.hi:+.1f}], "
+                         f"{up} up and {down} down")
             if iv.hi < 0:
                 worse.append(m)
         out.append(f"- {pos}, {cur} - control ({len(seeds)} seeds): " + "; ".join(parts)
