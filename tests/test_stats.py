@@ -122,3 +122,5 @@ def test_polyfit_recovers_a_curve_and_its_held_out_r2_punishes_noise():
         stats.polyfit([0, 1, 2], [0, 1, 0], 2)
     with pytest.raises(ValueError, match="spread"):
         stats.polyfit([1, 1, 1, 1], [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="2 distinct x"):   # a quadratic through two levels
+        stats.polyfit([0, 0, 1, 1, 1], [0, 1, 0, 1, 2], 2)

@@ -286,11 +286,18 @@ def test_the_headroom_points_of_every_seed(three_seeds):
     assert {p["type"] for p in pts} <= set(S.START_TYPES) and p["type"] == "snapshot"
     assert p["gap"] == pytest.approx(p["pass@k"] - p["greedy"])
     fits = S.summarize(three_seeds)["headroom_fits"]
-    assert set(fits["all"]) == {*S.HEADROOM_PREDICTORS, "type"} and fits["all"]["greedy"]["groups"] == 3
-    fig = plots.headroom_seeds(pts, F.HEADROOM, "t", fits["all"])
-    series = {(p["type"], p["seed"]) for p in pts}
+    # two start levels per seed: the type is fitted, no quadratic is (it needs 3 distinct x)
+    assert set(fits["all"]) == {"type"}
+    # three levels: every predictor is fitted, and the figure draws each fit
+    more = [dict(q, greedy=g, **{"pass@k": g ** 0.5, "gap": g ** 0.5 - g,
+                                 "gain_greedy": g * (1 - g)}) for q in pts[:2] for g in (0.2, 0.5, 0.9)]
+    more = [dict(q, seed=f"seed-{i % 3}") for i, q in enumerate(more)]
+    f2 = S.headroom_fits(more)["all"]
+    assert set(f2) == {*S.HEADROOM_PREDICTORS, "type"} and f2["greedy"]["r2"] == pytest.approx(1)
+    fig = plots.headroom_seeds(more, F.HEADROOM, "t", f2)
+    series = {(q["type"], q["seed"]) for q in more}
     assert len(fig.axes[0].lines) == len(series) + 2   # a series per type and seed, the fit, zero
-    assert "held out 1.00" in fig.axes[1].get_title()
+    assert "held out" in fig.axes[0].get_title()
 
 
 def test_start_types_and_the_type_predictor():

@@ -257,13 +257,15 @@ def polyfit(x, y, degree: int = 1, groups=None) -> dict:
     predicted by the fit to the others, ``1 - SS_pred / SS_tot``. Points from one seed are not
     independent, and a curve fitted to 36 points flatters itself; the held-out R² is the
     honest way to compare predictors (it is below 0 where the fit predicts worse than the
-    mean). A fit needs more points than coefficients, and x with some spread."""
+    mean). A fit needs more points than coefficients, and more distinct x than its degree."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"polyfit needs two 1-d arrays of one length, got {x.shape} and {y.shape}")
-    if degree < 1 or len(x) <= degree + 1 or np.ptp(x) == 0:
-        raise ValueError(f"polyfit of degree {degree} needs more than {degree + 1} points with "
-                         f"some spread in x, got {len(x)} (spread {np.ptp(x) if len(x) else 0:g})")
+    levels = len(np.unique(np.round(x, 9)))   # 0.7 - 0.5 and 0.4 - 0.2 are one level
+    if degree < 1 or len(x) <= degree + 1 or levels <= degree:
+        raise ValueError(f"polyfit of degree {degree} needs more than {degree + 1} points and "
+                         f"more than {degree} distinct x (spread), got {len(x)} points at "
+                         f"{levels} distinct x")
     coef = np.polyfit(x, y, degree)
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - float(np.sum((y - np.polyval(coef, x)) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
@@ -274,8 +276,8 @@ def polyfit(x, y, degree: int = 1, groups=None) -> dict:
         pred = np.full_like(y, np.nan)
         for u in dict.fromkeys(g.tolist()):
             rest = g != u
-            if rest.sum() <= degree + 1 or np.ptp(x[rest]) == 0:
-                break
+            if rest.sum() <= degree + 1 or len(np.unique(np.round(x[rest], 9))) <= degree:
+                break   # a fit without this group is not defined: no held-out R²
             pred[~rest] = np.polyval(np.polyfit(x[rest], y[rest], degree), x[~rest])
         out["r2_held_out"] = (1.0 - float(np.sum((y - pred) ** 2)) / ss_tot
                               if ss_tot > 0 and not np.isnan(pred).any() else float("nan"))
