@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from . import artifacts, loop, params, rl, sft
 from ..core import metrics, reward, sampling, tasks
 from ..core.model import GPT
-from ..core.tokenizer import EOS, PAD
+from ..core.tokenizer import PAD
 
 KINDS = ("sft", "rft")
 _D = params.DEFAULTS
@@ -92,8 +92,7 @@ def accepted(policy: GPT, a: np.ndarray, b: np.ndarray, group_size: int, fmt: st
     g = sampling.generate(policy, p, v, max_new, temperature=1.0, n_samples=group_size, seed=seed)
     ok = reward.validate(g.tokens, np.repeat(a, group_size), np.repeat(b, group_size), fmt).correct
     seq, sv, gm = rl.rollout_batch(p, v, g.tokens)
-    stop = (g.tokens == EOS) | (g.tokens == PAD)
-    sampled = int(v.sum()) * group_size + int(((np.cumsum(stop, axis=1) - stop) == 0).sum())
+    sampled = rl.sampled_tokens(v, g.tokens)
     keep = torch.from_numpy(np.asarray(ok, bool))
     if not keep.any():
         return None, sampled, 0.0

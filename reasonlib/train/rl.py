@@ -142,6 +142,15 @@ def draw_mix(buckets, weights, n: int, rng: np.random.Generator, max_digits: int
             np.concatenate([np.full(len(a), i) for a, _, i in parts]))
 
 
+def sampled_tokens(valid: np.ndarray, gen: np.ndarray) -> int:
+    """The real tokens a sampler ran the model on: each prompt's (``valid`` (P, Lp), once per
+    sample) and each generated row's up to and including its first EOS or PAD (``gen``
+    (P * G, Lg))."""
+    G = gen.shape[0] // valid.shape[0]
+    stop = (gen == EOS) | (gen == PAD)
+    return int(valid.sum()) * G + int(((np.cumsum(stop, axis=1) - stop) == 0).sum())
+
+
 def informative(rewards: torch.Tensor) -> torch.Tensor:
     """rewards (P, G) -> (P,) bool: the groups whose rewards are not all equal. Only they have
     a nonzero advantage, so only they carry a gradient."""
@@ -217,8 +226,7 @@ def collect_groups(policy: GPT, prompts_per_step: int, group_size: int, buckets,
             keep &= np.cumsum(keep) <= P - found
         kept.append(((a, b, g.tokens), which, keep))
         stats.append((rw, which, inf))
-        stop = (g.tokens == EOS) | (g.tokens == PAD)
-        n_tok += int(v.sum()) * G + int(((np.cumsum(stop, axis=1) - stop) == 0).sum())
+        n_tok += sampled_tokens(v, g.tokens)
         drawn += n
         found += int(keep.sum())
         rounds += 1
