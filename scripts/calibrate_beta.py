@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from calibrate_sft import done_seeds, profile_params, seeds_arg, sweep  # noqa: E402
+from calibrate_sft import profile_params, resume_sweep, seeds_arg  # noqa: E402
 
 UNPRACTISED = ("d1", "d2_nocarry", "d2_carry")
 
@@ -154,10 +154,6 @@ def main(argv=None):
     if bad:
         ap.error(f"--betas {' '.join(map(str, a.betas))}: beta {bad[0]} is negative; betas must be >= 0")
     out = Path(a.out) / f"{a.tag}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = done_seeds(out)
-    jobs = [(s, vars(a)) for s in a.seeds if s not in done]
-    print(f"{len(jobs)} seeds -> {out} ({len(done)} already there)", flush=True)
 
     def line(r):
         return f"seed {r['seed']}: " + "; ".join(
@@ -165,7 +161,7 @@ def main(argv=None):
                                 f"kl {r[n][f'{b:g}']['kl_general']:.3f}" for b in r["betas"])
             for n in ("targeted-mid", "control-end"))
 
-    sweep(one_seed, jobs, out, a.workers, a.threads, line)
+    resume_sweep(one_seed, a, out, line)
     return 0
 
 

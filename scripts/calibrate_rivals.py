@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from calibrate_sft import done_seeds, profile_params, seeds_arg, sweep  # noqa: E402
+from calibrate_sft import profile_params, resume_sweep, seeds_arg  # noqa: E402
 
 ARMS = ("rl", "sft", "rft")
 
@@ -172,11 +172,7 @@ def main(argv=None):
             raise SystemExit(f"no rows at {out}")
         print(table([json.loads(x) for x in out.read_text().splitlines() if x.strip()]))
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = done_seeds(out)
-    jobs = [(s, vars(a)) for s in a.seeds if s not in done]
-    print(f"{len(jobs)} seeds -> {out} ({len(done)} already there)", flush=True)
-    sweep(one_seed, jobs, out, a.workers, a.threads,
+    resume_sweep(one_seed, a, out,
           lambda r: f"seed {r['seed']} start {100 * r['start']['general']:.1f}%: " + ", ".join(
               f"{k} {100 * v['general']:.1f}%" for k, v in r["arms"].items()))
     return 0

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from calibrate_sft import done_seeds, profile_params, seeds_arg, sweep  # noqa: E402
+from calibrate_sft import profile_params, resume_sweep, seeds_arg  # noqa: E402
 
 
 def _eval(model, cfg, n_eval, n_passk, seed):
@@ -140,11 +140,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     a.tag = a.tag or ("rl-packed" if a.packed else "rl")
     out = Path(a.out) / f"{a.tag}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = done_seeds(out)
-    jobs = [(s, vars(a)) for s in a.seeds if s not in done]
-    print(f"{len(jobs)} seeds -> {out} ({len(done)} already there)", flush=True)
-    sweep(one_seed, jobs, out, a.workers, a.threads,
+    resume_sweep(one_seed, a, out,
           lambda r: f"seed {r['seed']} start step {r['start_step']}: general " + ", ".join(
               f"{k} {100 * r[k]['general']:.1f}%" for k in ("start", "rl", "rl-dyn", "sft")))
     return 0

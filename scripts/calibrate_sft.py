@@ -82,6 +82,16 @@ def sweep(worker, jobs, out: Path, workers: int, threads: int, show) -> None:
             print(show(r), flush=True)
 
 
+def resume_sweep(worker, a, out: Path, show) -> None:
+    """:func:`sweep` over the seeds of ``a.seeds`` that ``out`` does not hold yet (a rerun
+    resumes), each job ``(seed, vars(a))``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_seeds(out)
+    jobs = [(s, vars(a)) for s in a.seeds if s not in done]
+    print(f"{len(jobs)} seeds -> {out} ({len(done)} already there)", flush=True)
+    sweep(worker, jobs, out, a.workers, a.threads, show)
+
+
 def profile_params(profile: str, seed: int, packed: bool = False, **extra):
     """A profile's validated parameters for one calibration seed; ``packed`` trains SFT with the
     packed step whatever the profile says (calibrate_rl.py, calibrate_beta.py); ``extra``

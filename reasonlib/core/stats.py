@@ -250,6 +250,15 @@ def sign_test(only_a: int, only_b: int) -> float:
     return 1.0 if n == 0 else min(1.0, 2 * _binom_cdf(min(only_a, only_b), n, 0.5))
 
 
+def r_squared(y, pred) -> float:
+    """1 - SS(y - pred) / SS(y - mean y): the share of y's variance a prediction explains
+    (below 0 where it predicts worse than the mean; nan where y does not vary or a
+    prediction is missing)."""
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
+    ss = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - float(np.sum((y - pred) ** 2)) / ss if ss > 0 and not np.isnan(pred).any() else float("nan")
+
+
 def polyfit(x, y, degree: int = 1, groups=None) -> dict:
     """Least-squares polynomial fit of ``y`` on ``x``: its coefficients (highest power first,
     as ``np.polyval`` takes them), R² on the data, Pearson's r, n, and, where ``groups`` is
@@ -267,10 +276,9 @@ def polyfit(x, y, degree: int = 1, groups=None) -> dict:
                          f"more than {degree} distinct x (spread), got {len(x)} points at "
                          f"{levels} distinct x")
     coef = np.polyfit(x, y, degree)
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - float(np.sum((y - np.polyval(coef, x)) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
-    r = float(np.corrcoef(x, y)[0, 1]) if ss_tot > 0 else float("nan")
-    out = {"coef": [float(c) for c in coef], "degree": degree, "r2": r2, "r": r, "n": len(x)}
+    r = float(np.corrcoef(x, y)[0, 1]) if np.ptp(y) > 0 else float("nan")
+    out = {"coef": [float(c) for c in coef], "degree": degree,
+           "r2": r_squared(y, np.polyval(coef, x)), "r": r, "n": len(x)}
     if groups is not None:
         g = np.asarray(groups)
         pred = np.full_like(y, np.nan)
@@ -279,7 +287,6 @@ def polyfit(x, y, degree: int = 1, groups=None) -> dict:
             if rest.sum() <= degree + 1 or len(np.unique(np.round(x[rest], 9))) <= degree:
                 break   # a fit without this group is not defined: no held-out R²
             pred[~rest] = np.polyval(np.polyfit(x[rest], y[rest], degree), x[~rest])
-        out["r2_held_out"] = (1.0 - float(np.sum((y - pred) ** 2)) / ss_tot
-                              if ss_tot > 0 and not np.isnan(pred).any() else float("nan"))
+        out["r2_held_out"] = r_squared(y, pred)
         out["groups"] = len(set(g.tolist()))
     return out

@@ -208,7 +208,7 @@ def headroom_seeds(points: list[dict], band: tuple[float, float], title: str,
     pass@k, and the gap pass@k - greedy), one colour per start type, one marker per seed,
     the band of starts with headroom shaded on the greedy panel, and each panel's fitted
     curve (summary.headroom_fits) with its R² on the data and held out by seed."""
-    order = ("snapshot", "finished arm", "format arm")   # summary.START_TYPES
+    from .summary import START_TYPES as order
     types = sorted(dict.fromkeys(p.get("type", "start") for p in points),
                    key=lambda t: order.index(t) if t in order else len(order))
     colors = dict(zip(types, sns.color_palette("tab10", max(len(types), 1))))

@@ -230,7 +230,6 @@ def type_fit(points: list[dict]) -> dict:
     y = np.array([100 * p["gain_greedy"] for p in points])
     t = [p["type"] for p in points]
     s = [p["seed"] for p in points]
-    ss = float(np.sum((y - y.mean()) ** 2))
 
     def means(keep):
         ys = {u: [v for v, tt, k in zip(y, t, keep) if k and tt == u] for u in set(t)}
@@ -239,9 +238,8 @@ def type_fit(points: list[dict]) -> dict:
 
     m = means([True] * len(y))
     held = np.array([means([q != si for q in s])[ti] for ti, si in zip(t, s)])
-    return {"means": m, "r2": 1 - float(np.sum((y - np.array([m[u] for u in t])) ** 2)) / ss if ss else float("nan"),
-            "r2_held_out": 1 - float(np.sum((y - held) ** 2)) / ss if ss else float("nan"),
-            "n": len(y), "groups": len(set(s))}
+    return {"means": m, "r2": stats.r_squared(y, [m[u] for u in t]),
+            "r2_held_out": stats.r_squared(y, held), "n": len(y), "groups": len(set(s))}
 
 
 RAZOR_STARTS = {"moving": "mid-transition", "control": "control, finished"}
